@@ -1,0 +1,128 @@
+//! Benchmark of one cDCGAN training step (D update + G update) on the selected backend.
+//!
+//! `cargo bench -p anygan-worker --bench train_step -- [--widths 64,128] [--batch 64]
+//! [--warmup 2] [--steps 10]` prints, per width: parameter counts, median step time,
+//! images per second and peak heap memory during the measured steps.
+#![allow(unsafe_code)] // the counting allocator below must implement GlobalAlloc
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use anygan_worker::backend::{BACKEND_NAME, TrainBackend, device};
+use anygan_worker::gan::params::parameter_count;
+use anygan_worker::gan::{Batch, GanConfig, GanTrainer, TrainConfig};
+
+/// Counts live heap bytes and their high-water mark.
+struct CountingAllocator;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call is forwarded unchanged to the system allocator; the counters only observe.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: same contract as the caller's.
+        let ptr = unsafe { System.alloc(layout) };
+        if !ptr.is_null() {
+            let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+            PEAK.fetch_max(live, Ordering::Relaxed);
+        }
+        ptr
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) };
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+struct Options {
+    widths: Vec<usize>,
+    batch: usize,
+    warmup: usize,
+    steps: usize,
+}
+
+fn options() -> Options {
+    let mut options = Options {
+        widths: vec![64, 128],
+        batch: 64,
+        warmup: 2,
+        steps: 10,
+    };
+    let args: Vec<String> = std::env::args().collect();
+    let value = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+    };
+    if let Some(widths) = value("--widths") {
+        options.widths = widths.split(',').filter_map(|w| w.parse().ok()).collect();
+    }
+    let number =
+        |name: &str, default: usize| value(name).and_then(|v| v.parse().ok()).unwrap_or(default);
+    options.batch = number("--batch", options.batch);
+    options.warmup = number("--warmup", options.warmup);
+    options.steps = number("--steps", options.steps).max(1);
+    options
+}
+
+/// A batch of random-looking images with labels spread over 10 classes.
+fn synthetic_batch(batch: usize) -> Batch {
+    let images = (0..batch * 784)
+        .map(|i| ((i * 7919) % 255) as f32 / 127.5 - 1.0)
+        .collect();
+    let labels = (0..batch).map(|i| (i % 10) as u16).collect();
+    Batch { images, labels }
+}
+
+fn main() {
+    let options = options();
+    let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all cores".into());
+    println!(
+        "cdcgan-28 training step (D + G update), backend {BACKEND_NAME}, batch {}, threads {threads}, {} measured steps after {} warm-up",
+        options.batch, options.steps, options.warmup
+    );
+    println!(
+        "| width | G params | D params | median step (s) | min step (s) | images/s | peak heap (MiB) |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    let device = device(0);
+    for &width in &options.widths {
+        let config =
+            TrainConfig::new(GanConfig::new(10).with_width(width)).with_batch_size(options.batch);
+        let mut trainer = match GanTrainer::<TrainBackend>::new(config, &[1; 10], &device) {
+            Ok(trainer) => trainer,
+            Err(error) => {
+                eprintln!("width {width}: {error}");
+                continue;
+            }
+        };
+        let g_params = parameter_count(&trainer.generator());
+        let d_params = parameter_count(&trainer.discriminator());
+        let batch = synthetic_batch(options.batch);
+        for _ in 0..options.warmup {
+            trainer.train_step(&batch).expect("warm-up step");
+        }
+        PEAK.store(LIVE.load(Ordering::Relaxed), Ordering::Relaxed);
+        let mut times = Vec::with_capacity(options.steps);
+        for _ in 0..options.steps {
+            let started = Instant::now();
+            trainer.train_step(&batch).expect("measured step");
+            times.push(started.elapsed().as_secs_f64());
+        }
+        times.sort_by(f64::total_cmp);
+        let median = times[times.len() / 2];
+        let peak_mib = PEAK.load(Ordering::Relaxed) as f64 / (1024.0 * 1024.0);
+        println!(
+            "| {width} | {g_params} | {d_params} | {median:.3} | {:.3} | {:.1} | {peak_mib:.0} |",
+            times[0],
+            options.batch as f64 / median
+        );
+    }
+}

@@ -1,0 +1,80 @@
+//! The worker library's one error type: every variant names the file, record or field at fault.
+
+use std::path::PathBuf;
+
+/// Errors of the anygan worker library.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A dataset file or object could not be parsed.
+    #[error("dataset {source_name}: {reason}")]
+    Dataset { source_name: String, reason: String },
+
+    /// One image inside an image-folder dataset could not be decoded.
+    #[error("dataset {source_name}: image {image} does not decode: {reason}")]
+    ImageDecode {
+        source_name: String,
+        image: String,
+        reason: String,
+    },
+
+    /// A configuration value is out of range or inconsistent with another.
+    #[error("invalid config field `{field}`: {reason}")]
+    Config { field: &'static str, reason: String },
+
+    /// The object store refused or failed an operation.
+    #[error("object store {location}: {source}")]
+    Store {
+        location: String,
+        #[source]
+        source: object_store::Error,
+    },
+
+    /// A local file could not be read or written.
+    #[error("file {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// Saved model or optimizer state could not be restored.
+    #[error("checkpoint {location}: {reason}")]
+    Checkpoint { location: String, reason: String },
+
+    /// An image could not be encoded (sample grids, exported images).
+    #[error("encoding {what}: {reason}")]
+    Encode { what: String, reason: String },
+}
+
+impl Error {
+    pub(crate) fn dataset(source_name: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::Dataset {
+            source_name: source_name.into(),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn config(field: &'static str, reason: impl Into<String>) -> Self {
+        Self::Config {
+            field,
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn checkpoint(location: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::Checkpoint {
+            location: location.into(),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn store(location: impl Into<String>, source: object_store::Error) -> Self {
+        Self::Store {
+            location: location.into(),
+            source,
+        }
+    }
+}
+
+/// Result alias of the worker library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

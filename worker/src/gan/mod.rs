@@ -1,0 +1,14 @@
+//! The cDCGAN as pure burn code: model, parameters, training step, sampling, serialization.
+//! No tokio or tonic here; callers run it on a dedicated thread.
+
+pub mod model;
+pub mod params;
+pub mod sample;
+pub mod state;
+pub mod train;
+
+pub use model::{Discriminator, GanConfig, Generator};
+pub use train::{Batch, FakeLabels, GanTrainer, StepLosses, TrainConfig};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,246 @@
+//! The standard class-conditional DCGAN ("cdcgan-28", BENCHMARK.md) and its 32×32 RGB sibling.
+//!
+//! Conditioning follows the talk's recipe in both networks: label → Embedding(C, 50) →
+//! Linear(50, feature-map size) with linear activation → one extra channel concatenated to the
+//! feature map (generator) or to the image (discriminator).
+
+use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
+use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::prelude::*;
+use burn::tensor::activation::{leaky_relu, tanh};
+
+use crate::data::ImageShape;
+use crate::error::{Error, Result};
+
+/// Size of the label embedding in both networks.
+pub const LABEL_EMBEDDING: usize = 50;
+/// Slope of every LeakyReLU.
+const LEAKY_SLOPE: f64 = 0.2;
+
+/// The architecture of one cDCGAN: what a checkpoint must match to be loaded.
+#[derive(Config, Debug, PartialEq)]
+pub struct GanConfig {
+    /// Number of classes C.
+    pub num_classes: usize,
+    /// Channels of the images: 1 (gray) or 3 (RGB).
+    #[config(default = 1)]
+    pub channels: usize,
+    /// Side of the square images: 28 (two up/down-sampling stages from 7) or 32 (three from 4).
+    #[config(default = 28)]
+    pub image_size: usize,
+    /// Feature width W: 128 is the standard, 64 the small preset for CPU runs.
+    #[config(default = 128)]
+    pub width: usize,
+    /// Size of the noise vector z.
+    #[config(default = 100)]
+    pub latent_dim: usize,
+    /// Dropout before the discriminator's last layer.
+    #[config(default = 0.4)]
+    pub dropout: f64,
+}
+
+impl GanConfig {
+    /// Checks the fields and returns the number of 2× resampling stages.
+    pub fn validate(&self) -> Result<usize> {
+        if self.num_classes == 0 || self.num_classes > usize::from(u16::MAX) {
+            return Err(Error::config(
+                "num_classes",
+                format!("{} is not in 1..=65535", self.num_classes),
+            ));
+        }
+        if self.channels != 1 && self.channels != 3 {
+            return Err(Error::config(
+                "channels",
+                format!("{} is neither 1 nor 3", self.channels),
+            ));
+        }
+        if self.width == 0 || self.latent_dim == 0 {
+            return Err(Error::config(
+                "width",
+                "width and latent_dim must be positive",
+            ));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(Error::config(
+                "dropout",
+                format!("{} is not in [0, 1)", self.dropout),
+            ));
+        }
+        match self.image_size {
+            28 => Ok(2),
+            32 => Ok(3),
+            other => Err(Error::config(
+                "image_size",
+                format!("{other} is not 28 or 32"),
+            )),
+        }
+    }
+
+    /// Side of the first (generator) / last (discriminator) feature map.
+    pub fn base_size(&self) -> usize {
+        match self.image_size {
+            32 => 4,
+            _ => 7,
+        }
+    }
+
+    pub fn image_shape(&self) -> ImageShape {
+        ImageShape {
+            channels: self.channels,
+            height: self.image_size,
+            width: self.image_size,
+        }
+    }
+
+    /// Builds both networks on `device`.
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<(Generator<B>, Discriminator<B>)> {
+        let stages = self.validate()?;
+        Ok((
+            self.init_generator(stages, device),
+            self.init_discriminator(stages, device),
+        ))
+    }
+
+    fn init_generator<B: Backend>(&self, stages: usize, device: &B::Device) -> Generator<B> {
+        let base = self.base_size();
+        let w = self.width;
+        let upsample = (0..stages)
+            .map(|stage| {
+                let inputs = if stage == 0 { w + 1 } else { w };
+                ConvTranspose2dConfig::new([inputs, w], [4, 4])
+                    .with_stride([2, 2])
+                    .with_padding([1, 1])
+                    .init(device)
+            })
+            .collect();
+        Generator {
+            label_embedding: EmbeddingConfig::new(self.num_classes, LABEL_EMBEDDING).init(device),
+            label_projection: LinearConfig::new(LABEL_EMBEDDING, base * base).init(device),
+            noise_projection: LinearConfig::new(self.latent_dim, w * base * base).init(device),
+            upsample,
+            output: Conv2dConfig::new([w, self.channels], [7, 7])
+                .with_padding(PaddingConfig2d::Explicit(3, 3, 3, 3))
+                .init(device),
+            width: w,
+            base_size: base,
+        }
+    }
+
+    fn init_discriminator<B: Backend>(
+        &self,
+        stages: usize,
+        device: &B::Device,
+    ) -> Discriminator<B> {
+        let base = self.base_size();
+        let w = self.width;
+        let downsample = (0..stages)
+            .map(|stage| {
+                let inputs = if stage == 0 { self.channels + 1 } else { w };
+                Conv2dConfig::new([inputs, w], [3, 3])
+                    .with_stride([2, 2])
+                    .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                    .init(device)
+            })
+            .collect();
+        Discriminator {
+            label_embedding: EmbeddingConfig::new(self.num_classes, LABEL_EMBEDDING).init(device),
+            label_projection: LinearConfig::new(LABEL_EMBEDDING, self.image_size * self.image_size)
+                .init(device),
+            downsample,
+            classifier: LinearConfig::new(w * base * base, 1).init(device),
+            image_size: self.image_size,
+        }
+    }
+}
+
+/// Generator: (noise, label) → image in [-1, 1].
+#[derive(Module, Debug)]
+pub struct Generator<B: Backend> {
+    label_embedding: Embedding<B>,
+    label_projection: Linear<B>,
+    noise_projection: Linear<B>,
+    upsample: Vec<ConvTranspose2d<B>>,
+    output: Conv2d<B>,
+    width: usize,
+    base_size: usize,
+}
+
+impl<B: Backend> Generator<B> {
+    /// `noise`: `[batch, latent]`, `labels`: `[batch]` → images `[batch, channels, size, size]`.
+    pub fn forward(&self, noise: Tensor<B, 2>, labels: Tensor<B, 1, Int>) -> Tensor<B, 4> {
+        let [batch, _] = noise.dims();
+        let base = self.base_size;
+        let label_map = label_channel(&self.label_embedding, &self.label_projection, labels, base);
+        // [batch, width * base * base] → [batch, width, base, base]
+        let features = leaky_relu(self.noise_projection.forward(noise), LEAKY_SLOPE)
+            .reshape([batch, self.width, base, base]);
+        // [batch, width + 1, base, base]
+        let mut x = Tensor::cat(vec![features, label_map], 1);
+        for layer in &self.upsample {
+            x = leaky_relu(layer.forward(x), LEAKY_SLOPE); // spatial size doubles
+        }
+        tanh(self.output.forward(x))
+    }
+}
+
+/// Discriminator: (image, label) → one logit per image (real vs generated).
+#[derive(Module, Debug)]
+pub struct Discriminator<B: Backend> {
+    label_embedding: Embedding<B>,
+    label_projection: Linear<B>,
+    downsample: Vec<Conv2d<B>>,
+    classifier: Linear<B>,
+    image_size: usize,
+}
+
+impl<B: Backend> Discriminator<B> {
+    /// `images`: `[batch, channels, size, size]`, `labels`: `[batch]`, `dropout_keep`: an optional
+    /// `[batch, features]` mask already scaled by 1/(1-p) (inverted dropout), drawn by the caller
+    /// from a deterministic stream. Returns logits `[batch, 1]`.
+    pub fn forward(
+        &self,
+        images: Tensor<B, 4>,
+        labels: Tensor<B, 1, Int>,
+        dropout_keep: Option<Tensor<B, 2>>,
+    ) -> Tensor<B, 2> {
+        let [batch, _, _, _] = images.dims();
+        let label_map = label_channel(
+            &self.label_embedding,
+            &self.label_projection,
+            labels,
+            self.image_size,
+        );
+        // [batch, channels + 1, size, size]
+        let mut x = Tensor::cat(vec![images, label_map], 1);
+        for layer in &self.downsample {
+            x = leaky_relu(layer.forward(x), LEAKY_SLOPE); // spatial size halves
+        }
+        // [batch, width, base, base] → [batch, width * base * base]
+        let mut features = x.reshape([batch as i32, -1]);
+        if let Some(keep) = dropout_keep {
+            features = features * keep;
+        }
+        self.classifier.forward(features)
+    }
+
+    /// Length of the feature vector dropout applies to.
+    pub fn feature_len(&self) -> usize {
+        self.classifier.weight.dims()[0]
+    }
+}
+
+/// The label as one extra `[batch, 1, side, side]` channel: embedding, then a linear layer.
+fn label_channel<B: Backend>(
+    embedding: &Embedding<B>,
+    projection: &Linear<B>,
+    labels: Tensor<B, 1, Int>,
+    side: usize,
+) -> Tensor<B, 4> {
+    let [batch] = labels.dims();
+    // [batch] → [batch, 1] → [batch, 1, 50] → [batch, 50]
+    let embedded = embedding
+        .forward(labels.reshape([batch, 1]))
+        .reshape([batch, LABEL_EMBEDDING]);
+    // [batch, side * side] → [batch, 1, side, side]
+    projection.forward(embedded).reshape([batch, 1, side, side])
+}

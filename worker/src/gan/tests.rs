@@ -1,0 +1,286 @@
+//! Tests of the cDCGAN: shapes, determinism, exact resume, serialization, and learning.
+
+use burn::prelude::*;
+
+use super::params::{named_tensors, parameter_bits, parameter_count};
+use super::sample::generate_images;
+use super::state::{generator_safetensors, load_generator_only, load_snapshot, save_snapshot};
+use super::*;
+use crate::backend::{ComputeBackend, TrainBackend};
+use crate::rng::Purpose;
+use crate::storage::StoreLocation;
+
+type Train = TrainBackend;
+
+fn tiny_config(seed: u64) -> TrainConfig {
+    TrainConfig::new(GanConfig::new(2).with_width(8).with_latent_dim(16))
+        .with_batch_size(8)
+        .with_seed(seed)
+}
+
+/// A two-class set: class 0 dark images with a bright left half, class 1 bright with a dark
+/// top half, so the classes differ in content and not only in brightness.
+fn two_class_batch(step: u64) -> Batch {
+    let mut images = Vec::new();
+    let mut labels = Vec::new();
+    for i in 0..8u64 {
+        let class = ((i + step) % 2) as u16;
+        for y in 0..28 {
+            for x in 0..28 {
+                let on = if class == 0 { x < 14 } else { y >= 14 };
+                images.push(if on { 0.8 } else { -0.8 });
+            }
+        }
+        labels.push(class);
+    }
+    Batch { images, labels }
+}
+
+fn trained(seed: u64, steps: u64) -> GanTrainer<Train> {
+    let device = Default::default();
+    let mut trainer =
+        GanTrainer::<Train>::new(tiny_config(seed), &[4, 4], &device).expect("trainer");
+    for _ in 0..steps {
+        let step = trainer.step();
+        trainer.train_step(&two_class_batch(step)).expect("step");
+    }
+    trainer
+}
+
+fn all_bits(trainer: &GanTrainer<Train>) -> (Vec<u32>, Vec<u32>) {
+    (
+        parameter_bits(&trainer.generator()),
+        parameter_bits(&trainer.discriminator()),
+    )
+}
+
+#[test]
+fn output_shapes_for_both_presets() {
+    let device = Default::default();
+    for (config, side, channels) in [
+        (GanConfig::new(10).with_width(16), 28, 1),
+        (
+            GanConfig::new(3)
+                .with_width(16)
+                .with_image_size(32)
+                .with_channels(3),
+            32,
+            3,
+        ),
+    ] {
+        let (generator, discriminator) = config.init::<ComputeBackend>(&device).expect("init");
+        let noise = Tensor::<ComputeBackend, 2>::zeros([5, config.latent_dim], &device);
+        let labels = Tensor::<ComputeBackend, 1, Int>::from_data(
+            TensorData::new(vec![0i32, 1, 2, 0, 1], [5]),
+            &device,
+        );
+        let images = generator.forward(noise, labels.clone());
+        assert_eq!(images.dims(), [5, channels, side, side]);
+        let logits = discriminator.forward(images, labels, None);
+        assert_eq!(logits.dims(), [5, 1]);
+    }
+}
+
+#[test]
+fn standard_model_parameter_count_matches_the_recipe() {
+    // Hand count of BENCHMARK.md's cdcgan-28 at W=128, C=10.
+    let w = 128;
+    let generator = 10 * 50
+        + (50 * 49 + 49)
+        + (100 * w * 49 + w * 49)
+        + ((w + 1) * w * 16 + w)
+        + (w * w * 16 + w)
+        + (w * 49 + 1);
+    let discriminator =
+        10 * 50 + (50 * 784 + 784) + (2 * w * 9 + w) + (w * w * 9 + w) + (w * 49 + 1);
+    let (g, d) = GanConfig::new(10)
+        .init::<ComputeBackend>(&Default::default())
+        .expect("init");
+    assert_eq!(parameter_count(&g), generator);
+    assert_eq!(parameter_count(&d), discriminator);
+}
+
+#[test]
+fn invalid_configs_are_refused() {
+    assert!(GanConfig::new(10).with_image_size(30).validate().is_err());
+    assert!(GanConfig::new(10).with_channels(2).validate().is_err());
+    assert!(GanConfig::new(0).validate().is_err());
+    assert!(GanConfig::new(10).with_dropout(1.0).validate().is_err());
+    let device = Default::default();
+    let err = GanTrainer::<Train>::new(tiny_config(0), &[1, 2, 3], &device)
+        .err()
+        .expect("3 counts, 2 classes");
+    assert!(err.to_string().contains("num_classes"), "{err}");
+    let mut trainer = GanTrainer::<Train>::new(tiny_config(0), &[4, 4], &device).expect("trainer");
+    let mut short = two_class_batch(0);
+    short.labels.pop();
+    assert!(trainer.train_step(&short).is_err());
+}
+
+#[test]
+fn same_seed_gives_identical_parameters() {
+    let a = trained(3, 3);
+    let b = trained(3, 3);
+    let c = trained(4, 3);
+    assert_eq!(all_bits(&a), all_bits(&b));
+    assert_ne!(all_bits(&a), all_bits(&c));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn save_load_continue_equals_uninterrupted() {
+    let uninterrupted = trained(11, 6);
+
+    let first_half = trained(11, 3);
+    let snapshot = first_half
+        .snapshot(&["a".into(), "b".into()], &[4, 4])
+        .expect("snapshot");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let location = StoreLocation::local(dir.path(), false).expect("store");
+    save_snapshot(&location, &snapshot).await.expect("save");
+    drop(first_half);
+
+    let loaded = load_snapshot(&location).await.expect("load");
+    let mut resumed = GanTrainer::<Train>::restore(loaded, &Default::default()).expect("restore");
+    assert_eq!(resumed.step(), 3);
+    while resumed.step() < 6 {
+        let step = resumed.step();
+        resumed.train_step(&two_class_batch(step)).expect("step");
+    }
+    assert_eq!(
+        all_bits(&resumed),
+        all_bits(&uninterrupted),
+        "resume must be bit-exact"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn corrupted_blob_is_refused_by_name() {
+    let trainer = trained(5, 1);
+    let snapshot = trainer
+        .snapshot(&["a".into(), "b".into()], &[4, 4])
+        .expect("snapshot");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let location = StoreLocation::local(dir.path(), false).expect("store");
+    save_snapshot(&location, &snapshot).await.expect("save");
+    let path = dir.path().join("discriminator_optim.mpk");
+    let mut bytes = std::fs::read(&path).expect("read");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&path, bytes).expect("write");
+    let loaded = load_snapshot(&location).await.expect("blobs are readable");
+    let err = GanTrainer::<Train>::restore(loaded, &Default::default())
+        .err()
+        .expect("corrupt");
+    assert!(
+        err.to_string().contains("discriminator_optim.mpk") && err.to_string().contains("SHA-256"),
+        "{err}"
+    );
+
+    std::fs::write(dir.path().join("state.json"), b"{ not json").expect("write");
+    let err = load_snapshot(&location).await.expect_err("bad description");
+    assert!(err.to_string().contains("state.json"), "{err}");
+}
+
+#[test]
+fn generator_alone_loads_from_a_snapshot() {
+    let trainer = trained(6, 2);
+    let snapshot = trainer
+        .snapshot(&["a".into(), "b".into()], &[4, 4])
+        .expect("snapshot");
+    let device = Default::default();
+    let generator = load_generator_only::<ComputeBackend>(&snapshot, &device).expect("load");
+    assert_eq!(
+        parameter_bits(&generator),
+        parameter_bits(&trainer.generator())
+    );
+}
+
+#[test]
+fn safetensors_export_has_pytorch_layout() {
+    let trainer = trained(7, 1);
+    let generator = trainer.generator();
+    let bytes = generator_safetensors(&generator, &trainer.config().gan).expect("export");
+    let loaded = safetensors::SafeTensors::deserialize(&bytes).expect("valid safetensors");
+    let burn_tensors = named_tensors(&generator);
+    assert_eq!(loaded.len(), burn_tensors.len());
+    let projection = loaded
+        .tensor("noise_projection.weight")
+        .expect("named like PyTorch");
+    // burn stores Linear weights [in, out]; PyTorch wants [out, in].
+    assert_eq!(projection.shape(), &[8 * 49, 16]);
+    let burn_projection = burn_tensors
+        .iter()
+        .find(|t| t.name == "noise_projection.weight")
+        .expect("present");
+    let exported: Vec<f32> = projection
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    // element [out=o, in=i] of the export equals burn's [i, o]
+    let (o, i) = (5, 3);
+    assert_eq!(
+        exported[o * 16 + i],
+        burn_projection.values[i * (8 * 49) + o]
+    );
+    assert_eq!(
+        loaded.tensor("upsample.0.weight").expect("conv").shape(),
+        &[9, 8, 4, 4]
+    );
+    assert_eq!(
+        loaded.tensor("output.weight").expect("conv").shape(),
+        &[1, 8, 7, 7]
+    );
+}
+
+#[test]
+fn training_moves_losses_and_learns_the_classes() {
+    let device = Default::default();
+    let config = TrainConfig::new(
+        GanConfig::new(2)
+            .with_width(8)
+            .with_latent_dim(16)
+            .with_dropout(0.0),
+    )
+    .with_batch_size(8)
+    .with_learning_rate(1e-3)
+    .with_seed(1);
+    let mut trainer = GanTrainer::<Train>::new(config.clone(), &[4, 4], &device).expect("trainer");
+    let first = trainer.train_step(&two_class_batch(0)).expect("step");
+    let mut last = first;
+    for step in 1..150 {
+        last = trainer.train_step(&two_class_batch(step)).expect("step");
+    }
+    assert!(
+        (last.discriminator - first.discriminator).abs() > 0.1
+            && (last.generator - first.generator).abs() > 0.1,
+        "losses did not move: {first:?} -> {last:?}"
+    );
+    // The generator must have learned each class's pattern: class 0's left half bright,
+    // class 1's bottom half bright.
+    let generator = trainer.generator();
+    let labels: Vec<u16> = (0..32).map(|i| (i % 2) as u16).collect();
+    let pixels = generate_images(
+        &generator,
+        &config.gan,
+        &labels,
+        (9, Purpose::SampleGrid, 0, 0),
+        &device,
+    );
+    let (mut left_minus_right, mut bottom_minus_top) = ([0f64; 2], [0f64; 2]);
+    for (image, &label) in pixels.chunks_exact(784).zip(&labels) {
+        for (p, &v) in image.iter().enumerate() {
+            let (y, x, v) = (p / 28, p % 28, f64::from(v));
+            left_minus_right[usize::from(label)] += if x < 14 { v } else { -v };
+            bottom_minus_top[usize::from(label)] += if y >= 14 { v } else { -v };
+        }
+    }
+    assert!(
+        left_minus_right[0] > left_minus_right[1],
+        "class 0 is not left-bright: {left_minus_right:?}"
+    );
+    assert!(
+        bottom_minus_top[1] > bottom_minus_top[0],
+        "class 1 is not bottom-bright: {bottom_minus_top:?}"
+    );
+}

@@ -1,0 +1,346 @@
+//! One cDCGAN training step (discriminator update, then generator update, two Adam optimizers)
+//! and the state it advances. Every random draw comes from a stream keyed by (seed, step, rank),
+//! so a step is a pure function of the state and the batch: runs with one seed are identical
+//! and a resumed run continues bit for bit.
+
+use burn::module::AutodiffModule;
+use burn::optim::adaptor::OptimizerAdaptor;
+use burn::optim::{Adam, AdamConfig, GradientsParams, Optimizer};
+use burn::prelude::*;
+use burn::tensor::activation::log_sigmoid;
+use burn::tensor::backend::AutodiffBackend;
+use rand::Rng;
+
+use super::model::{Discriminator, GanConfig, Generator};
+use super::params::force_init;
+use crate::error::{Error, Result};
+use crate::rng::{Purpose, fill_standard_normal, stream};
+
+/// How the labels of generated images are drawn during training.
+#[derive(Config, Debug, PartialEq, Eq, Copy)]
+pub enum FakeLabels {
+    /// With the class frequencies of the training set, so the discriminator cannot learn that a
+    /// rare label means "generated".
+    Empirical,
+    /// Uniformly over classes.
+    Uniform,
+}
+
+/// Everything that decides a training run's arithmetic.
+#[derive(Config, Debug, PartialEq)]
+pub struct TrainConfig {
+    pub gan: GanConfig,
+    /// Images per step (the global batch).
+    #[config(default = 64)]
+    pub batch_size: usize,
+    #[config(default = 2e-4)]
+    pub learning_rate: f64,
+    #[config(default = 0.5)]
+    pub beta1: f32,
+    #[config(default = 0.999)]
+    pub beta2: f32,
+    /// PyTorch's Adam default, so runs compare with the reference implementation.
+    #[config(default = 1e-8)]
+    pub epsilon: f32,
+    #[config(default = 0)]
+    pub seed: u64,
+    #[config(default = "FakeLabels::Empirical")]
+    pub fake_labels: FakeLabels,
+}
+
+impl TrainConfig {
+    fn adam(&self) -> AdamConfig {
+        AdamConfig::new()
+            .with_beta_1(self.beta1)
+            .with_beta_2(self.beta2)
+            .with_epsilon(self.epsilon)
+    }
+}
+
+/// Losses and discriminator scores of one step, read back from the device.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StepLosses {
+    pub discriminator: f32,
+    pub generator: f32,
+    /// Mean sigmoid(D(real)): how real the discriminator finds real images.
+    pub real_score: f32,
+    /// Mean sigmoid(D(G(z))) before the generator update.
+    pub fake_score: f32,
+}
+
+/// One real batch: pixels in [-1, 1], channel-first, and one label per image.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    pub images: Vec<f32>,
+    pub labels: Vec<u16>,
+}
+
+type GeneratorOptim<B> = OptimizerAdaptor<Adam, Generator<B>, B>;
+type DiscriminatorOptim<B> = OptimizerAdaptor<Adam, Discriminator<B>, B>;
+
+/// Serializes model initialization: burn draws initial weights from a process-global RNG, so
+/// two trainers initialized at once on different threads would interleave their draws.
+static INIT_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The models, their optimizers and the step counter.
+pub struct GanTrainer<B: AutodiffBackend> {
+    pub(crate) config: TrainConfig,
+    pub(crate) generator: Generator<B>,
+    pub(crate) discriminator: Discriminator<B>,
+    pub(crate) generator_optim: GeneratorOptim<B>,
+    pub(crate) discriminator_optim: DiscriminatorOptim<B>,
+    /// Steps completed.
+    pub(crate) step: u64,
+    /// Cumulative class weights used to draw labels of generated images.
+    label_cdf: Vec<f64>,
+    /// Which stream of randomness this replica draws (its rank in data-parallel training).
+    rank: u64,
+    device: B::Device,
+}
+
+impl<B: AutodiffBackend> GanTrainer<B> {
+    /// Fresh models initialized from `config.seed`. `class_counts` (the training set's) shapes
+    /// the label distribution of generated images under [`FakeLabels::Empirical`].
+    pub fn new(config: TrainConfig, class_counts: &[usize], device: &B::Device) -> Result<Self> {
+        if class_counts.len() != config.gan.num_classes {
+            return Err(Error::config(
+                "num_classes",
+                format!(
+                    "the model has {} classes, the data {}",
+                    config.gan.num_classes,
+                    class_counts.len()
+                ),
+            ));
+        }
+        if config.batch_size == 0 {
+            return Err(Error::config("batch_size", "must be positive"));
+        }
+        if !(config.learning_rate > 0.0 && config.learning_rate.is_finite()) {
+            return Err(Error::config(
+                "learning_rate",
+                format!("{} is not positive", config.learning_rate),
+            ));
+        }
+        let (generator, discriminator) = {
+            let _guard = INIT_LOCK
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            B::seed(device, config.seed);
+            let (generator, discriminator) = config.gan.init::<B>(device)?;
+            // Parameters initialize lazily; draw them all while the seed is ours.
+            (force_init(generator), force_init(discriminator))
+        };
+        let label_cdf = label_cdf(config.fake_labels, class_counts)?;
+        Ok(Self {
+            generator_optim: config.adam().init(),
+            discriminator_optim: config.adam().init(),
+            config,
+            generator,
+            discriminator,
+            step: 0,
+            label_cdf,
+            rank: 0,
+            device: device.clone(),
+        })
+    }
+
+    pub fn config(&self) -> &TrainConfig {
+        &self.config
+    }
+
+    /// Steps completed so far.
+    pub fn step(&self) -> u64 {
+        self.step
+    }
+
+    pub fn device(&self) -> &B::Device {
+        &self.device
+    }
+
+    /// The generator without autodiff, for sampling.
+    pub fn generator(&self) -> Generator<B::InnerBackend> {
+        self.generator.valid()
+    }
+
+    pub fn discriminator(&self) -> Discriminator<B::InnerBackend> {
+        self.discriminator.valid()
+    }
+
+    /// Runs one step on `batch` and advances the step counter.
+    pub fn train_step(&mut self, batch: &Batch) -> Result<StepLosses> {
+        let size = self.config.batch_size;
+        let shape = self.config.gan.image_shape();
+        if batch.labels.len() != size || batch.images.len() != size * shape.pixel_count() {
+            return Err(Error::config(
+                "batch",
+                format!(
+                    "{} labels and {} values do not make a batch of {size} {shape:?} images",
+                    batch.labels.len(),
+                    batch.images.len()
+                ),
+            ));
+        }
+        let lr = self.config.learning_rate;
+        let device = self.device.clone();
+        let real = Tensor::<B, 4>::from_data(
+            TensorData::new(
+                batch.images.clone(),
+                [size, shape.channels, shape.height, shape.width],
+            ),
+            &device,
+        );
+        let real_labels = labels_tensor::<B>(&batch.labels, &device);
+
+        // Discriminator update: real batch (target 1) and a generated batch (target 0). The
+        // generated batch comes from the non-autodiff generator, so no graph is built for it.
+        let (noise, fake_labels) = self.noise_and_labels(Purpose::DiscriminatorNoise);
+        let fake = self.generator.valid().forward(
+            self.tensor_2d::<B::InnerBackend>(noise, self.config.gan.latent_dim),
+            labels_tensor(&fake_labels, &device),
+        );
+        let fake = Tensor::<B, 4>::from_inner(fake);
+        let fake_labels = labels_tensor::<B>(&fake_labels, &device);
+        let real_logits = self
+            .discriminator
+            .forward(real, real_labels, self.dropout_mask(0));
+        let fake_logits = self
+            .discriminator
+            .forward(fake, fake_labels, self.dropout_mask(1));
+        let real_score = burn::tensor::activation::sigmoid(real_logits.clone()).mean();
+        let fake_score = burn::tensor::activation::sigmoid(fake_logits.clone()).mean();
+        let d_loss = bce_with_logits(real_logits, true) + bce_with_logits(fake_logits, false);
+        let d_grads = GradientsParams::from_grads(d_loss.backward(), &self.discriminator);
+        self.discriminator = self
+            .discriminator_optim
+            .step(lr, self.discriminator.clone(), d_grads);
+
+        // Generator update: fresh noise and labels, target 1 through the updated discriminator.
+        // The discriminator is frozen for this pass, so no gradient is computed for its weights.
+        let (noise, labels) = self.noise_and_labels(Purpose::GeneratorNoise);
+        let labels = labels_tensor::<B>(&labels, &device);
+        let fake = self.generator.forward(
+            self.tensor_2d::<B>(noise, self.config.gan.latent_dim),
+            labels.clone(),
+        );
+        let frozen = self.discriminator.clone().no_grad();
+        let g_loss = bce_with_logits(frozen.forward(fake, labels, self.dropout_mask(2)), true);
+        let g_grads = GradientsParams::from_grads(g_loss.backward(), &self.generator);
+        self.generator = self
+            .generator_optim
+            .step(lr, self.generator.clone(), g_grads);
+
+        self.step += 1;
+        Ok(StepLosses {
+            discriminator: scalar(d_loss),
+            generator: scalar(g_loss),
+            real_score: scalar(real_score),
+            fake_score: scalar(fake_score),
+        })
+    }
+
+    /// Noise `[batch * latent]` and labels for this step and purpose.
+    fn noise_and_labels(&self, purpose: Purpose) -> (Vec<f32>, Vec<u16>) {
+        let size = self.config.batch_size;
+        let mut rng = stream(self.config.seed, purpose, self.step, self.rank);
+        let mut noise = vec![0f32; size * self.config.gan.latent_dim];
+        fill_standard_normal(&mut rng, &mut noise);
+        let labels = (0..size)
+            .map(|_| draw_label(&self.label_cdf, rng.random::<f64>()))
+            .collect();
+        (noise, labels)
+    }
+
+    /// Inverted-dropout keep mask for the discriminator's `pass` of this step, or none.
+    fn dropout_mask(&self, pass: u64) -> Option<Tensor<B, 2>> {
+        let p = self.config.gan.dropout;
+        if p == 0.0 {
+            return None;
+        }
+        let features = self.discriminator.feature_len();
+        let size = self.config.batch_size;
+        let mut rng = stream(
+            self.config.seed,
+            Purpose::Dropout,
+            self.step,
+            self.rank * 4 + pass,
+        );
+        let keep = (1.0 / (1.0 - p)) as f32;
+        let mask: Vec<f32> = (0..size * features)
+            .map(|_| if rng.random::<f64>() < p { 0.0 } else { keep })
+            .collect();
+        Some(Tensor::from_data(
+            TensorData::new(mask, [size, features]),
+            &self.device,
+        ))
+    }
+
+    fn tensor_2d<K: Backend<Device = B::Device>>(
+        &self,
+        values: Vec<f32>,
+        cols: usize,
+    ) -> Tensor<K, 2> {
+        let rows = values.len() / cols;
+        Tensor::from_data(TensorData::new(values, [rows, cols]), &self.device)
+    }
+}
+
+/// Mean binary cross-entropy of `logits` against an all-1 or all-0 target, in the stable
+/// log-sigmoid form: -log σ(x) for target 1, -log σ(-x) for target 0.
+fn bce_with_logits<B: Backend>(logits: Tensor<B, 2>, target_real: bool) -> Tensor<B, 1> {
+    let signed = if target_real { logits } else { logits.neg() };
+    log_sigmoid(signed).mean().neg()
+}
+
+fn scalar<B: Backend>(tensor: Tensor<B, 1>) -> f32 {
+    tensor.into_scalar().elem::<f32>()
+}
+
+pub(crate) fn labels_tensor<B: Backend>(labels: &[u16], device: &B::Device) -> Tensor<B, 1, Int> {
+    let values: Vec<i32> = labels.iter().map(|&l| i32::from(l)).collect();
+    Tensor::from_data(TensorData::new(values, [labels.len()]), device)
+}
+
+/// Cumulative label weights for drawing generated images' labels.
+fn label_cdf(policy: FakeLabels, class_counts: &[usize]) -> Result<Vec<f64>> {
+    let weights: Vec<f64> = match policy {
+        FakeLabels::Uniform => vec![1.0; class_counts.len()],
+        FakeLabels::Empirical => class_counts.iter().map(|&c| c as f64).collect(),
+    };
+    let total: f64 = weights.iter().sum();
+    if total <= 0.0 {
+        return Err(Error::config(
+            "class_counts",
+            "the training set has no images",
+        ));
+    }
+    let mut running = 0.0;
+    Ok(weights
+        .iter()
+        .map(|w| {
+            running += w / total;
+            running
+        })
+        .collect())
+}
+
+fn draw_label(cdf: &[f64], u: f64) -> u16 {
+    let class = cdf.partition_point(|&edge| edge <= u).min(cdf.len() - 1);
+    class as u16
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_draws_follow_the_policy() {
+        let cdf = label_cdf(FakeLabels::Empirical, &[3, 0, 1]).expect("cdf");
+        assert_eq!(draw_label(&cdf, 0.0), 0);
+        assert_eq!(draw_label(&cdf, 0.74), 0);
+        assert_eq!(draw_label(&cdf, 0.76), 2, "an empty class is never drawn");
+        assert_eq!(draw_label(&cdf, 0.999_999), 2);
+        let uniform = label_cdf(FakeLabels::Uniform, &[3, 0, 1]).expect("cdf");
+        assert_eq!(draw_label(&uniform, 0.5), 1);
+        assert!(label_cdf(FakeLabels::Empirical, &[0, 0]).is_err());
+    }
+}

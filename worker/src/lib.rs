@@ -1,0 +1,12 @@
+//! anygan worker library: datasets, the burn cDCGAN (model, training step, sampling,
+//! serialization), storage, and the single-device training loop.
+
+pub mod backend;
+pub mod data;
+pub mod error;
+pub mod gan;
+pub mod rng;
+pub mod single;
+pub mod storage;
+
+pub use error::{Error, Result};
