@@ -1,6 +1,15 @@
-//! anygan's wire protocol. The `anygan.v1` services (registration, heartbeats, step rendezvous,
-//! the worker-to-worker collective) land here with distributed training (issue 3); until then
-//! this crate only fixes the protocol version every peer will check.
+//! anygan's wire protocol and the contracts both sides compute alike: the `anygan.v1` gRPC
+//! services, the protocol version, the job specification, and the shard plan.
+
+pub mod job;
+pub mod rng;
+pub mod shard;
 
 /// Version of the wire protocol; a peer with another version is refused at registration.
 pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Generated code of the `anygan.v1` package.
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
+pub mod v1 {
+    tonic::include_proto!("anygan.v1");
+}

@@ -41,6 +41,14 @@ pub enum Error {
     #[error("checkpoint {location}: {reason}")]
     Checkpoint { location: String, reason: String },
 
+    /// A collective operation failed or timed out; `peer` names the other side.
+    #[error("collective with {peer}: {reason}")]
+    Collective { peer: String, reason: String },
+
+    /// The coordinator refused or failed a request.
+    #[error("coordinator {address}: {reason}")]
+    Coordinator { address: String, reason: String },
+
     /// An image could not be encoded (sample grids, exported images).
     #[error("encoding {what}: {reason}")]
     Encode { what: String, reason: String },

@@ -2,6 +2,7 @@
 //! serialization), storage, and the single-device training loop.
 
 pub mod backend;
+pub mod collective;
 pub mod data;
 pub mod error;
 pub mod gan;

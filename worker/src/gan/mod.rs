@@ -5,6 +5,7 @@ pub mod model;
 pub mod params;
 pub mod sample;
 pub mod state;
+pub mod sync;
 pub mod train;
 
 pub use model::{Discriminator, GanConfig, Generator};

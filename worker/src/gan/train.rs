@@ -13,6 +13,8 @@ use rand::Rng;
 
 use super::model::{Discriminator, GanConfig, Generator};
 use super::params::force_init;
+use super::sync::average_gradients;
+use crate::collective::{GradientAllReduce, SingleReplica};
 use crate::error::{Error, Result};
 use crate::rng::{Purpose, fill_standard_normal, stream};
 
@@ -93,8 +95,11 @@ pub struct GanTrainer<B: AutodiffBackend> {
     pub(crate) step: u64,
     /// Cumulative class weights used to draw labels of generated images.
     label_cdf: Vec<f64>,
-    /// Which stream of randomness this replica draws (its rank in data-parallel training).
-    rank: u64,
+    /// This replica's rank and the number of replicas. Random draws are made for the whole
+    /// global batch and each rank keeps its rows, so n replicas at batch B/n see exactly what
+    /// one replica at batch B sees.
+    rank: usize,
+    world_size: usize,
     device: B::Device,
 }
 
@@ -140,8 +145,36 @@ impl<B: AutodiffBackend> GanTrainer<B> {
             step: 0,
             label_cdf,
             rank: 0,
+            world_size: 1,
             device: device.clone(),
         })
+    }
+
+    /// Makes this trainer replica `rank` of `world_size`; each then trains on
+    /// `batch_size / world_size` images per step.
+    pub fn set_replica(&mut self, rank: usize, world_size: usize) -> Result<()> {
+        if world_size == 0 || rank >= world_size || self.config.batch_size % world_size != 0 {
+            return Err(Error::config(
+                "world_size",
+                format!(
+                    "rank {rank} of {world_size} replicas cannot split a batch of {}",
+                    self.config.batch_size
+                ),
+            ));
+        }
+        self.rank = rank;
+        self.world_size = world_size;
+        Ok(())
+    }
+
+    /// Images this replica trains on per step.
+    pub fn local_batch(&self) -> usize {
+        self.config.batch_size / self.world_size
+    }
+
+    /// Restarts the step counter at `step` (a replica admitted into a running job).
+    pub fn set_step(&mut self, step: u64) {
+        self.step = step;
     }
 
     pub fn config(&self) -> &TrainConfig {
@@ -166,9 +199,29 @@ impl<B: AutodiffBackend> GanTrainer<B> {
         self.discriminator.valid()
     }
 
-    /// Runs one step on `batch` and advances the step counter.
+    /// Runs one step on `batch` and advances the step counter (single replica).
     pub fn train_step(&mut self, batch: &Batch) -> Result<StepLosses> {
-        let size = self.config.batch_size;
+        self.train_step_with(batch, &mut SingleReplica)
+    }
+
+    /// Runs one step on this replica's `batch`, averaging both networks' gradients with the
+    /// other replicas through `reducer` before each optimizer step.
+    pub fn train_step_with(
+        &mut self,
+        batch: &Batch,
+        reducer: &mut dyn GradientAllReduce,
+    ) -> Result<StepLosses> {
+        if reducer.world_size() != self.world_size {
+            return Err(Error::config(
+                "world_size",
+                format!(
+                    "the trainer is one of {}, the all-reduce one of {}",
+                    self.world_size,
+                    reducer.world_size()
+                ),
+            ));
+        }
+        let size = self.local_batch();
         let shape = self.config.gan.image_shape();
         if batch.labels.len() != size || batch.images.len() != size * shape.pixel_count() {
             return Err(Error::config(
@@ -209,7 +262,8 @@ impl<B: AutodiffBackend> GanTrainer<B> {
         let real_score = burn::tensor::activation::sigmoid(real_logits.clone()).mean();
         let fake_score = burn::tensor::activation::sigmoid(fake_logits.clone()).mean();
         let d_loss = bce_with_logits(real_logits, true) + bce_with_logits(fake_logits, false);
-        let d_grads = GradientsParams::from_grads(d_loss.backward(), &self.discriminator);
+        let mut d_grads = GradientsParams::from_grads(d_loss.backward(), &self.discriminator);
+        average_gradients(&self.discriminator, &mut d_grads, reducer)?;
         self.discriminator = self
             .discriminator_optim
             .step(lr, self.discriminator.clone(), d_grads);
@@ -224,7 +278,8 @@ impl<B: AutodiffBackend> GanTrainer<B> {
         );
         let frozen = self.discriminator.clone().no_grad();
         let g_loss = bce_with_logits(frozen.forward(fake, labels, self.dropout_mask(2)), true);
-        let g_grads = GradientsParams::from_grads(g_loss.backward(), &self.generator);
+        let mut g_grads = GradientsParams::from_grads(g_loss.backward(), &self.generator);
+        average_gradients(&self.generator, &mut g_grads, reducer)?;
         self.generator = self
             .generator_optim
             .step(lr, self.generator.clone(), g_grads);
@@ -238,38 +293,48 @@ impl<B: AutodiffBackend> GanTrainer<B> {
         })
     }
 
-    /// Noise `[batch * latent]` and labels for this step and purpose.
+    /// Noise `[local batch * latent]` and labels for this step and purpose: drawn for the
+    /// global batch, this replica's rows kept.
     fn noise_and_labels(&self, purpose: Purpose) -> (Vec<f32>, Vec<u16>) {
-        let size = self.config.batch_size;
-        let mut rng = stream(self.config.seed, purpose, self.step, self.rank);
-        let mut noise = vec![0f32; size * self.config.gan.latent_dim];
+        let global = self.config.batch_size;
+        let latent = self.config.gan.latent_dim;
+        let rows = self.replica_rows();
+        let mut rng = stream(self.config.seed, purpose, self.step, 0);
+        let mut noise = vec![0f32; global * latent];
         fill_standard_normal(&mut rng, &mut noise);
-        let labels = (0..size)
+        let labels: Vec<u16> = (0..global)
             .map(|_| draw_label(&self.label_cdf, rng.random::<f64>()))
             .collect();
-        (noise, labels)
+        (
+            noise[rows.start * latent..rows.end * latent].to_vec(),
+            labels[rows].to_vec(),
+        )
     }
 
-    /// Inverted-dropout keep mask for the discriminator's `pass` of this step, or none.
+    /// Rows of the global batch that belong to this replica.
+    fn replica_rows(&self) -> std::ops::Range<usize> {
+        let local = self.local_batch();
+        self.rank * local..(self.rank + 1) * local
+    }
+
+    /// Inverted-dropout keep mask for the discriminator's `pass` of this step, or none; drawn
+    /// for the global batch like the noise.
     fn dropout_mask(&self, pass: u64) -> Option<Tensor<B, 2>> {
         let p = self.config.gan.dropout;
         if p == 0.0 {
             return None;
         }
         let features = self.discriminator.feature_len();
-        let size = self.config.batch_size;
-        let mut rng = stream(
-            self.config.seed,
-            Purpose::Dropout,
-            self.step,
-            self.rank * 4 + pass,
-        );
+        let rows = self.replica_rows();
+        let mut rng = stream(self.config.seed, Purpose::Dropout, self.step, pass);
         let keep = (1.0 / (1.0 - p)) as f32;
-        let mask: Vec<f32> = (0..size * features)
+        let mask: Vec<f32> = (0..self.config.batch_size * features)
             .map(|_| if rng.random::<f64>() < p { 0.0 } else { keep })
+            .skip(rows.start * features)
+            .take(rows.len() * features)
             .collect();
         Some(Tensor::from_data(
-            TensorData::new(mask, [size, features]),
+            TensorData::new(mask, [rows.len(), features]),
             &self.device,
         ))
     }

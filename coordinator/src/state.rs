@@ -1,0 +1,425 @@
+//! The job's state as plain data and the only legal transitions between its phases. No I/O and
+//! no clocks of its own (the caller passes `now`), so every rule is unit-testable.
+//!
+//! ```text
+//!   WaitingForWorkers ──(min reached, then max or grace elapsed)──▶ Training
+//!          │                                                          │
+//!          └──────────── worker lost / replicas diverged ──▶ Failed ◀─┤
+//!                                                                     ▼
+//!                                       every replica reported the last step ──▶ Done
+//! ```
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anygan_proto::job::JobSpec;
+use anygan_proto::v1;
+
+use crate::error::{Error, Result};
+
+/// A registered worker.
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub worker_id: String,
+    pub collective_address: String,
+    pub device: String,
+    pub last_heartbeat: Instant,
+    /// Steps this worker reports as completed.
+    pub step: u64,
+    /// Parameter checksums reported, by step.
+    pub checksums: BTreeMap<u64, String>,
+}
+
+/// Where the job is in its life.
+#[derive(Debug, Clone)]
+pub enum Phase {
+    /// Collecting workers; `min_reached_at` starts the grace period for more to join.
+    WaitingForWorkers { min_reached_at: Option<Instant> },
+    /// Training with the members in rank order.
+    Training { generation: u64, started_at: Instant },
+    /// Every replica reported the last step.
+    Done { replicas_identical: bool },
+    Failed { reason: String },
+}
+
+/// Job state owned by the coordinator's state task.
+#[derive(Debug)]
+pub struct JobState {
+    pub spec: JobSpec,
+    pub heartbeat_timeout: Duration,
+    /// How long to wait for more than `min_workers` before starting.
+    pub start_grace: Duration,
+    /// Members in rank order (registration order).
+    pub members: Vec<Member>,
+    pub phase: Phase,
+    /// Seconds per step of rank 0, smoothed, for throughput.
+    step_seconds: Option<f64>,
+}
+
+impl JobState {
+    pub fn new(spec: JobSpec, heartbeat_timeout: Duration, start_grace: Duration) -> Result<Self> {
+        spec.validate().map_err(Error::InvalidJob)?;
+        Ok(Self {
+            spec,
+            heartbeat_timeout,
+            start_grace,
+            members: Vec::new(),
+            phase: Phase::WaitingForWorkers { min_reached_at: None },
+            step_seconds: None,
+        })
+    }
+
+    pub fn generation(&self) -> u64 {
+        match self.phase {
+            Phase::Training { generation, .. } => generation,
+            _ => 0,
+        }
+    }
+
+    fn member_mut(&mut self, worker_id: &str) -> Result<&mut Member> {
+        self.members
+            .iter_mut()
+            .find(|m| m.worker_id == worker_id)
+            .ok_or_else(|| Error::UnknownWorker(worker_id.to_string()))
+    }
+
+    /// Admits a worker while the job is collecting workers.
+    pub fn register(&mut self, request: &v1::RegisterRequest, now: Instant) -> Result<()> {
+        if request.protocol_version != anygan_proto::PROTOCOL_VERSION {
+            return Err(Error::ProtocolVersion {
+                worker_id: request.worker_id.clone(),
+                theirs: request.protocol_version,
+                ours: anygan_proto::PROTOCOL_VERSION,
+            });
+        }
+        if request.worker_id.is_empty() || request.worker_id.len() > 128 {
+            return Err(Error::InvalidArgument {
+                field: "worker_id",
+                reason: "must be 1 to 128 characters".into(),
+            });
+        }
+        if request.collective_address.parse::<std::net::SocketAddr>().is_err()
+            && !request.collective_address.contains(':')
+        {
+            return Err(Error::InvalidArgument {
+                field: "collective_address",
+                reason: format!("`{}` is not host:port", request.collective_address),
+            });
+        }
+        if self.members.iter().any(|m| m.worker_id == request.worker_id) {
+            return Err(Error::DuplicateWorker(request.worker_id.clone()));
+        }
+        match self.phase {
+            Phase::WaitingForWorkers { .. } if self.members.len() < self.spec.max_workers => {}
+            Phase::WaitingForWorkers { .. } => {
+                return Err(Error::JobFull(format!("{} of {} workers", self.members.len(), self.spec.max_workers)));
+            }
+            _ => return Err(Error::JobFull("training has started".into())),
+        }
+        self.members.push(Member {
+            worker_id: request.worker_id.clone(),
+            collective_address: request.collective_address.clone(),
+            device: request.device.clone(),
+            last_heartbeat: now,
+            step: 0,
+            checksums: BTreeMap::new(),
+        });
+        Ok(())
+    }
+
+    pub fn heartbeat(&mut self, worker_id: &str, now: Instant) -> Result<()> {
+        self.member_mut(worker_id)?.last_heartbeat = now;
+        Ok(())
+    }
+
+    /// Advances time-driven transitions: starting after the grace period, failing on a lost
+    /// worker. Returns true when the phase changed.
+    pub fn tick(&mut self, now: Instant) -> bool {
+        match &self.phase {
+            Phase::WaitingForWorkers { min_reached_at } => {
+                if self.members.len() < self.spec.min_workers {
+                    return false;
+                }
+                let reached = *min_reached_at.get_or_insert(now);
+                let min_reached_at = Some(reached);
+                if self.members.len() >= self.spec.max_workers || now.duration_since(reached) >= self.start_grace {
+                    self.phase = Phase::Training {
+                        generation: 1,
+                        started_at: now,
+                    };
+                    return true;
+                }
+                self.phase = Phase::WaitingForWorkers { min_reached_at };
+                false
+            }
+            Phase::Training { .. } => {
+                if let Some(lost) = self
+                    .members
+                    .iter()
+                    .find(|m| now.duration_since(m.last_heartbeat) > self.heartbeat_timeout)
+                {
+                    self.phase = Phase::Failed {
+                        reason: format!(
+                            "worker {} sent no heartbeat for {:?}",
+                            lost.worker_id, self.heartbeat_timeout
+                        ),
+                    };
+                    return true;
+                }
+                false
+            }
+            Phase::Done { .. } | Phase::Failed { .. } => false,
+        }
+    }
+
+    /// The assignment of `worker_id`, once training has started.
+    pub fn assignment(&self, worker_id: &str) -> Result<Option<v1::Assignment>> {
+        let Some(rank) = self.members.iter().position(|m| m.worker_id == worker_id) else {
+            return Err(Error::UnknownWorker(worker_id.to_string()));
+        };
+        let Phase::Training { generation, .. } = self.phase else {
+            return Ok(None);
+        };
+        Ok(Some(v1::Assignment {
+            generation,
+            rank: rank as u32,
+            world_size: self.members.len() as u32,
+            peers: self
+                .members
+                .iter()
+                .enumerate()
+                .map(|(rank, m)| v1::Peer {
+                    worker_id: m.worker_id.clone(),
+                    rank: rank as u32,
+                    collective_address: m.collective_address.clone(),
+                })
+                .collect(),
+            shard_seed: self.spec.seed,
+            start_step: 0,
+        }))
+    }
+
+    /// Records a completed step; fails the job when two replicas disagree on a checksum.
+    /// Returns whether the worker should go on.
+    pub fn report_step(&mut self, report: &v1::StepReport, now: Instant) -> Result<bool> {
+        let current = self.generation();
+        if report.generation != current {
+            return Err(Error::StaleGeneration {
+                worker_id: report.worker_id.clone(),
+                theirs: report.generation,
+                current,
+            });
+        }
+        if report.step > self.spec.steps {
+            return Err(Error::InvalidArgument {
+                field: "step",
+                reason: format!("{} is past the job's {} steps", report.step, self.spec.steps),
+            });
+        }
+        let rank = self.members.iter().position(|m| m.worker_id == report.worker_id);
+        let member = self.member_mut(&report.worker_id)?;
+        member.step = report.step;
+        member.last_heartbeat = now;
+        if !report.parameter_checksum.is_empty() {
+            member.checksums.insert(report.step, report.parameter_checksum.clone());
+        }
+        if rank == Some(0) && report.step_seconds > 0.0 {
+            let previous = self.step_seconds.unwrap_or(report.step_seconds);
+            self.step_seconds = Some(0.9 * previous + 0.1 * report.step_seconds);
+        }
+        if let Some(diverged) = self.diverged_step() {
+            self.phase = Phase::Failed {
+                reason: format!("replicas hold different parameters after step {diverged}"),
+            };
+        } else if self.members.iter().all(|m| m.checksums.contains_key(&self.spec.steps)) {
+            self.phase = Phase::Done {
+                replicas_identical: true,
+            };
+        }
+        Ok(matches!(self.phase, Phase::Training { .. }) && report.step < self.spec.steps
+            || matches!(self.phase, Phase::Done { .. }))
+    }
+
+    /// The first step at which two replicas reported different checksums.
+    fn diverged_step(&self) -> Option<u64> {
+        let first = self.members.first()?;
+        first.checksums.iter().find_map(|(step, checksum)| {
+            self.members
+                .iter()
+                .filter_map(|m| m.checksums.get(step))
+                .any(|other| other != checksum)
+                .then_some(*step)
+        })
+    }
+
+    pub fn is_finished(&self) -> bool {
+        matches!(self.phase, Phase::Done { .. } | Phase::Failed { .. })
+    }
+
+    pub fn phase_code(&self) -> v1::JobPhase {
+        match self.phase {
+            Phase::WaitingForWorkers { .. } => v1::JobPhase::WaitingForWorkers,
+            Phase::Training { .. } => v1::JobPhase::Training,
+            Phase::Done { .. } => v1::JobPhase::Done,
+            Phase::Failed { .. } => v1::JobPhase::Failed,
+        }
+    }
+
+    pub fn status(&self) -> v1::JobStatus {
+        let (replicas_identical, failure) = match &self.phase {
+            Phase::Done { replicas_identical } => (Some(*replicas_identical), String::new()),
+            Phase::Failed { reason } => (None, reason.clone()),
+            _ => (None, String::new()),
+        };
+        v1::JobStatus {
+            job_id: self.spec.job_id.clone(),
+            phase: self.phase_code() as i32,
+            generation: self.generation(),
+            target_steps: self.spec.steps,
+            completed_steps: self.members.iter().map(|m| m.step).min().unwrap_or(0),
+            workers: self
+                .members
+                .iter()
+                .enumerate()
+                .map(|(rank, m)| v1::WorkerStatus {
+                    worker_id: m.worker_id.clone(),
+                    rank: rank as u32,
+                    step: m.step,
+                    device: m.device.clone(),
+                    final_checksum: m.checksums.get(&self.spec.steps).cloned().unwrap_or_default(),
+                })
+                .collect(),
+            replicas_identical,
+            failure,
+            images_per_second: self
+                .step_seconds
+                .map(|s| self.spec.global_batch as f64 / s)
+                .unwrap_or(0.0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anygan_proto::job::{DatasetFormat, DatasetSource, ModelSpec};
+
+    fn spec(min: usize, max: usize) -> JobSpec {
+        JobSpec {
+            job_id: "job".into(),
+            dataset: DatasetSource {
+                location: "/d".into(),
+                format: DatasetFormat::Folder,
+                class_counts: None,
+                subset_seed: 0,
+            },
+            model: ModelSpec::default(),
+            steps: 2,
+            global_batch: 8,
+            learning_rate: 1e-3,
+            seed: 1,
+            uniform_fake_labels: false,
+            output: "out".into(),
+            store_options: vec![],
+            sample_every: 0,
+            checksum_every: 0,
+            min_workers: min,
+            max_workers: max,
+            collective_timeout_ms: 1000,
+        }
+    }
+
+    fn register(id: &str) -> v1::RegisterRequest {
+        v1::RegisterRequest {
+            protocol_version: anygan_proto::PROTOCOL_VERSION,
+            worker_id: id.into(),
+            collective_address: "127.0.0.1:1".into(),
+            device: "cpu".into(),
+        }
+    }
+
+    fn report(id: &str, generation: u64, step: u64, checksum: &str) -> v1::StepReport {
+        v1::StepReport {
+            worker_id: id.into(),
+            generation,
+            step,
+            parameter_checksum: checksum.into(),
+            ..Default::default()
+        }
+    }
+
+    fn state(min: usize, max: usize) -> JobState {
+        JobState::new(spec(min, max), Duration::from_secs(5), Duration::from_secs(1)).expect("valid")
+    }
+
+    #[test]
+    fn registration_refusals() {
+        let now = Instant::now();
+        let mut job = state(2, 2);
+        let wrong = v1::RegisterRequest { protocol_version: 99, ..register("a") };
+        assert!(matches!(job.register(&wrong, now), Err(Error::ProtocolVersion { .. })));
+        job.register(&register("a"), now).expect("first");
+        assert!(matches!(job.register(&register("a"), now), Err(Error::DuplicateWorker(_))));
+        job.register(&register("b"), now).expect("second");
+        assert!(matches!(job.register(&register("c"), now), Err(Error::JobFull(_))));
+        let bad = v1::RegisterRequest { collective_address: "nowhere".into(), ..register("d") };
+        assert!(matches!(job.register(&bad, now), Err(Error::InvalidArgument { .. })));
+    }
+
+    #[test]
+    fn starts_at_max_or_after_grace() {
+        let now = Instant::now();
+        let mut job = state(1, 3);
+        job.register(&register("a"), now).expect("a");
+        assert!(!job.tick(now), "grace period has not elapsed");
+        assert!(job.assignment("a").expect("known").is_none());
+        assert!(job.tick(now + Duration::from_secs(2)));
+        let assignment = job.assignment("a").expect("known").expect("training");
+        assert_eq!((assignment.rank, assignment.world_size, assignment.generation), (0, 1, 1));
+        assert!(matches!(job.register(&register("late"), now), Err(Error::JobFull(_))));
+
+        let mut full = state(1, 2);
+        full.register(&register("a"), now).expect("a");
+        full.register(&register("b"), now).expect("b");
+        assert!(full.tick(now), "max reached starts at once");
+        let b = full.assignment("b").expect("known").expect("training");
+        assert_eq!(b.rank, 1);
+        assert_eq!(b.peers.len(), 2);
+    }
+
+    #[test]
+    fn done_when_all_agree_failed_when_they_differ() {
+        let now = Instant::now();
+        let mut job = state(2, 2);
+        job.register(&register("a"), now).expect("a");
+        job.register(&register("b"), now).expect("b");
+        job.tick(now);
+        assert!(matches!(job.report_step(&report("a", 0, 1, ""), now), Err(Error::StaleGeneration { .. })));
+        assert!(job.report_step(&report("a", 1, 1, "x"), now).expect("ok"));
+        assert!(job.report_step(&report("b", 1, 1, "x"), now).expect("ok"));
+        job.report_step(&report("a", 1, 2, "y"), now).expect("ok");
+        assert!(!job.is_finished());
+        job.report_step(&report("b", 1, 2, "y"), now).expect("ok");
+        assert!(matches!(job.phase, Phase::Done { replicas_identical: true }));
+
+        let mut diverging = state(2, 2);
+        diverging.register(&register("a"), now).expect("a");
+        diverging.register(&register("b"), now).expect("b");
+        diverging.tick(now);
+        diverging.report_step(&report("a", 1, 1, "x"), now).expect("ok");
+        let go_on = diverging.report_step(&report("b", 1, 1, "z"), now).expect("ok");
+        assert!(!go_on);
+        assert!(matches!(&diverging.phase, Phase::Failed { reason } if reason.contains("step 1")));
+    }
+
+    #[test]
+    fn a_silent_worker_fails_the_job() {
+        let now = Instant::now();
+        let mut job = state(1, 1);
+        job.register(&register("a"), now).expect("a");
+        job.tick(now);
+        assert!(!job.tick(now + Duration::from_secs(4)));
+        assert!(job.tick(now + Duration::from_secs(6)));
+        assert!(matches!(&job.phase, Phase::Failed { reason } if reason.contains("worker a")));
+    }
+}

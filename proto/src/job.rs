@@ -1,0 +1,171 @@
+//! The job specification the coordinator hands every worker (as JSON in `RegisterResponse`).
+//! Plain data: the worker turns it into its model and training configs and validates it.
+
+use serde::{Deserialize, Serialize};
+
+/// Which files make the dataset and how they are laid out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum DatasetFormat {
+    /// Debian's `dataset-fashion-mnist` files; `test` picks the t10k split.
+    FashionMnist { test: bool },
+    /// An IDX images file and labels file relative to the location; no names → "0", "1", ...
+    Idx {
+        images: String,
+        labels: String,
+        class_names: Vec<String>,
+    },
+    /// `<class>/<image>.png|jpg` under the location.
+    Folder,
+}
+
+/// A dataset and the per-class subset to train on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatasetSource {
+    /// A local directory or `s3://bucket/prefix`.
+    pub location: String,
+    pub format: DatasetFormat,
+    /// Keep this many records of each class (e.g. BENCHMARK.md's long tail); none keeps all.
+    pub class_counts: Option<Vec<usize>>,
+    /// Seed of the per-class draw.
+    pub subset_seed: u64,
+}
+
+/// The cDCGAN's architecture, less the class count (which the data decides).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelSpec {
+    pub width: usize,
+    pub image_size: usize,
+    pub channels: usize,
+    pub latent_dim: usize,
+    pub dropout: f64,
+}
+
+impl Default for ModelSpec {
+    fn default() -> Self {
+        Self {
+            width: 64,
+            image_size: 28,
+            channels: 1,
+            latent_dim: 100,
+            dropout: 0.4,
+        }
+    }
+}
+
+/// Everything a worker needs to train its replica.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobSpec {
+    pub job_id: String,
+    pub dataset: DatasetSource,
+    pub model: ModelSpec,
+    /// Train until this many steps are complete.
+    pub steps: u64,
+    /// Images per step over all workers; each worker takes `global_batch / world_size`.
+    pub global_batch: usize,
+    pub learning_rate: f64,
+    pub seed: u64,
+    /// Draw generated images' labels uniformly instead of with the data's class frequencies.
+    pub uniform_fake_labels: bool,
+    /// Where results go: a local directory or `s3://bucket/prefix`.
+    pub output: String,
+    /// Object-store options (endpoint, region, ...), KEY=VALUE pairs.
+    pub store_options: Vec<(String, String)>,
+    /// Sample grid every N steps (0: only at the end).
+    pub sample_every: u64,
+    /// Replicas report a parameter checksum every N steps (0: only at the end).
+    pub checksum_every: u64,
+    pub min_workers: usize,
+    pub max_workers: usize,
+    /// A collective whose peer does not answer within this fails instead of hanging.
+    pub collective_timeout_ms: u64,
+}
+
+impl JobSpec {
+    /// Images each of `world_size` workers takes per step; the global batch must divide evenly.
+    pub fn local_batch(&self, world_size: usize) -> Result<usize, String> {
+        if world_size == 0 || self.global_batch % world_size != 0 {
+            return Err(format!(
+                "global_batch {} is not divisible by {world_size} workers",
+                self.global_batch
+            ));
+        }
+        Ok(self.global_batch / world_size)
+    }
+
+    /// Checks the fields that do not need the data; names the first bad one.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.min_workers == 0 || self.max_workers < self.min_workers {
+            return Err(format!(
+                "min_workers {} and max_workers {} must satisfy 1 <= min <= max",
+                self.min_workers, self.max_workers
+            ));
+        }
+        if self.global_batch == 0 {
+            return Err("global_batch must be positive".into());
+        }
+        if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
+            return Err(format!(
+                "learning_rate {} must be positive",
+                self.learning_rate
+            ));
+        }
+        if self.collective_timeout_ms == 0 {
+            return Err("collective_timeout_ms must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> JobSpec {
+        JobSpec {
+            job_id: "j".into(),
+            dataset: DatasetSource {
+                location: "/data".into(),
+                format: DatasetFormat::FashionMnist { test: false },
+                class_counts: None,
+                subset_seed: 0,
+            },
+            model: ModelSpec::default(),
+            steps: 10,
+            global_batch: 64,
+            learning_rate: 2e-4,
+            seed: 0,
+            uniform_fake_labels: false,
+            output: "out".into(),
+            store_options: vec![],
+            sample_every: 0,
+            checksum_every: 0,
+            min_workers: 1,
+            max_workers: 4,
+            collective_timeout_ms: 1000,
+        }
+    }
+
+    #[test]
+    fn json_round_trip_and_validation() {
+        let original = spec();
+        let json = serde_json::to_string(&original).expect("serializes");
+        assert_eq!(
+            serde_json::from_str::<JobSpec>(&json).expect("parses"),
+            original
+        );
+        assert!(original.validate().is_ok());
+        assert_eq!(original.local_batch(4), Ok(16));
+        assert!(
+            original
+                .local_batch(3)
+                .expect_err("64 % 3")
+                .contains("divisible by 3")
+        );
+        let bad = JobSpec {
+            min_workers: 0,
+            ..spec()
+        };
+        assert!(bad.validate().is_err());
+    }
+}

@@ -1,0 +1,153 @@
+//! The shard plan: which records each rank trains on in each epoch. A pure function of
+//! (labels, seed, epoch, world size), computed alike by every worker, so the coordinator only
+//! publishes its parameters.
+//!
+//! Per epoch, every class's records are shuffled, the classes are laid end to end and the
+//! sequence is dealt round-robin to the ranks. So every shard holds each class in proportion
+//! (within one record), shard sizes differ by at most one, and the shards of an epoch cover the
+//! dataset exactly once. Each shard is then shuffled on its own, so batches mix classes.
+
+use rand::seq::SliceRandom;
+
+use crate::rng::{Purpose, stream};
+
+/// Record indices of `rank`'s shard in `epoch`, in the order the rank visits them.
+pub fn shard_for_epoch(
+    labels: &[u16],
+    seed: u64,
+    epoch: u64,
+    world_size: usize,
+    rank: usize,
+) -> Vec<usize> {
+    let world_size = world_size.max(1);
+    let num_classes = labels
+        .iter()
+        .map(|&l| usize::from(l) + 1)
+        .max()
+        .unwrap_or(0);
+    let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); num_classes];
+    for (index, &label) in labels.iter().enumerate() {
+        by_class[usize::from(label)].push(index);
+    }
+    let mut shard = Vec::with_capacity(labels.len() / world_size + 1);
+    let mut position = 0usize;
+    for (class, members) in by_class.iter_mut().enumerate() {
+        members.shuffle(&mut stream(seed, Purpose::ShardDeal, epoch, class as u64));
+        for &record in members.iter() {
+            if position % world_size == rank {
+                shard.push(record);
+            }
+            position += 1;
+        }
+    }
+    shard.shuffle(&mut stream(seed, Purpose::ShardOrder, epoch, rank as u64));
+    shard
+}
+
+/// Steps per epoch when every rank takes `local_batch` records per step: bounded by the
+/// smallest shard, so all ranks step together.
+pub fn steps_per_epoch(records: usize, world_size: usize, local_batch: usize) -> u64 {
+    if local_batch == 0 || world_size == 0 {
+        return 0;
+    }
+    ((records / world_size) / local_batch) as u64
+}
+
+/// Records `rank` trains on at global step `step`.
+pub fn batch_for_step(
+    labels: &[u16],
+    seed: u64,
+    world_size: usize,
+    rank: usize,
+    local_batch: usize,
+    step: u64,
+) -> Option<Vec<usize>> {
+    let per_epoch = steps_per_epoch(labels.len(), world_size, local_batch);
+    if per_epoch == 0 {
+        return None;
+    }
+    let epoch = step / per_epoch;
+    let start = (step % per_epoch) as usize * local_batch;
+    let shard = shard_for_epoch(labels, seed, epoch, world_size, rank);
+    Some(shard[start..start + local_batch].to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn labels_strategy() -> impl Strategy<Value = Vec<u16>> {
+        prop::collection::vec(0u16..12, 0..400)
+    }
+
+    proptest! {
+        #[test]
+        fn shards_cover_the_dataset_exactly(labels in labels_strategy(), seed in any::<u64>(), epoch in 0u64..5, world in 1usize..7) {
+            let mut all: Vec<usize> = (0..world).flat_map(|r| shard_for_epoch(&labels, seed, epoch, world, r)).collect();
+            all.sort_unstable();
+            prop_assert_eq!(all, (0..labels.len()).collect::<Vec<_>>());
+        }
+
+        #[test]
+        fn every_shard_holds_each_class_in_proportion(labels in labels_strategy(), seed in any::<u64>(), world in 1usize..7) {
+            let classes = labels.iter().map(|&l| usize::from(l) + 1).max().unwrap_or(0);
+            let mut sizes = Vec::new();
+            for rank in 0..world {
+                let shard = shard_for_epoch(&labels, seed, 0, world, rank);
+                sizes.push(shard.len());
+                for class in 0..classes {
+                    let total = labels.iter().filter(|&&l| usize::from(l) == class).count();
+                    let mine = shard.iter().filter(|&&i| usize::from(labels[i]) == class).count();
+                    // total / world, rounded either way
+                    prop_assert!(mine * world + world > total && mine * world < total + world,
+                        "class {} has {} of {} on rank {} of {}", class, mine, total, rank, world);
+                }
+            }
+            prop_assert!(sizes.iter().max().unwrap_or(&0) - sizes.iter().min().unwrap_or(&0) <= 1);
+        }
+
+        #[test]
+        fn plan_is_deterministic(labels in labels_strategy(), seed in any::<u64>(), world in 1usize..5) {
+            for rank in 0..world {
+                prop_assert_eq!(shard_for_epoch(&labels, seed, 1, world, rank), shard_for_epoch(&labels, seed, 1, world, rank));
+            }
+        }
+    }
+
+    #[test]
+    fn rare_class_is_spread_over_workers_and_epochs_reshuffle() {
+        // 40 records of class 9 among 9,000 over 4 workers: 10 each.
+        let mut labels = vec![0u16; 8960];
+        labels.extend(std::iter::repeat_n(9u16, 40));
+        for rank in 0..4 {
+            let shard = shard_for_epoch(&labels, 3, 0, 4, rank);
+            assert_eq!(shard.iter().filter(|&&i| labels[i] == 9).count(), 10);
+        }
+        assert_ne!(
+            shard_for_epoch(&labels, 3, 0, 4, 0),
+            shard_for_epoch(&labels, 3, 1, 4, 0)
+        );
+        assert_ne!(
+            shard_for_epoch(&labels, 3, 0, 4, 0),
+            shard_for_epoch(&labels, 4, 0, 4, 0)
+        );
+    }
+
+    #[test]
+    fn batches_step_through_the_shard() {
+        let labels: Vec<u16> = (0..20).map(|i| (i % 2) as u16).collect();
+        assert_eq!(steps_per_epoch(20, 2, 3), 3);
+        let shard = shard_for_epoch(&labels, 0, 0, 2, 1);
+        assert_eq!(
+            batch_for_step(&labels, 0, 2, 1, 3, 1).expect("batch"),
+            shard[3..6].to_vec()
+        );
+        let next_epoch = shard_for_epoch(&labels, 0, 1, 2, 1);
+        assert_eq!(
+            batch_for_step(&labels, 0, 2, 1, 3, 3).expect("batch"),
+            next_epoch[0..3].to_vec()
+        );
+        assert_eq!(batch_for_step(&labels, 0, 2, 1, 30, 0), None);
+    }
+}

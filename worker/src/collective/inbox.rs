@@ -1,0 +1,74 @@
+//! Where chunks pushed by the left neighbour wait for the ring loop, fenced by generation.
+
+use std::sync::Mutex;
+
+use tokio::sync::mpsc;
+
+use anygan_proto::v1::RingChunk;
+
+/// Chunks one all-reduce can have in flight towards one rank. A rank's left neighbour sends at
+/// most one operation at a time (it waits for its stream to finish before the next), and an
+/// operation is 2(n-1) hops of one segment: 4096 chunks of 1 MiB cover 2 GiB of gradients, so
+/// the push handler never blocks on a full inbox and the ring cannot deadlock on buffer space.
+const INBOX_CAPACITY: usize = 4096;
+
+/// The receiving end of a rank's ring traffic.
+pub struct Inbox {
+    /// The membership generation whose chunks are accepted. A std mutex: held for a compare,
+    /// never across an await.
+    generation: Mutex<u64>,
+    sender: mpsc::Sender<RingChunk>,
+    receiver: tokio::sync::Mutex<mpsc::Receiver<RingChunk>>,
+}
+
+impl std::fmt::Debug for Inbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inbox")
+            .field("generation", &self.generation())
+            .finish()
+    }
+}
+
+impl Default for Inbox {
+    fn default() -> Self {
+        let (sender, receiver) = mpsc::channel(INBOX_CAPACITY);
+        Self {
+            generation: Mutex::new(0),
+            sender,
+            receiver: tokio::sync::Mutex::new(receiver),
+        }
+    }
+}
+
+impl Inbox {
+    pub fn generation(&self) -> u64 {
+        *self.generation.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Accepts chunks of `generation` from now on and drops anything older still queued.
+    pub async fn reset(&self, generation: u64) {
+        *self.generation.lock().unwrap_or_else(|p| p.into_inner()) = generation;
+        let mut receiver = self.receiver.lock().await;
+        while receiver.try_recv().is_ok() {}
+    }
+
+    /// Queues a chunk from the left neighbour; refused when its generation is not current.
+    pub(crate) async fn deliver(&self, chunk: RingChunk) -> Result<(), String> {
+        let current = self.generation();
+        if chunk.generation != current {
+            return Err(format!(
+                "chunk of generation {} from rank {}, current generation is {current}",
+                chunk.generation, chunk.sender_rank
+            ));
+        }
+        self.sender
+            .send(chunk)
+            .await
+            .map_err(|_| "the ring of this worker has stopped".to_string())
+    }
+
+    /// The receiving half, for the one ring loop of this worker.
+    pub(crate) async fn receiver(&self) -> tokio::sync::MutexGuard<'_, mpsc::Receiver<RingChunk>> {
+        self.receiver.lock().await
+    }
+}

@@ -1,0 +1,116 @@
+//! Serving the collective on a listener, and a ring of in-process ranks on loopback (used by
+//! tests and the all-reduce benchmark; real gRPC, real sockets).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use super::{CollectiveService, Inbox, RingAllReduce, RingConfig};
+use crate::error::{Error, Result};
+
+/// Serves the Collective service of `inbox` on `listener` until `shutdown` resolves.
+pub async fn serve_collective(
+    listener: TcpListener,
+    inbox: Arc<Inbox>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let address = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(CollectiveService::new(inbox).into_server())
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await
+        .map_err(|e| Error::Collective {
+            peer: address,
+            reason: format!("server failed: {e}"),
+        })
+}
+
+/// `world_size` ranks on 127.0.0.1, each with its own server; the servers stop when the
+/// returned guard drops.
+pub struct LoopbackRing {
+    pub ranks: Vec<RingAllReduce>,
+    _stop: tokio::sync::watch::Sender<()>,
+}
+
+impl LoopbackRing {
+    pub async fn start(world_size: usize, timeout: Duration, chunk_values: usize) -> Result<Self> {
+        let (stop, stopped) = tokio::sync::watch::channel(());
+        let mut addresses = Vec::new();
+        let mut inboxes = Vec::new();
+        for _ in 0..world_size {
+            let listener = TcpListener::bind("127.0.0.1:0")
+                .await
+                .map_err(|source| Error::Io {
+                    path: "127.0.0.1:0".into(),
+                    source,
+                })?;
+            addresses.push(listener.local_addr().map_err(|source| Error::Io {
+                path: "127.0.0.1:0".into(),
+                source,
+            })?);
+            let inbox = Arc::new(Inbox::default());
+            inbox.reset(1).await;
+            inboxes.push(Arc::clone(&inbox));
+            let mut stopped = stopped.clone();
+            tokio::spawn(serve_collective(listener, inbox, async move {
+                let _ = stopped.changed().await;
+            }));
+        }
+        let ranks = inboxes
+            .into_iter()
+            .enumerate()
+            .map(|(rank, inbox)| {
+                let config = RingConfig {
+                    rank,
+                    world_size,
+                    generation: 1,
+                    right_address: addresses[(rank + 1) % world_size].to_string(),
+                    timeout,
+                    chunk_values,
+                };
+                RingAllReduce::new(config, inbox)
+            })
+            .collect();
+        Ok(Self { ranks, _stop: stop })
+    }
+
+    /// Sums one vector per rank concurrently; returns every rank's result.
+    pub async fn sum_all(&mut self, inputs: Vec<Vec<f32>>) -> Result<Vec<Vec<f32>>> {
+        let ranks = std::mem::take(&mut self.ranks);
+        let tasks: Vec<_> = ranks
+            .into_iter()
+            .zip(inputs)
+            .map(|(mut ring, mut data)| {
+                tokio::spawn(async move {
+                    let result = ring.sum(&mut data).await;
+                    (ring, result.map(|()| data))
+                })
+            })
+            .collect();
+        let mut outputs = Vec::new();
+        let mut first_error = None;
+        for task in tasks {
+            let (ring, result) = task.await.map_err(|e| Error::Collective {
+                peer: "local".into(),
+                reason: e.to_string(),
+            })?;
+            self.ranks.push(ring);
+            match result {
+                Ok(data) => outputs.push(data),
+                Err(error) => {
+                    first_error.get_or_insert(error);
+                }
+            }
+        }
+        match first_error {
+            Some(error) => Err(error),
+            None => Ok(outputs),
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! The `worker train` binary as a user runs it: real process, files on disk, resume, bad input.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// Writes an IDX pair of `count` 28×28 images over two classes (class 1 brighter).
+fn write_idx_dataset(dir: &Path, count: u32) {
+    let mut images = vec![0, 0, 8, 3];
+    for dim in [count, 28, 28] {
+        images.extend(dim.to_be_bytes());
+    }
+    let mut labels = vec![0, 0, 8, 1];
+    labels.extend(count.to_be_bytes());
+    for i in 0..count {
+        let class = (i % 2) as u8;
+        labels.push(class);
+        images.extend((0..784u32).map(|p| if class == 1 { 200 } else { (p % 28) as u8 }));
+    }
+    std::fs::write(dir.join("images.idx"), images).expect("write images");
+    std::fs::write(dir.join("labels.idx"), labels).expect("write labels");
+}
+
+fn worker(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_worker"))
+        .args(args)
+        .env("RAYON_NUM_THREADS", "2")
+        .output()
+        .expect("worker binary runs")
+}
+
+fn train_args<'a>(data: &'a str, output: &'a str, steps: &'a str) -> Vec<&'a str> {
+    vec![
+        "train",
+        "--data",
+        data,
+        "--format",
+        "idx",
+        "--idx-images",
+        "images.idx",
+        "--idx-labels",
+        "labels.idx",
+        "--width",
+        "8",
+        "--batch-size",
+        "8",
+        "--steps",
+        steps,
+        "--sample-every",
+        "2",
+        "--checkpoint-every",
+        "2",
+        "--grid-columns",
+        "3",
+        "--output",
+        output,
+        "--resume",
+    ]
+}
+
+fn snapshot_step(output: &Path) -> u64 {
+    let raw = std::fs::read(output.join("model/state.json")).expect("snapshot description");
+    let description: serde_json::Value = serde_json::from_slice(&raw).expect("json");
+    description["step"].as_u64().expect("step is a number")
+}
+
+#[test]
+fn trains_writes_outputs_and_resumes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_idx_dataset(dir.path(), 32);
+    let data = dir.path().to_str().expect("utf-8");
+    let output = dir.path().join("out");
+    let out = output.to_str().expect("utf-8");
+
+    let first = worker(&train_args(data, out, "4"));
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert_eq!(snapshot_step(&output), 4);
+    for file in ["samples/step-0000002.png", "samples/final.png"] {
+        let grid = image::open(output.join(file)).expect("grid decodes");
+        // 2 classes × 3 columns of 28-pixel cells with 2-pixel gaps
+        assert_eq!(
+            (grid.width(), grid.height()),
+            (3 * 30 + 2, 2 * 30 + 2),
+            "{file}"
+        );
+    }
+    let export = std::fs::read(output.join("generator.safetensors")).expect("export");
+    let tensors = safetensors::SafeTensors::deserialize(&export).expect("valid safetensors");
+    assert!(tensors.names().iter().any(|n| *n == "output.weight"));
+
+    let resumed = worker(&train_args(data, out, "6"));
+    let log = String::from_utf8_lossy(&resumed.stderr);
+    assert!(resumed.status.success(), "{log}");
+    assert!(log.contains("resuming"), "{log}");
+    assert_eq!(snapshot_step(&output), 6);
+}
+
+#[test]
+fn bad_input_fails_with_the_file_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_idx_dataset(dir.path(), 16);
+    let labels = dir.path().join("labels.idx");
+    let mut bytes = std::fs::read(&labels).expect("read");
+    bytes.truncate(bytes.len() - 3);
+    std::fs::write(&labels, bytes).expect("write");
+    let data = dir.path().to_str().expect("utf-8");
+    let out = dir.path().join("out");
+    let result = worker(&train_args(data, out.to_str().expect("utf-8"), "2"));
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(!result.status.success());
+    assert!(
+        stderr.contains("labels.idx") && stderr.contains("need 16 data bytes"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn batch_larger_than_the_data_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_idx_dataset(dir.path(), 4);
+    let data = dir.path().to_str().expect("utf-8");
+    let out = dir.path().join("out");
+    let result = worker(&train_args(data, out.to_str().expect("utf-8"), "2"));
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(!result.status.success());
+    assert!(stderr.contains("batch_size"), "{stderr}");
+}
