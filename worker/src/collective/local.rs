@@ -31,11 +31,11 @@ pub async fn serve_collective(
         })
 }
 
-/// `world_size` ranks on 127.0.0.1, each with its own server; the servers stop when the
-/// returned guard drops.
+/// `world_size` ranks on 127.0.0.1, each with its own server; the servers stop when the ring
+/// (or the guard taken from it) drops.
 pub struct LoopbackRing {
     pub ranks: Vec<RingAllReduce>,
-    _stop: tokio::sync::watch::Sender<()>,
+    stop: Arc<tokio::sync::watch::Sender<()>>,
 }
 
 impl LoopbackRing {
@@ -77,7 +77,15 @@ impl LoopbackRing {
                 RingAllReduce::new(config, inbox)
             })
             .collect();
-        Ok(Self { ranks, _stop: stop })
+        Ok(Self {
+            ranks,
+            stop: Arc::new(stop),
+        })
+    }
+
+    /// Keeps the servers running after `ranks` are moved out.
+    pub fn servers_guard(&self) -> Arc<tokio::sync::watch::Sender<()>> {
+        Arc::clone(&self.stop)
     }
 
     /// Sums one vector per rank concurrently; returns every rank's result.
