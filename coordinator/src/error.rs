@@ -4,7 +4,11 @@
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("worker {worker_id} speaks protocol version {theirs}, this coordinator {ours}")]
-    ProtocolVersion { worker_id: String, theirs: u32, ours: u32 },
+    ProtocolVersion {
+        worker_id: String,
+        theirs: u32,
+        ours: u32,
+    },
     #[error("worker id `{0}` is already in the job")]
     DuplicateWorker(String),
     #[error("the job is full or has started: {0}")]
@@ -12,7 +16,11 @@ pub enum Error {
     #[error("unknown worker `{0}`: register first")]
     UnknownWorker(String),
     #[error("worker {worker_id} speaks for generation {theirs}, the current one is {current}")]
-    StaleGeneration { worker_id: String, theirs: u64, current: u64 },
+    StaleGeneration {
+        worker_id: String,
+        theirs: u64,
+        current: u64,
+    },
     #[error("invalid request field `{field}`: {reason}")]
     InvalidArgument { field: &'static str, reason: String },
     #[error("invalid job configuration: {0}")]
@@ -33,7 +41,9 @@ impl From<Error> for tonic::Status {
     fn from(error: Error) -> Self {
         use tonic::Code;
         let code = match &error {
-            Error::ProtocolVersion { .. } | Error::StaleGeneration { .. } => Code::FailedPrecondition,
+            Error::ProtocolVersion { .. } | Error::StaleGeneration { .. } => {
+                Code::FailedPrecondition
+            }
             Error::DuplicateWorker(_) => Code::AlreadyExists,
             Error::JobFull(_) => Code::ResourceExhausted,
             Error::UnknownWorker(_) => Code::NotFound,

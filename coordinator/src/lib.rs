@@ -1,4 +1,11 @@
-//! anygan coordinator: job state, membership, sharding plan, step rendezvous and checkpoint
-//! manifests. The `coordinator start` server arrives with distributed training (issue 3).
+//! anygan coordinator: one job's state (membership, ranks, shard plan parameters, step
+//! progress, replica agreement), served over gRPC to the workers.
 
-pub use anygan_proto::PROTOCOL_VERSION;
+pub mod actor;
+pub mod error;
+pub mod server;
+pub mod service;
+pub mod state;
+
+pub use error::{Error, Result};
+pub use server::{Timing, serve};

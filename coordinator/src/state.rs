@@ -34,12 +34,20 @@ pub struct Member {
 #[derive(Debug, Clone)]
 pub enum Phase {
     /// Collecting workers; `min_reached_at` starts the grace period for more to join.
-    WaitingForWorkers { min_reached_at: Option<Instant> },
+    WaitingForWorkers {
+        min_reached_at: Option<Instant>,
+    },
     /// Training with the members in rank order.
-    Training { generation: u64, started_at: Instant },
+    Training {
+        started_at: Instant,
+    },
     /// Every replica reported the last step.
-    Done { replicas_identical: bool },
-    Failed { reason: String },
+    Done {
+        replicas_identical: bool,
+    },
+    Failed {
+        reason: String,
+    },
 }
 
 /// Job state owned by the coordinator's state task.
@@ -52,6 +60,8 @@ pub struct JobState {
     /// Members in rank order (registration order).
     pub members: Vec<Member>,
     pub phase: Phase,
+    /// Membership generation: 0 before training, bumped whenever the ring is (re)formed.
+    generation: u64,
     /// Seconds per step of rank 0, smoothed, for throughput.
     step_seconds: Option<f64>,
 }
@@ -64,16 +74,16 @@ impl JobState {
             heartbeat_timeout,
             start_grace,
             members: Vec::new(),
-            phase: Phase::WaitingForWorkers { min_reached_at: None },
+            phase: Phase::WaitingForWorkers {
+                min_reached_at: None,
+            },
+            generation: 0,
             step_seconds: None,
         })
     }
 
     pub fn generation(&self) -> u64 {
-        match self.phase {
-            Phase::Training { generation, .. } => generation,
-            _ => 0,
-        }
+        self.generation
     }
 
     fn member_mut(&mut self, worker_id: &str) -> Result<&mut Member> {
@@ -98,7 +108,10 @@ impl JobState {
                 reason: "must be 1 to 128 characters".into(),
             });
         }
-        if request.collective_address.parse::<std::net::SocketAddr>().is_err()
+        if request
+            .collective_address
+            .parse::<std::net::SocketAddr>()
+            .is_err()
             && !request.collective_address.contains(':')
         {
             return Err(Error::InvalidArgument {
@@ -106,13 +119,21 @@ impl JobState {
                 reason: format!("`{}` is not host:port", request.collective_address),
             });
         }
-        if self.members.iter().any(|m| m.worker_id == request.worker_id) {
+        if self
+            .members
+            .iter()
+            .any(|m| m.worker_id == request.worker_id)
+        {
             return Err(Error::DuplicateWorker(request.worker_id.clone()));
         }
         match self.phase {
             Phase::WaitingForWorkers { .. } if self.members.len() < self.spec.max_workers => {}
             Phase::WaitingForWorkers { .. } => {
-                return Err(Error::JobFull(format!("{} of {} workers", self.members.len(), self.spec.max_workers)));
+                return Err(Error::JobFull(format!(
+                    "{} of {} workers",
+                    self.members.len(),
+                    self.spec.max_workers
+                )));
             }
             _ => return Err(Error::JobFull("training has started".into())),
         }
@@ -140,22 +161,24 @@ impl JobState {
                 if self.members.len() < self.spec.min_workers {
                     return false;
                 }
-                let reached = *min_reached_at.get_or_insert(now);
+                let reached = min_reached_at.unwrap_or(now);
                 let min_reached_at = Some(reached);
-                if self.members.len() >= self.spec.max_workers || now.duration_since(reached) >= self.start_grace {
-                    self.phase = Phase::Training {
-                        generation: 1,
-                        started_at: now,
-                    };
+                if self.members.len() >= self.spec.max_workers
+                    || now.duration_since(reached) >= self.start_grace
+                {
+                    self.generation += 1;
+                    self.phase = Phase::Training { started_at: now };
                     return true;
                 }
                 self.phase = Phase::WaitingForWorkers { min_reached_at };
                 false
             }
             Phase::Training { .. } => {
+                // A worker that finished its last step may exit; only the others must beat.
                 if let Some(lost) = self
                     .members
                     .iter()
+                    .filter(|m| m.step < self.spec.steps)
                     .find(|m| now.duration_since(m.last_heartbeat) > self.heartbeat_timeout)
                 {
                     self.phase = Phase::Failed {
@@ -177,9 +200,10 @@ impl JobState {
         let Some(rank) = self.members.iter().position(|m| m.worker_id == worker_id) else {
             return Err(Error::UnknownWorker(worker_id.to_string()));
         };
-        let Phase::Training { generation, .. } = self.phase else {
+        let Phase::Training { .. } = self.phase else {
             return Ok(None);
         };
+        let generation = self.generation;
         Ok(Some(v1::Assignment {
             generation,
             rank: rank as u32,
@@ -213,15 +237,23 @@ impl JobState {
         if report.step > self.spec.steps {
             return Err(Error::InvalidArgument {
                 field: "step",
-                reason: format!("{} is past the job's {} steps", report.step, self.spec.steps),
+                reason: format!(
+                    "{} is past the job's {} steps",
+                    report.step, self.spec.steps
+                ),
             });
         }
-        let rank = self.members.iter().position(|m| m.worker_id == report.worker_id);
+        let rank = self
+            .members
+            .iter()
+            .position(|m| m.worker_id == report.worker_id);
         let member = self.member_mut(&report.worker_id)?;
         member.step = report.step;
         member.last_heartbeat = now;
         if !report.parameter_checksum.is_empty() {
-            member.checksums.insert(report.step, report.parameter_checksum.clone());
+            member
+                .checksums
+                .insert(report.step, report.parameter_checksum.clone());
         }
         if rank == Some(0) && report.step_seconds > 0.0 {
             let previous = self.step_seconds.unwrap_or(report.step_seconds);
@@ -231,13 +263,19 @@ impl JobState {
             self.phase = Phase::Failed {
                 reason: format!("replicas hold different parameters after step {diverged}"),
             };
-        } else if self.members.iter().all(|m| m.checksums.contains_key(&self.spec.steps)) {
+        } else if self
+            .members
+            .iter()
+            .all(|m| m.checksums.contains_key(&self.spec.steps))
+        {
             self.phase = Phase::Done {
                 replicas_identical: true,
             };
         }
-        Ok(matches!(self.phase, Phase::Training { .. }) && report.step < self.spec.steps
-            || matches!(self.phase, Phase::Done { .. }))
+        Ok(
+            matches!(self.phase, Phase::Training { .. }) && report.step < self.spec.steps
+                || matches!(self.phase, Phase::Done { .. }),
+        )
     }
 
     /// The first step at which two replicas reported different checksums.
@@ -286,7 +324,11 @@ impl JobState {
                     rank: rank as u32,
                     step: m.step,
                     device: m.device.clone(),
-                    final_checksum: m.checksums.get(&self.spec.steps).cloned().unwrap_or_default(),
+                    final_checksum: m
+                        .checksums
+                        .get(&self.spec.steps)
+                        .cloned()
+                        .unwrap_or_default(),
                 })
                 .collect(),
             replicas_identical,
@@ -349,21 +391,44 @@ mod tests {
     }
 
     fn state(min: usize, max: usize) -> JobState {
-        JobState::new(spec(min, max), Duration::from_secs(5), Duration::from_secs(1)).expect("valid")
+        JobState::new(
+            spec(min, max),
+            Duration::from_secs(5),
+            Duration::from_secs(1),
+        )
+        .expect("valid")
     }
 
     #[test]
     fn registration_refusals() {
         let now = Instant::now();
         let mut job = state(2, 2);
-        let wrong = v1::RegisterRequest { protocol_version: 99, ..register("a") };
-        assert!(matches!(job.register(&wrong, now), Err(Error::ProtocolVersion { .. })));
+        let wrong = v1::RegisterRequest {
+            protocol_version: 99,
+            ..register("a")
+        };
+        assert!(matches!(
+            job.register(&wrong, now),
+            Err(Error::ProtocolVersion { .. })
+        ));
         job.register(&register("a"), now).expect("first");
-        assert!(matches!(job.register(&register("a"), now), Err(Error::DuplicateWorker(_))));
+        assert!(matches!(
+            job.register(&register("a"), now),
+            Err(Error::DuplicateWorker(_))
+        ));
         job.register(&register("b"), now).expect("second");
-        assert!(matches!(job.register(&register("c"), now), Err(Error::JobFull(_))));
-        let bad = v1::RegisterRequest { collective_address: "nowhere".into(), ..register("d") };
-        assert!(matches!(job.register(&bad, now), Err(Error::InvalidArgument { .. })));
+        assert!(matches!(
+            job.register(&register("c"), now),
+            Err(Error::JobFull(_))
+        ));
+        let bad = v1::RegisterRequest {
+            collective_address: "nowhere".into(),
+            ..register("d")
+        };
+        assert!(matches!(
+            job.register(&bad, now),
+            Err(Error::InvalidArgument { .. })
+        ));
     }
 
     #[test]
@@ -375,8 +440,18 @@ mod tests {
         assert!(job.assignment("a").expect("known").is_none());
         assert!(job.tick(now + Duration::from_secs(2)));
         let assignment = job.assignment("a").expect("known").expect("training");
-        assert_eq!((assignment.rank, assignment.world_size, assignment.generation), (0, 1, 1));
-        assert!(matches!(job.register(&register("late"), now), Err(Error::JobFull(_))));
+        assert_eq!(
+            (
+                assignment.rank,
+                assignment.world_size,
+                assignment.generation
+            ),
+            (0, 1, 1)
+        );
+        assert!(matches!(
+            job.register(&register("late"), now),
+            Err(Error::JobFull(_))
+        ));
 
         let mut full = state(1, 2);
         full.register(&register("a"), now).expect("a");
@@ -394,20 +469,32 @@ mod tests {
         job.register(&register("a"), now).expect("a");
         job.register(&register("b"), now).expect("b");
         job.tick(now);
-        assert!(matches!(job.report_step(&report("a", 0, 1, ""), now), Err(Error::StaleGeneration { .. })));
+        assert!(matches!(
+            job.report_step(&report("a", 0, 1, ""), now),
+            Err(Error::StaleGeneration { .. })
+        ));
         assert!(job.report_step(&report("a", 1, 1, "x"), now).expect("ok"));
         assert!(job.report_step(&report("b", 1, 1, "x"), now).expect("ok"));
         job.report_step(&report("a", 1, 2, "y"), now).expect("ok");
         assert!(!job.is_finished());
         job.report_step(&report("b", 1, 2, "y"), now).expect("ok");
-        assert!(matches!(job.phase, Phase::Done { replicas_identical: true }));
+        assert!(matches!(
+            job.phase,
+            Phase::Done {
+                replicas_identical: true
+            }
+        ));
 
         let mut diverging = state(2, 2);
         diverging.register(&register("a"), now).expect("a");
         diverging.register(&register("b"), now).expect("b");
         diverging.tick(now);
-        diverging.report_step(&report("a", 1, 1, "x"), now).expect("ok");
-        let go_on = diverging.report_step(&report("b", 1, 1, "z"), now).expect("ok");
+        diverging
+            .report_step(&report("a", 1, 1, "x"), now)
+            .expect("ok");
+        let go_on = diverging
+            .report_step(&report("b", 1, 1, "z"), now)
+            .expect("ok");
         assert!(!go_on);
         assert!(matches!(&diverging.phase, Phase::Failed { reason } if reason.contains("step 1")));
     }

@@ -3,6 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
+/// BENCHMARK.md's long-tailed training counts per class (imbalance ratio 100, GAMO / DeepSMOTE).
+pub const LONG_TAIL_TRAIN_COUNTS: [usize; 10] = [4000, 2000, 1000, 750, 500, 350, 200, 100, 60, 40];
+
 /// Which files make the dataset and how they are laid out.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]

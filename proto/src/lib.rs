@@ -1,6 +1,8 @@
 //! anygan's wire protocol and the contracts both sides compute alike: the `anygan.v1` gRPC
 //! services, the protocol version, the job specification, and the shard plan.
 
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod job;
 pub mod rng;
 pub mod shard;

@@ -2,12 +2,14 @@
 
 use std::process::ExitCode;
 
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anygan_proto::cli::DataArgs;
 use anygan_worker::backend::{BACKEND_NAME, TrainBackend, device};
-use anygan_worker::data::{
-    DatasetLayout, DatasetSpec, FASHION_MNIST_CLASSES, ImageDataset, LONG_TAIL_TRAIN_COUNTS,
-    load_dataset, per_class_subset,
-};
+use anygan_worker::data::load_source;
 use anygan_worker::gan::{FakeLabels, GanConfig, TrainConfig};
+use anygan_worker::join::{JoinConfig, join};
 use anygan_worker::single::{SingleDeviceRun, StepReport, run_single_device};
 use anygan_worker::storage::StoreLocation;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -30,64 +32,27 @@ struct Cli {
 enum Command {
     /// Train the cDCGAN on one device, writing sample grids, a snapshot and the generator.
     Train(TrainArgs),
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum DataFormat {
-    /// The Debian `dataset-fashion-mnist` files (IDX, gzip) with Fashion-MNIST class names.
-    FashionMnist,
-    /// An IDX images file and labels file, named by --idx-images and --idx-labels.
-    Idx,
-    /// Class sub-folders of PNG/JPEG images: <data>/<class>/*.png.
-    Folder,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum Split {
-    Train,
-    Test,
+    /// Join a coordinator's job and train one data-parallel replica on this device.
+    Join(JoinArgs),
 }
 
 #[derive(Args, Debug)]
-struct DataArgs {
-    /// Dataset location: a directory, or s3://bucket/prefix.
-    #[arg(
-        long,
-        env = "ANYGAN_DATA",
-        default_value = "/usr/share/datasets/fashion-mnist"
-    )]
-    data: String,
-    #[arg(
-        long,
-        value_enum,
-        env = "ANYGAN_DATA_FORMAT",
-        default_value = "fashion-mnist"
-    )]
-    format: DataFormat,
-    /// Which split of a fashion-mnist dataset.
-    #[arg(long, value_enum, default_value = "train")]
-    split: Split,
-    /// IDX images file, relative to --data (format idx).
-    #[arg(long)]
-    idx_images: Option<String>,
-    /// IDX labels file, relative to --data (format idx).
-    #[arg(long)]
-    idx_labels: Option<String>,
-    /// Class names of an IDX dataset, comma-separated (default: 0..=max label).
-    #[arg(long, value_delimiter = ',')]
-    class_names: Vec<String>,
-    /// Keep BENCHMARK.md's long-tailed counts (4000, 2000, ..., 40) per class.
-    #[arg(long)]
-    long_tail: bool,
-    /// Keep this many images of each class instead, comma-separated.
-    #[arg(long, value_delimiter = ',', conflicts_with = "long_tail")]
-    class_counts: Vec<usize>,
-    /// Seed of the per-class draw.
-    #[arg(long, default_value_t = 0)]
-    subset_seed: u64,
-    /// Object-store options, KEY=VALUE (e.g. aws_endpoint=http://127.0.0.1:9000).
-    #[arg(long = "store-option", value_parser = parse_key_value)]
-    store_options: Vec<(String, String)>,
+struct JoinArgs {
+    /// The coordinator's host:port.
+    #[arg(long, env = "ANYGAN_COORDINATOR")]
+    coordinator: String,
+    /// This worker's id, unique in the job (default: hostname-pid).
+    #[arg(long, env = "ANYGAN_WORKER_ID")]
+    worker_id: Option<String>,
+    /// Where this worker's collective service listens for its ring neighbour.
+    #[arg(long, env = "ANYGAN_LISTEN", default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    /// Host name or IP peers use to reach this worker (default: the listen IP).
+    #[arg(long, env = "ANYGAN_ADVERTISE_HOST")]
+    advertise_host: Option<String>,
+    /// Keep retrying to reach the coordinator for this many seconds.
+    #[arg(long, default_value_t = 60)]
+    connect_timeout_s: u64,
 }
 
 #[derive(Args, Debug)]
@@ -141,17 +106,12 @@ enum FakeLabelsArg {
     Uniform,
 }
 
-fn parse_key_value(raw: &str) -> Result<(String, String), String> {
-    raw.split_once('=')
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .ok_or_else(|| format!("`{raw}` is not KEY=VALUE"))
-}
-
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_json);
     let result = match cli.command {
         Command::Train(args) => train(args),
+        Command::Join(args) => join_job(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -177,72 +137,9 @@ fn init_tracing(json: bool) {
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
+        .worker_threads(2)
         .enable_all()
         .build()?)
-}
-
-/// Loads the dataset the arguments describe, resized to `shape`, with any per-class subset.
-async fn load(
-    args: &DataArgs,
-    shape: anygan_worker::data::ImageShape,
-) -> anyhow::Result<ImageDataset> {
-    let location = StoreLocation::parse(&args.data, args.store_options.clone(), false)?;
-    let layout = match args.format {
-        DataFormat::FashionMnist => {
-            let prefix = match args.split {
-                Split::Train => "train",
-                Split::Test => "t10k",
-            };
-            DatasetLayout::Idx {
-                images: format!("{prefix}-images-idx3-ubyte.gz"),
-                labels: format!("{prefix}-labels-idx1-ubyte.gz"),
-                class_names: FASHION_MNIST_CLASSES
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect(),
-            }
-        }
-        DataFormat::Idx => {
-            let (Some(images), Some(labels)) = (&args.idx_images, &args.idx_labels) else {
-                anyhow::bail!("--format idx needs --idx-images and --idx-labels");
-            };
-            let class_names = if args.class_names.is_empty() {
-                (0..=255).map(|i: u16| i.to_string()).collect()
-            } else {
-                args.class_names.clone()
-            };
-            DatasetLayout::Idx {
-                images: images.clone(),
-                labels: labels.clone(),
-                class_names,
-            }
-        }
-        DataFormat::Folder => DatasetLayout::ImageFolder,
-    };
-    let mut dataset = load_dataset(&DatasetSpec {
-        location,
-        layout,
-        shape,
-    })
-    .await?;
-    if matches!(args.format, DataFormat::Idx) && args.class_names.is_empty() {
-        // Without names, the classes are 0..=max label, no more.
-        let max = dataset.labels().iter().copied().max().unwrap_or(0);
-        dataset = dataset.with_class_names((0..=max).map(|i| i.to_string()).collect())?;
-    }
-    let counts: Option<Vec<usize>> = if args.long_tail {
-        Some(LONG_TAIL_TRAIN_COUNTS.to_vec())
-    } else if !args.class_counts.is_empty() {
-        Some(args.class_counts.clone())
-    } else {
-        None
-    };
-    if let Some(counts) = counts {
-        let keep = per_class_subset(dataset.labels(), &counts, args.subset_seed)?;
-        dataset = dataset.select(&keep)?;
-    }
-    Ok(dataset)
 }
 
 fn train(args: TrainArgs) -> anyhow::Result<()> {
@@ -252,7 +149,12 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
         .with_image_size(args.image_size)
         .with_width(args.width);
     probe.validate()?;
-    let dataset = runtime.block_on(load(&args.data, probe.image_shape()))?;
+    let source = args.data.source().map_err(anyhow::Error::msg)?;
+    let dataset = runtime.block_on(load_source(
+        &source,
+        probe.image_shape(),
+        &args.data.store_options,
+    ))?;
     let gan = GanConfig {
         num_classes: dataset.num_classes(),
         ..probe
@@ -315,5 +217,29 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
         },
     )?;
     tracing::info!(output = %run.output, "done: samples/final.png, model/, generator.safetensors");
+    Ok(())
+}
+
+fn join_job(args: JoinArgs) -> anyhow::Result<()> {
+    let runtime = runtime()?;
+    let worker_id = args.worker_id.unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/etc/hostname").unwrap_or_else(|_| "worker".into());
+        format!("{}-{}", host.trim(), std::process::id())
+    });
+    let config = JoinConfig {
+        coordinator: args.coordinator,
+        worker_id,
+        listen: args.listen,
+        advertise_host: args.advertise_host,
+        connect_timeout: Duration::from_secs(args.connect_timeout_s),
+    };
+    let outcome = runtime.block_on(join(config))?;
+    tracing::info!(
+        rank = outcome.rank,
+        world_size = outcome.world_size,
+        steps = outcome.steps,
+        checksum = %outcome.parameter_checksum,
+        "replica finished"
+    );
     Ok(())
 }

@@ -5,19 +5,10 @@ use burn::tensor::backend::AutodiffBackend;
 
 use crate::data::{EpochSampler, ImageDataset};
 use crate::error::{Error, Result};
-use crate::gan::sample::sample_grid_png;
-use crate::gan::state::{
-    SNAPSHOT_DESCRIPTION, generator_safetensors, load_snapshot, save_snapshot,
-};
+use crate::gan::state::{SNAPSHOT_DESCRIPTION, load_snapshot};
 use crate::gan::{Batch, GanTrainer, StepLosses, TrainConfig};
+use crate::outputs::RunOutputs;
 use crate::storage::StoreLocation;
-
-/// Where the snapshot lives under the output location.
-pub const MODEL_DIR: &str = "model";
-/// Where sample grids are written under the output location.
-pub const SAMPLES_DIR: &str = "samples";
-/// The exported generator, under the output location.
-pub const GENERATOR_EXPORT: &str = "generator.safetensors";
 
 /// A single-device training run.
 #[derive(Debug, Clone)]
@@ -65,28 +56,18 @@ pub fn run_single_device<B: AutodiffBackend>(
             ),
         ));
     }
-    let class_counts = dataset.class_counts();
-    let model_dir = run.output.join(MODEL_DIR);
-    let mut trainer = match resume_from(run, &model_dir, io, device)? {
+    let outputs = RunOutputs {
+        location: run.output.clone(),
+        io,
+        grid_columns: run.grid_columns,
+        class_names: dataset.class_names().to_vec(),
+        class_counts: dataset.class_counts(),
+    };
+    let mut trainer = match resume_from(run, &outputs.model_location(), io, device)? {
         Some(trainer) => trainer,
-        None => GanTrainer::<B>::new(config.clone(), &class_counts, device)?,
+        None => GanTrainer::<B>::new(config.clone(), &outputs.class_counts, device)?,
     };
     let mut sampler = EpochSampler::new(dataset.len(), config.batch_size, config.seed)?;
-    let samples = run.output.join(SAMPLES_DIR);
-    let write_grid = |trainer: &GanTrainer<B>, name: &str| -> Result<()> {
-        let png = sample_grid_png(
-            &trainer.generator(),
-            &config.gan,
-            run.grid_columns,
-            config.seed,
-            device,
-        )?;
-        io.block_on(samples.put(name, png))
-    };
-    let save = |trainer: &GanTrainer<B>| -> Result<()> {
-        let snapshot = trainer.snapshot(dataset.class_names(), &class_counts)?;
-        io.block_on(save_snapshot(&model_dir, &snapshot))
-    };
 
     while trainer.step() < run.steps {
         let step = trainer.step();
@@ -101,16 +82,13 @@ pub fn run_single_device<B: AutodiffBackend>(
         });
         let done = trainer.step();
         if run.sample_every > 0 && done % run.sample_every == 0 && done < run.steps {
-            write_grid(&trainer, &format!("step-{done:07}.png"))?;
+            outputs.write_grid(&trainer, &format!("step-{done:07}.png"))?;
         }
         if run.checkpoint_every > 0 && done % run.checkpoint_every == 0 && done < run.steps {
-            save(&trainer)?;
+            outputs.save(&trainer)?;
         }
     }
-    write_grid(&trainer, "final.png")?;
-    save(&trainer)?;
-    let export = generator_safetensors(&trainer.generator(), &config.gan)?;
-    io.block_on(run.output.put(GENERATOR_EXPORT, export))?;
+    outputs.finish(&trainer)?;
     Ok(trainer)
 }
 

@@ -10,7 +10,7 @@ mod subset;
 pub use folder::{ImageFolderEntry, decode_image_folder};
 pub use idx::{IdxArray, parse_idx, parse_idx_pair};
 pub use sampler::EpochSampler;
-pub use source::{DatasetLayout, DatasetSpec, load_dataset};
+pub use source::{DatasetLayout, DatasetSpec, load_dataset, load_source};
 pub use subset::{
     FASHION_MNIST_CLASSES, LONG_TAIL_TEST_COUNTS, LONG_TAIL_TRAIN_COUNTS, per_class_subset,
 };

@@ -1,6 +1,9 @@
 //! Loading a dataset from a [`StoreLocation`]: local disk and S3 share this one code path.
 
+use anygan_proto::job::{DatasetFormat, DatasetSource};
+
 use super::folder::{ImageFolderEntry, decode_image_folder, is_image_file};
+use super::subset::{FASHION_MNIST_CLASSES, per_class_subset};
 use super::{ImageDataset, ImageShape, parse_idx_pair};
 use crate::error::{Error, Result};
 use crate::storage::StoreLocation;
@@ -49,6 +52,65 @@ pub async fn load_dataset(spec: &DatasetSpec) -> Result<ImageDataset> {
         DatasetLayout::ImageFolder => load_image_folder(&spec.location, spec.shape).await?,
     };
     dataset.resized(spec.shape)
+}
+
+/// Loads the dataset a job names, resized to `shape`, cut to its per-class counts if any.
+/// `store_options` configure the object store (endpoint, region, ...).
+pub async fn load_source(
+    source: &DatasetSource,
+    shape: ImageShape,
+    store_options: &[(String, String)],
+) -> Result<ImageDataset> {
+    let location = StoreLocation::parse(&source.location, store_options.iter().cloned(), false)?;
+    let (layout, unnamed_classes) = match &source.format {
+        DatasetFormat::FashionMnist { test } => {
+            let prefix = if *test { "t10k" } else { "train" };
+            let layout = DatasetLayout::Idx {
+                images: format!("{prefix}-images-idx3-ubyte.gz"),
+                labels: format!("{prefix}-labels-idx1-ubyte.gz"),
+                class_names: FASHION_MNIST_CLASSES
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+            };
+            (layout, false)
+        }
+        DatasetFormat::Idx {
+            images,
+            labels,
+            class_names,
+        } => {
+            let unnamed = class_names.is_empty();
+            let class_names = if unnamed {
+                // any byte label is accepted, then the classes are trimmed to 0..=max label
+                (0..=255u16).map(|i| i.to_string()).collect()
+            } else {
+                class_names.clone()
+            };
+            let layout = DatasetLayout::Idx {
+                images: images.clone(),
+                labels: labels.clone(),
+                class_names,
+            };
+            (layout, unnamed)
+        }
+        DatasetFormat::Folder => (DatasetLayout::ImageFolder, false),
+    };
+    let mut dataset = load_dataset(&DatasetSpec {
+        location,
+        layout,
+        shape,
+    })
+    .await?;
+    if unnamed_classes {
+        let max = dataset.labels().iter().copied().max().unwrap_or(0);
+        dataset = dataset.with_class_names((0..=max).map(|i| i.to_string()).collect())?;
+    }
+    if let Some(counts) = &source.class_counts {
+        let keep = per_class_subset(dataset.labels(), counts, source.subset_seed)?;
+        dataset = dataset.select(&keep)?;
+    }
+    Ok(dataset)
 }
 
 async fn load_image_folder(location: &StoreLocation, shape: ImageShape) -> Result<ImageDataset> {

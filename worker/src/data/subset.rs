@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::rng::{Purpose, stream};
 
 /// Long-tailed training set, imbalance ratio 100 (GAMO / DeepSMOTE protocol).
-pub const LONG_TAIL_TRAIN_COUNTS: [usize; 10] = [4000, 2000, 1000, 750, 500, 350, 200, 100, 60, 40];
+pub const LONG_TAIL_TRAIN_COUNTS: [usize; 10] = anygan_proto::job::LONG_TAIL_TRAIN_COUNTS;
 /// Imbalanced test subset with the same profile.
 pub const LONG_TAIL_TEST_COUNTS: [usize; 10] = [1000, 500, 250, 187, 125, 87, 50, 25, 15, 10];
 /// Fashion-MNIST class names, by label.

@@ -1,0 +1,277 @@
+//! Command-line interface of the `coordinator` binary.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anygan_coordinator::{Timing, serve};
+use anygan_proto::cli::DataArgs;
+use anygan_proto::job::{JobSpec, ModelSpec};
+use anygan_proto::v1;
+use anygan_proto::v1::coordinator_client::CoordinatorClient;
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "coordinator",
+    version,
+    about = "anygan coordinator: runs one distributed cDCGAN job"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long, global = true, env = "ANYGAN_LOG_JSON")]
+    log_json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve a job: wait for workers, assign ranks, track steps until every replica is done.
+    Start(Box<StartArgs>),
+    /// Print the status of a running job.
+    Status(StatusArgs),
+}
+
+#[derive(Args, Debug)]
+struct StartArgs {
+    /// Address the gRPC service listens on (port 0: any free port, printed at start).
+    #[arg(long, env = "ANYGAN_LISTEN", default_value = "127.0.0.1:7070")]
+    listen: SocketAddr,
+    #[command(flatten)]
+    data: DataArgs,
+    /// Where results go: a directory or s3://bucket/prefix.
+    #[arg(long, env = "ANYGAN_OUTPUT", default_value = "out/job")]
+    output: String,
+    #[arg(long, env = "ANYGAN_JOB_ID", default_value = "anygan-job")]
+    job_id: String,
+    /// Feature width W: 128 standard, 64 the small CPU preset.
+    #[arg(long, default_value_t = 64)]
+    width: usize,
+    /// Image side: 28 or 32.
+    #[arg(long, default_value_t = 28)]
+    image_size: usize,
+    /// Image channels: 1 or 3.
+    #[arg(long, default_value_t = 1)]
+    channels: usize,
+    #[arg(long, default_value_t = 100)]
+    latent_dim: usize,
+    /// Dropout before the discriminator's last layer.
+    #[arg(long, default_value_t = 0.4)]
+    dropout: f64,
+    /// Train until this many steps are complete.
+    #[arg(long, default_value_t = 200)]
+    steps: u64,
+    /// Images per step over all workers (divided evenly among them).
+    #[arg(long, default_value_t = 64)]
+    global_batch: usize,
+    #[arg(long, default_value_t = 2e-4)]
+    learning_rate: f64,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Draw generated images' labels uniformly instead of with the data's class frequencies.
+    #[arg(long)]
+    uniform_fake_labels: bool,
+    /// Sample grid every N steps (0: only at the end).
+    #[arg(long, default_value_t = 100)]
+    sample_every: u64,
+    /// Replicas report a parameter checksum every N steps (0: only at the end).
+    #[arg(long, default_value_t = 50)]
+    checksum_every: u64,
+    #[arg(long, env = "ANYGAN_MIN_WORKERS", default_value_t = 1)]
+    min_workers: usize,
+    #[arg(long, env = "ANYGAN_MAX_WORKERS", default_value_t = 64)]
+    max_workers: usize,
+    /// Once min workers are in, wait this long for more before starting.
+    #[arg(long, default_value_t = 2000)]
+    start_grace_ms: u64,
+    #[arg(long, default_value_t = 500)]
+    heartbeat_interval_ms: u64,
+    /// A worker silent this long is declared lost.
+    #[arg(long, default_value_t = 10_000)]
+    heartbeat_timeout_ms: u64,
+    /// An all-reduce hop that does not arrive within this fails.
+    #[arg(long, default_value_t = 30_000)]
+    collective_timeout_ms: u64,
+    /// Also start this many `worker join` processes on this machine (0: workers join by themselves).
+    #[arg(long, default_value_t = 0)]
+    local_workers: usize,
+    /// The worker binary for --local-workers (default: `worker` beside this binary).
+    #[arg(long)]
+    worker_binary: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct StatusArgs {
+    /// The coordinator's host:port.
+    #[arg(long, env = "ANYGAN_COORDINATOR", default_value = "127.0.0.1:7070")]
+    coordinator: String,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_json);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Command::Start(args) => runtime.block_on(start(*args)),
+        Command::Status(args) => runtime.block_on(status(args)),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ANYGAN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn job_spec(args: &StartArgs) -> anyhow::Result<JobSpec> {
+    let spec = JobSpec {
+        job_id: args.job_id.clone(),
+        dataset: args.data.source().map_err(anyhow::Error::msg)?,
+        model: ModelSpec {
+            width: args.width,
+            image_size: args.image_size,
+            channels: args.channels,
+            latent_dim: args.latent_dim,
+            dropout: args.dropout,
+        },
+        steps: args.steps,
+        global_batch: args.global_batch,
+        learning_rate: args.learning_rate,
+        seed: args.seed,
+        uniform_fake_labels: args.uniform_fake_labels,
+        output: args.output.clone(),
+        store_options: args.data.store_options.clone(),
+        sample_every: args.sample_every,
+        checksum_every: args.checksum_every,
+        min_workers: args
+            .min_workers
+            .max(args.local_workers.min(args.max_workers)),
+        max_workers: args.max_workers,
+        collective_timeout_ms: args.collective_timeout_ms,
+    };
+    spec.validate().map_err(anyhow::Error::msg)?;
+    Ok(spec)
+}
+
+async fn start(args: StartArgs) -> anyhow::Result<ExitCode> {
+    let spec = job_spec(&args)?;
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    let address = listener.local_addr()?;
+    // Tests and scripts read this line to learn the port.
+    println!("coordinator listening on {address}");
+    tracing::info!(%address, job = %spec.job_id, min_workers = spec.min_workers, max_workers = spec.max_workers, steps = spec.steps, "serving");
+    let mut workers = spawn_local_workers(&args, address)?;
+    let timing = Timing {
+        heartbeat_interval: Duration::from_millis(args.heartbeat_interval_ms),
+        heartbeat_timeout: Duration::from_millis(args.heartbeat_timeout_ms),
+        start_grace: Duration::from_millis(args.start_grace_ms),
+        ..Timing::default()
+    };
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let status = serve(listener, spec, timing, ctrl_c).await?;
+    let mut workers_ok = true;
+    for worker in &mut workers {
+        workers_ok &= worker.wait().await.map(|s| s.success()).unwrap_or(false);
+    }
+    let done = status.phase == v1::JobPhase::Done as i32 && status.replicas_identical == Some(true);
+    println!("{}", status_json(&status));
+    Ok(if done && workers_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn spawn_local_workers(
+    args: &StartArgs,
+    address: SocketAddr,
+) -> anyhow::Result<Vec<tokio::process::Child>> {
+    if args.local_workers == 0 {
+        return Ok(Vec::new());
+    }
+    let binary = match &args.worker_binary {
+        Some(binary) => binary.clone(),
+        None => std::env::current_exe()?.with_file_name("worker"),
+    };
+    anyhow::ensure!(
+        binary.exists(),
+        "worker binary {} not found (build it, or pass --worker-binary)",
+        binary.display()
+    );
+    let coordinator = format!("127.0.0.1:{}", address.port());
+    (0..args.local_workers)
+        .map(|index| {
+            tokio::process::Command::new(&binary)
+                .args([
+                    "join",
+                    "--coordinator",
+                    &coordinator,
+                    "--worker-id",
+                    &format!("local-{index}"),
+                ])
+                .kill_on_drop(true)
+                .spawn()
+                .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", binary.display()))
+        })
+        .collect()
+}
+
+/// One line of JSON with the job's outcome, for scripts and tests.
+fn status_json(status: &v1::JobStatus) -> serde_json::Value {
+    let phase = v1::JobPhase::try_from(status.phase)
+        .map(|p| {
+            p.as_str_name()
+                .trim_start_matches("JOB_PHASE_")
+                .to_lowercase()
+        })
+        .unwrap_or_default();
+    serde_json::json!({
+        "job_id": status.job_id,
+        "phase": phase,
+        "generation": status.generation,
+        "target_steps": status.target_steps,
+        "completed_steps": status.completed_steps,
+        "replicas_identical": status.replicas_identical,
+        "failure": status.failure,
+        "images_per_second": status.images_per_second,
+        "workers": status.workers.iter().map(|w| serde_json::json!({
+            "worker_id": w.worker_id, "rank": w.rank, "step": w.step, "device": w.device,
+            "final_checksum": w.final_checksum,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let mut client = CoordinatorClient::connect(format!("http://{}", args.coordinator)).await?;
+    let status = client.get_status(v1::StatusRequest {}).await?.into_inner();
+    println!("{}", serde_json::to_string_pretty(&status_json(&status))?);
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,79 @@
+//! Running the coordinator: a listener in, a shutdown future, and the job's final status out.
+
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use anygan_proto::job::JobSpec;
+use anygan_proto::v1;
+
+use crate::actor::StateHandle;
+use crate::error::{Error, Result};
+use crate::service::CoordinatorService;
+use crate::state::JobState;
+
+/// Timing of failure detection and start-up.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub heartbeat_interval: Duration,
+    pub heartbeat_timeout: Duration,
+    /// Once `min_workers` are in, wait this long for more (up to `max_workers`).
+    pub start_grace: Duration,
+    /// After the job ends, keep answering this long so workers read the final phase.
+    pub linger: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval: Duration::from_millis(500),
+            heartbeat_timeout: Duration::from_secs(5),
+            start_grace: Duration::from_secs(2),
+            linger: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Serves `spec` on `listener` until the job ends (then lingers) or `shutdown` resolves.
+/// Returns the last status.
+pub async fn serve(
+    listener: TcpListener,
+    spec: JobSpec,
+    timing: Timing,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<v1::JobStatus> {
+    let job_spec_json =
+        serde_json::to_string(&spec).map_err(|e| Error::InvalidJob(e.to_string()))?;
+    let state = StateHandle::spawn(JobState::new(
+        spec,
+        timing.heartbeat_timeout,
+        timing.start_grace,
+    )?);
+    let service = CoordinatorService::new(state.clone(), job_spec_json, timing.heartbeat_interval);
+    let mut finished = state.watch();
+    let job_over = async move {
+        loop {
+            let phase = finished.borrow_and_update().phase;
+            if phase == v1::JobPhase::Done as i32 || phase == v1::JobPhase::Failed as i32 {
+                tokio::time::sleep(timing.linger).await;
+                return;
+            }
+            if finished.changed().await.is_err() {
+                return;
+            }
+        }
+    };
+    let stop = async move {
+        tokio::select! {
+            _ = job_over => {}
+            _ = shutdown => {}
+        }
+    };
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(service.into_server())
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop)
+        .await?;
+    Ok(state.watch().borrow().clone())
+}

@@ -1,0 +1,113 @@
+//! The gRPC `Coordinator` service: validate, convert, ask the state task, map errors.
+
+use std::time::Duration;
+
+use tonic::{Request, Response, Status};
+
+use anygan_proto::v1;
+use anygan_proto::v1::coordinator_server::{Coordinator, CoordinatorServer};
+
+use crate::actor::{Command, StateHandle};
+
+/// Largest request or response the coordinator handles; its messages are small, so anything
+/// bigger is refused (RESOURCE_EXHAUSTED) before it is buffered.
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+
+/// Serves the coordinator's RPCs for one job.
+#[derive(Debug, Clone)]
+pub struct CoordinatorService {
+    state: StateHandle,
+    job_spec_json: String,
+    heartbeat_interval: Duration,
+}
+
+impl CoordinatorService {
+    pub fn new(state: StateHandle, job_spec_json: String, heartbeat_interval: Duration) -> Self {
+        Self {
+            state,
+            job_spec_json,
+            heartbeat_interval,
+        }
+    }
+
+    pub fn into_server(self) -> CoordinatorServer<Self> {
+        CoordinatorServer::new(self)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    }
+}
+
+#[tonic::async_trait]
+impl Coordinator for CoordinatorService {
+    async fn register(
+        &self,
+        request: Request<v1::RegisterRequest>,
+    ) -> Result<Response<v1::RegisterResponse>, Status> {
+        let request = request.into_inner();
+        self.state
+            .ask(|reply| Command::Register(request, reply))
+            .await??;
+        Ok(Response::new(v1::RegisterResponse {
+            job_id: String::new(),
+            job_spec_json: self.job_spec_json.clone(),
+            heartbeat_interval_ms: self.heartbeat_interval.as_millis() as u32,
+        }))
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<v1::HeartbeatRequest>,
+    ) -> Result<Response<v1::HeartbeatResponse>, Status> {
+        let request = request.into_inner();
+        Ok(Response::new(
+            self.state
+                .ask(|reply| Command::Heartbeat(request, reply))
+                .await??,
+        ))
+    }
+
+    /// Long-polls: answers as soon as training starts; the client's deadline bounds the wait.
+    async fn get_assignment(
+        &self,
+        request: Request<v1::AssignmentRequest>,
+    ) -> Result<Response<v1::Assignment>, Status> {
+        let worker_id = request.into_inner().worker_id;
+        let mut changes = self.state.watch();
+        loop {
+            let id = worker_id.clone();
+            if let Some(assignment) = self
+                .state
+                .ask(|reply| Command::Assignment(id, reply))
+                .await??
+            {
+                return Ok(Response::new(assignment));
+            }
+            let phase = changes.borrow_and_update().phase;
+            if phase == v1::JobPhase::Failed as i32 || phase == v1::JobPhase::Done as i32 {
+                return Err(Status::failed_precondition("the job is over"));
+            }
+            if changes.changed().await.is_err() {
+                return Err(Status::unavailable("the coordinator is shutting down"));
+            }
+        }
+    }
+
+    async fn report_step(
+        &self,
+        request: Request<v1::StepReport>,
+    ) -> Result<Response<v1::StepAck>, Status> {
+        let report = request.into_inner();
+        let proceed = self
+            .state
+            .ask(|reply| Command::ReportStep(report, reply))
+            .await??;
+        Ok(Response::new(v1::StepAck { proceed }))
+    }
+
+    async fn get_status(
+        &self,
+        _request: Request<v1::StatusRequest>,
+    ) -> Result<Response<v1::JobStatus>, Status> {
+        Ok(Response::new(self.state.ask(Command::Status).await?))
+    }
+}

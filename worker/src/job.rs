@@ -1,0 +1,28 @@
+//! Turning a coordinator's [`JobSpec`] into this worker's model and training configuration.
+
+use anygan_proto::job::JobSpec;
+
+use crate::gan::{FakeLabels, GanConfig, TrainConfig};
+
+/// The cDCGAN architecture a job asks for, before the data tells the class count.
+pub fn gan_config(spec: &JobSpec, num_classes: usize) -> GanConfig {
+    GanConfig::new(num_classes)
+        .with_width(spec.model.width)
+        .with_image_size(spec.model.image_size)
+        .with_channels(spec.model.channels)
+        .with_latent_dim(spec.model.latent_dim)
+        .with_dropout(spec.model.dropout)
+}
+
+/// The training arithmetic of a job (the global batch; replicas split it).
+pub fn train_config(spec: &JobSpec, num_classes: usize) -> TrainConfig {
+    TrainConfig::new(gan_config(spec, num_classes))
+        .with_batch_size(spec.global_batch)
+        .with_learning_rate(spec.learning_rate)
+        .with_seed(spec.seed)
+        .with_fake_labels(if spec.uniform_fake_labels {
+            FakeLabels::Uniform
+        } else {
+            FakeLabels::Empirical
+        })
+}
