@@ -10,7 +10,7 @@ use anygan_proto::v1::coordinator_server::{Coordinator, CoordinatorServer};
 use crate::actor::{Command, StateHandle};
 
 /// Largest request or response the coordinator handles; its messages are small, so anything
-/// bigger is refused (RESOURCE_EXHAUSTED) before it is buffered.
+/// bigger is refused (OUT_OF_RANGE) before it is buffered.
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 
 /// Serves the coordinator's RPCs for one job.

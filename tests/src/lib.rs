@@ -1,2 +1,186 @@
-//! Cluster-level scenario tests of anygan. The single-device scenarios live in `tests/`; the
-//! multi-process `TestCluster` harness arrives with distributed training (issue 3).
+//! `TestCluster`: a real coordinator process and real worker processes on 127.0.0.1, driven
+//! like a user would, with every wait bounded by a deadline.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// The directory holding the workspace's binaries (`coordinator`, `worker`): the test
+/// executable lives in `<target>/<profile>/deps/`.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let path = profile_dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace binaries first (`cargo test --workspace` does)",
+        path.display()
+    );
+    path
+}
+
+/// Writes an IDX pair of `count` 28×28 images over two classes into `dir`
+/// (`images.idx`, `labels.idx`).
+pub fn write_tiny_idx(dir: &Path, count: u32) -> anyhow::Result<()> {
+    let mut images = vec![0, 0, 8, 3];
+    for dim in [count, 28, 28] {
+        images.extend(dim.to_be_bytes());
+    }
+    let mut labels = vec![0, 0, 8, 1];
+    labels.extend(count.to_be_bytes());
+    for i in 0..count {
+        let class = (i % 2) as u8;
+        labels.push(class);
+        images.extend((0..784u32).map(|p| {
+            if class == 1 {
+                200
+            } else {
+                ((p % 28) * 8) as u8
+            }
+        }));
+    }
+    std::fs::write(dir.join("images.idx"), images)?;
+    std::fs::write(dir.join("labels.idx"), labels)?;
+    Ok(())
+}
+
+/// A running coordinator process.
+pub struct CoordinatorProcess {
+    child: Child,
+    pub address: String,
+    lines: mpsc::Receiver<String>,
+}
+
+impl CoordinatorProcess {
+    /// Starts `coordinator start --listen 127.0.0.1:0 <args>` and waits for its address.
+    pub fn start(args: &[&str], deadline: Duration) -> anyhow::Result<Self> {
+        let mut child = Command::new(binary("coordinator"))
+            .arg("start")
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("ANYGAN_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting the coordinator")?;
+        let lines = read_lines(child.stdout.take().context("coordinator stdout")?);
+        let first = lines
+            .recv_timeout(deadline)
+            .context("the coordinator did not print its address in time")?;
+        let Some(address) = first.strip_prefix("coordinator listening on ") else {
+            bail!("unexpected first line from the coordinator: {first}");
+        };
+        Ok(Self {
+            address: address.to_string(),
+            child,
+            lines,
+        })
+    }
+
+    /// Waits for the coordinator to exit; returns its final status line as JSON and whether it
+    /// exited successfully.
+    pub fn wait(mut self, deadline: Duration) -> anyhow::Result<(serde_json::Value, bool)> {
+        let line = self
+            .lines
+            .recv_timeout(deadline)
+            .context("the coordinator did not finish in time")?;
+        let status = serde_json::from_str(&line)
+            .with_context(|| format!("final line is not JSON: {line}"))?;
+        let success = wait_child(&mut self.child, Duration::from_secs(10))?;
+        Ok((status, success))
+    }
+}
+
+impl Drop for CoordinatorProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn read_lines(stdout: ChildStdout) -> mpsc::Receiver<String> {
+    let (send, receive) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if send.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    receive
+}
+
+/// Waits for a child with a deadline; kills it when the deadline passes.
+pub fn wait_child(child: &mut Child, deadline: Duration) -> anyhow::Result<bool> {
+    let until = Instant::now() + deadline;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status.success());
+        }
+        if Instant::now() > until {
+            let _ = child.kill();
+            bail!("process {} did not exit in time", child.id());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A running `worker join` process.
+pub struct WorkerProcess {
+    pub child: Child,
+}
+
+impl WorkerProcess {
+    pub fn join(coordinator: &str, worker_id: &str) -> anyhow::Result<Self> {
+        let child = Command::new(binary("worker"))
+            .args([
+                "join",
+                "--coordinator",
+                coordinator,
+                "--worker-id",
+                worker_id,
+            ])
+            .env("ANYGAN_LOG", "info")
+            .env("RAYON_NUM_THREADS", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting a worker")?;
+        Ok(Self { child })
+    }
+
+    pub fn wait(&mut self, deadline: Duration) -> anyhow::Result<bool> {
+        wait_child(&mut self.child, deadline)
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `condition` every 20 ms until it holds or `deadline` passes.
+pub async fn wait_until<F, Fut>(deadline: Duration, mut condition: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let until = Instant::now() + deadline;
+    while !condition().await {
+        if Instant::now() > until {
+            bail!("condition not reached within {deadline:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}

@@ -67,6 +67,13 @@ impl Inbox {
             .map_err(|_| "the ring of this worker has stopped".to_string())
     }
 
+    /// The receiving half, for tests that play the ring loop.
+    pub async fn receiver_for_tests(
+        &self,
+    ) -> tokio::sync::MutexGuard<'_, mpsc::Receiver<RingChunk>> {
+        self.receiver().await
+    }
+
     /// The receiving half, for the one ring loop of this worker.
     pub(crate) async fn receiver(&self) -> tokio::sync::MutexGuard<'_, mpsc::Receiver<RingChunk>> {
         self.receiver.lock().await

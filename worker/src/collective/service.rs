@@ -9,7 +9,7 @@ use anygan_proto::v1::collective_server::{Collective, CollectiveServer};
 use anygan_proto::v1::{PushAck, RingChunk};
 
 /// Largest message the collective accepts: a 1 MiB chunk of values plus headroom. Anything
-/// larger is refused by tonic with RESOURCE_EXHAUSTED before it is buffered.
+/// larger is refused by tonic with OUT_OF_RANGE before it is buffered.
 pub const MAX_CHUNK_MESSAGE_BYTES: usize = 2 * 1024 * 1024;
 
 /// Serves `Push` for one worker.

@@ -1,0 +1,32 @@
+//! The `coordinator` binary refuses bad job settings before serving anything.
+
+use std::process::Command;
+
+fn start(args: &[&str]) -> (bool, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_coordinator"))
+        .arg("start")
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .output()
+        .expect("coordinator runs");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_job_settings_are_named() {
+    let (ok, stderr) = start(&["--global-batch", "0"]);
+    assert!(!ok);
+    assert!(stderr.contains("global_batch"), "{stderr}");
+    let (ok, stderr) = start(&["--min-workers", "4", "--max-workers", "2"]);
+    assert!(!ok);
+    assert!(stderr.contains("min_workers"), "{stderr}");
+    let (ok, stderr) = start(&["--format", "idx"]);
+    assert!(!ok);
+    assert!(stderr.contains("--idx-images"), "{stderr}");
+    let (ok, stderr) = start(&["--learning-rate=-1"]);
+    assert!(!ok);
+    assert!(stderr.contains("learning_rate"), "{stderr}");
+}

@@ -1,0 +1,185 @@
+//! Scenarios with a real coordinator process and real worker processes over loopback gRPC.
+
+use std::time::Duration;
+
+use anygan_proto::v1;
+use anygan_proto::v1::coordinator_client::CoordinatorClient;
+use anygan_tests::{CoordinatorProcess, WorkerProcess, wait_until, write_tiny_idx};
+
+const DEADLINE: Duration = Duration::from_secs(120);
+
+fn job_args<'a>(data: &'a str, output: &'a str, steps: &'a str, workers: &'a str) -> Vec<&'a str> {
+    vec![
+        "--data",
+        data,
+        "--format",
+        "idx",
+        "--idx-images",
+        "images.idx",
+        "--idx-labels",
+        "labels.idx",
+        "--width",
+        "8",
+        "--latent-dim",
+        "16",
+        "--global-batch",
+        "8",
+        "--steps",
+        steps,
+        "--sample-every",
+        "0",
+        "--checksum-every",
+        "2",
+        "--output",
+        output,
+        "--min-workers",
+        workers,
+        "--max-workers",
+        workers,
+        "--heartbeat-timeout-ms",
+        "20000",
+    ]
+}
+
+#[test]
+fn two_workers_train_and_end_with_identical_replicas() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_tiny_idx(dir.path(), 64).expect("data");
+    let data = dir.path().to_str().expect("utf-8");
+    let output = dir.path().join("out");
+    let coordinator = CoordinatorProcess::start(
+        &job_args(data, output.to_str().expect("utf-8"), "10", "2"),
+        DEADLINE,
+    )
+    .expect("coordinator");
+    let mut workers: Vec<WorkerProcess> = ["w0", "w1"]
+        .iter()
+        .map(|id| WorkerProcess::join(&coordinator.address, id).expect("worker"))
+        .collect();
+    let (status, success) = coordinator.wait(DEADLINE).expect("job ends");
+    for worker in &mut workers {
+        assert!(
+            worker.wait(DEADLINE).expect("worker exits"),
+            "a worker failed"
+        );
+    }
+    assert!(success, "{status}");
+    assert_eq!(status["phase"], "done", "{status}");
+    assert_eq!(status["replicas_identical"], true, "{status}");
+    let checksums: Vec<&str> = status["workers"]
+        .as_array()
+        .expect("workers")
+        .iter()
+        .map(|w| w["final_checksum"].as_str().expect("checksum"))
+        .collect();
+    assert_eq!(checksums.len(), 2);
+    assert_eq!(checksums[0].len(), 64, "a SHA-256 in hex");
+    assert_eq!(checksums[0], checksums[1]);
+    assert!(output.join("samples/final.png").exists());
+    assert!(output.join("generator.safetensors").exists());
+    assert!(output.join("model/state.json").exists());
+}
+
+fn register(worker_id: &str, protocol_version: u32) -> v1::RegisterRequest {
+    v1::RegisterRequest {
+        protocol_version,
+        worker_id: worker_id.into(),
+        collective_address: "127.0.0.1:9".into(),
+        device: "test".into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_joins_are_refused_and_the_job_is_unharmed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_tiny_idx(dir.path(), 64).expect("data");
+    let data = dir.path().to_str().expect("utf-8");
+    let output = dir.path().join("out");
+    let coordinator = CoordinatorProcess::start(
+        &job_args(data, output.to_str().expect("utf-8"), "40", "2"),
+        DEADLINE,
+    )
+    .expect("coordinator");
+    let mut client = CoordinatorClient::connect(format!("http://{}", coordinator.address))
+        .await
+        .expect("connect");
+
+    let wrong_version = client
+        .register(register("old", 999))
+        .await
+        .expect_err("wrong version");
+    assert_eq!(wrong_version.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        wrong_version.message().contains("protocol version 999"),
+        "{}",
+        wrong_version.message()
+    );
+
+    let oversized = client
+        .register(register(
+            &"x".repeat(1024 * 1024),
+            anygan_proto::PROTOCOL_VERSION,
+        ))
+        .await
+        .expect_err("a 1 MiB worker id");
+    assert_eq!(
+        oversized.code(),
+        tonic::Code::OutOfRange,
+        "{}",
+        oversized.message()
+    );
+
+    let mut workers = vec![
+        WorkerProcess::join(&coordinator.address, "w0").expect("worker"),
+        WorkerProcess::join(&coordinator.address, "w1").expect("worker"),
+    ];
+    wait_until(DEADLINE, || {
+        let mut client = client.clone();
+        async move {
+            client
+                .get_status(v1::StatusRequest {})
+                .await
+                .is_ok_and(|s| s.get_ref().phase == v1::JobPhase::Training as i32)
+        }
+    })
+    .await
+    .expect("training starts");
+
+    let duplicate = client
+        .register(register("w0", anygan_proto::PROTOCOL_VERSION))
+        .await
+        .expect_err("duplicate id");
+    assert_eq!(duplicate.code(), tonic::Code::AlreadyExists);
+    assert!(
+        duplicate.message().contains("w0"),
+        "{}",
+        duplicate.message()
+    );
+    let full = client
+        .register(register("w2", anygan_proto::PROTOCOL_VERSION))
+        .await
+        .expect_err("job full");
+    assert_eq!(full.code(), tonic::Code::ResourceExhausted);
+    let stale = client
+        .report_step(v1::StepReport {
+            worker_id: "w0".into(),
+            generation: 77,
+            step: 1,
+            ..Default::default()
+        })
+        .await
+        .expect_err("stale generation");
+    assert_eq!(stale.code(), tonic::Code::FailedPrecondition);
+
+    let (status, success) = tokio::task::spawn_blocking(move || coordinator.wait(DEADLINE))
+        .await
+        .expect("join")
+        .expect("job ends");
+    for worker in &mut workers {
+        assert!(worker.wait(DEADLINE).expect("worker exits"));
+    }
+    assert!(success, "{status}");
+    assert_eq!(status["phase"], "done");
+    assert_eq!(status["replicas_identical"], true);
+    assert_eq!(status["completed_steps"], 40);
+}
