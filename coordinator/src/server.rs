@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 use anygan_proto::job::JobSpec;
 use anygan_proto::v1;
@@ -71,9 +71,8 @@ pub async fn serve(
         }
     };
     tonic::transport::Server::builder()
-        .tcp_nodelay(true)
         .add_service(service.into_server())
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop)
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), stop)
         .await?;
     Ok(state.watch().borrow().clone())
 }

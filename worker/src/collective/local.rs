@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
+use super::ring::{HTTP2_CONNECTION_WINDOW, HTTP2_STREAM_WINDOW};
 use super::{CollectiveService, Inbox, RingAllReduce, RingConfig};
 use crate::error::{Error, Result};
 
@@ -21,9 +22,13 @@ pub async fn serve_collective(
         .map(|a| a.to_string())
         .unwrap_or_default();
     tonic::transport::Server::builder()
-        .tcp_nodelay(true)
+        .initial_stream_window_size(HTTP2_STREAM_WINDOW)
+        .initial_connection_window_size(HTTP2_CONNECTION_WINDOW)
         .add_service(CollectiveService::new(inbox).into_server())
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
         .await
         .map_err(|e| Error::Collective {
             peer: address,

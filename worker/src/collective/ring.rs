@@ -27,6 +27,12 @@ compile_error!(
     "the ring sends f32 values in native order, which the wire defines as little-endian"
 );
 
+/// HTTP/2 flow-control windows of the ring's streams. h2's default (64 KiB) makes a 1 MiB chunk
+/// wait for ~16 window updates, each a round trip; a window of several chunks keeps the link
+/// busy. Memory stays bounded: one stream per rank.
+pub const HTTP2_STREAM_WINDOW: u32 = 16 * 1024 * 1024;
+pub const HTTP2_CONNECTION_WINDOW: u32 = 32 * 1024 * 1024;
+
 /// Values per chunk by default: 1 MiB of f32.
 pub const DEFAULT_CHUNK_VALUES: usize = 256 * 1024;
 
@@ -81,7 +87,9 @@ impl RingAllReduce {
         let endpoint = Endpoint::from_shared(format!("http://{address}"))
             .map_err(|e| self.peer_error(format!("bad address: {e}")))?
             .connect_timeout(self.config.timeout)
-            .tcp_nodelay(true);
+            .tcp_nodelay(true)
+            .initial_stream_window_size(HTTP2_STREAM_WINDOW)
+            .initial_connection_window_size(HTTP2_CONNECTION_WINDOW);
         let channel = endpoint
             .connect()
             .await
