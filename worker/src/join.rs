@@ -26,6 +26,9 @@ use crate::job::{gan_config, train_config};
 use crate::outputs::RunOutputs;
 use crate::storage::StoreLocation;
 
+/// Rank 0 logs progress every this many steps.
+const PROGRESS_EVERY: u64 = 10;
+
 /// How a worker joins a job.
 #[derive(Debug, Clone)]
 pub struct JoinConfig {
@@ -342,6 +345,21 @@ impl Replica {
                 step_seconds: started.elapsed().as_secs_f64(),
                 all_reduce_seconds: ring.take_seconds(),
             };
+            if rank == 0 && (done % PROGRESS_EVERY == 0 || last) {
+                let seconds = report.step_seconds;
+                tracing::info!(
+                    step = done,
+                    of = spec.steps,
+                    d_loss = format!("{:.4}", losses.discriminator),
+                    g_loss = format!("{:.4}", losses.generator),
+                    d_real = format!("{:.3}", losses.real_score),
+                    d_fake = format!("{:.3}", losses.fake_score),
+                    step_s = format!("{seconds:.3}"),
+                    all_reduce_s = format!("{:.4}", report.all_reduce_seconds),
+                    images_per_s = format!("{:.1}", spec.global_batch as f64 / seconds),
+                    "step"
+                );
+            }
             let ack = self
                 .runtime
                 .block_on(self.client.report_step(report))

@@ -5,12 +5,18 @@
 //! feature map (generator) or to the image (discriminator).
 
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
-use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::nn::{Embedding, EmbeddingConfig, Initializer, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::{leaky_relu, tanh};
 
 use crate::data::ImageShape;
 use crate::error::{Error, Result};
+
+/// DCGAN's initialization (Radford et al. 2016): every weight from N(0, 0.02).
+const DCGAN_INIT: Initializer = Initializer::Normal {
+    mean: 0.0,
+    std: 0.02,
+};
 
 /// Size of the label embedding in both networks.
 pub const LABEL_EMBEDDING: usize = 50;
@@ -110,16 +116,22 @@ impl GanConfig {
                 ConvTranspose2dConfig::new([inputs, w], [4, 4])
                     .with_stride([2, 2])
                     .with_padding([1, 1])
+                    .with_initializer(DCGAN_INIT)
                     .init(device)
             })
             .collect();
         Generator {
             label_embedding: EmbeddingConfig::new(self.num_classes, LABEL_EMBEDDING).init(device),
-            label_projection: LinearConfig::new(LABEL_EMBEDDING, base * base).init(device),
-            noise_projection: LinearConfig::new(self.latent_dim, w * base * base).init(device),
+            label_projection: LinearConfig::new(LABEL_EMBEDDING, base * base)
+                .with_initializer(DCGAN_INIT)
+                .init(device),
+            noise_projection: LinearConfig::new(self.latent_dim, w * base * base)
+                .with_initializer(DCGAN_INIT)
+                .init(device),
             upsample,
             output: Conv2dConfig::new([w, self.channels], [7, 7])
                 .with_padding(PaddingConfig2d::Explicit(3, 3, 3, 3))
+                .with_initializer(DCGAN_INIT)
                 .init(device),
             width: w,
             base_size: base,
@@ -139,15 +151,19 @@ impl GanConfig {
                 Conv2dConfig::new([inputs, w], [3, 3])
                     .with_stride([2, 2])
                     .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                    .with_initializer(DCGAN_INIT)
                     .init(device)
             })
             .collect();
         Discriminator {
             label_embedding: EmbeddingConfig::new(self.num_classes, LABEL_EMBEDDING).init(device),
             label_projection: LinearConfig::new(LABEL_EMBEDDING, self.image_size * self.image_size)
+                .with_initializer(DCGAN_INIT)
                 .init(device),
             downsample,
-            classifier: LinearConfig::new(w * base * base, 1).init(device),
+            classifier: LinearConfig::new(w * base * base, 1)
+                .with_initializer(DCGAN_INIT)
+                .init(device),
             image_size: self.image_size,
         }
     }
