@@ -87,7 +87,7 @@ pub struct JobSpec {
 impl JobSpec {
     /// Images each of `world_size` workers takes per step; the global batch must divide evenly.
     pub fn local_batch(&self, world_size: usize) -> Result<usize, String> {
-        if world_size == 0 || self.global_batch % world_size != 0 {
+        if world_size == 0 || !self.global_batch.is_multiple_of(world_size) {
             return Err(format!(
                 "global_batch {} is not divisible by {world_size} workers",
                 self.global_batch

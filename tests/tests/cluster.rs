@@ -1,4 +1,5 @@
 //! Scenarios with a real coordinator process and real worker processes over loopback gRPC.
+#![allow(clippy::expect_used, clippy::unwrap_used)] // a test fails loudly on broken setup
 
 use std::time::Duration;
 

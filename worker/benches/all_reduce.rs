@@ -5,6 +5,7 @@
 //! (bytes / time) and bus bandwidth (algbw × 2(n−1)/n, what each rank's link carries), and the
 //! loopback TCP bandwidth of this machine measured with one plain socket pair. All ranks run in
 //! this one process, so they share its cores, as workers on one machine would.
+#![allow(clippy::expect_used, clippy::unwrap_used)] // a test fails loudly on broken setup
 
 use std::time::{Duration, Instant};
 

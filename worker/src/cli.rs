@@ -186,7 +186,7 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
         |report: &StepReport| {
             window.0 += report.seconds;
             window.1 += 1;
-            if report.step % log_every == 0 || report.step == run.steps {
+            if report.step.is_multiple_of(log_every) || report.step == run.steps {
                 let step_seconds = window.0 / window.1 as f64;
                 tracing::info!(
                     step = report.step,

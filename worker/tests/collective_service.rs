@@ -1,4 +1,5 @@
 //! The Collective service refuses malformed, stale and oversized chunks with clear statuses.
+#![allow(clippy::expect_used, clippy::unwrap_used)] // a test fails loudly on broken setup
 
 use std::sync::Arc;
 

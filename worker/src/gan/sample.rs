@@ -122,7 +122,7 @@ mod tests {
             height: 3,
             width: 4,
         };
-        let png = grid_png(&vec![200; 6 * 12], shape, 2, 3).expect("grid");
+        let png = grid_png(&[200; 6 * 12], shape, 2, 3).expect("grid");
         let decoded = image::load_from_memory(&png).expect("decodes");
         assert_eq!(decoded.width() as usize, 3 * (4 + GRID_GAP) + GRID_GAP);
         assert_eq!(decoded.height() as usize, 2 * (3 + GRID_GAP) + GRID_GAP);

@@ -153,7 +153,10 @@ impl<B: AutodiffBackend> GanTrainer<B> {
     /// Makes this trainer replica `rank` of `world_size`; each then trains on
     /// `batch_size / world_size` images per step.
     pub fn set_replica(&mut self, rank: usize, world_size: usize) -> Result<()> {
-        if world_size == 0 || rank >= world_size || self.config.batch_size % world_size != 0 {
+        if world_size == 0
+            || rank >= world_size
+            || !self.config.batch_size.is_multiple_of(world_size)
+        {
             return Err(Error::config(
                 "world_size",
                 format!(
