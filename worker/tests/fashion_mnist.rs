@@ -2,33 +2,28 @@
 //! parsed through the object-store path, and cut to BENCHMARK.md's long-tailed sets.
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a test fails loudly on broken setup
 
+use anygan_proto::job::{DatasetFormat, DatasetSource};
 use anygan_worker::data::{
-    DatasetLayout, DatasetSpec, FASHION_MNIST_CLASSES, ImageDataset, ImageShape,
-    LONG_TAIL_TEST_COUNTS, LONG_TAIL_TRAIN_COUNTS, load_dataset, per_class_subset,
+    ImageDataset, ImageShape, LONG_TAIL_TEST_COUNTS, LONG_TAIL_TRAIN_COUNTS, load_source,
+    per_class_subset,
 };
-use anygan_worker::storage::StoreLocation;
 
 const FASHION_MNIST_DIR: &str = "/usr/share/datasets/fashion-mnist";
 
-async fn split(prefix: &str) -> ImageDataset {
+async fn split(test: bool) -> ImageDataset {
     assert!(
         std::path::Path::new(FASHION_MNIST_DIR).is_dir(),
         "{FASHION_MNIST_DIR} is missing: apt-get install dataset-fashion-mnist (.ci/run does)"
     );
-    let spec = DatasetSpec {
-        location: StoreLocation::local(std::path::Path::new(FASHION_MNIST_DIR), false)
-            .expect("store"),
-        layout: DatasetLayout::Idx {
-            images: format!("{prefix}-images-idx3-ubyte.gz"),
-            labels: format!("{prefix}-labels-idx1-ubyte.gz"),
-            class_names: FASHION_MNIST_CLASSES
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-        },
-        shape: ImageShape::GRAY_28,
+    let source = DatasetSource {
+        location: FASHION_MNIST_DIR.into(),
+        format: DatasetFormat::FashionMnist { test },
+        class_counts: None,
+        subset_seed: 0,
     };
-    load_dataset(&spec).await.expect("Fashion-MNIST parses")
+    load_source(&source, ImageShape::GRAY_28, &[])
+        .await
+        .expect("Fashion-MNIST parses")
 }
 
 fn counts_of(dataset: &ImageDataset, indices: &[usize]) -> Vec<usize> {
@@ -41,10 +36,10 @@ fn counts_of(dataset: &ImageDataset, indices: &[usize]) -> Vec<usize> {
 
 #[tokio::test]
 async fn official_splits_and_long_tailed_subsets() {
-    let train = split("train").await;
+    let train = split(false).await;
     assert_eq!(train.len(), 60_000);
     assert_eq!(train.class_counts(), vec![6000; 10]);
-    let test = split("t10k").await;
+    let test = split(true).await;
     assert_eq!(test.len(), 10_000);
     assert_eq!(test.class_counts(), vec![1000; 10]);
 

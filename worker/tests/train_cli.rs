@@ -2,24 +2,9 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a test fails loudly on broken setup
 
 use std::path::Path;
-use std::process::{Command, Output};
 
-/// Writes an IDX pair of `count` 28×28 images over two classes (class 1 brighter).
-fn write_idx_dataset(dir: &Path, count: u32) {
-    let mut images = vec![0, 0, 8, 3];
-    for dim in [count, 28, 28] {
-        images.extend(dim.to_be_bytes());
-    }
-    let mut labels = vec![0, 0, 8, 1];
-    labels.extend(count.to_be_bytes());
-    for i in 0..count {
-        let class = (i % 2) as u8;
-        labels.push(class);
-        images.extend((0..784u32).map(|p| if class == 1 { 200 } else { (p % 28) as u8 }));
-    }
-    std::fs::write(dir.join("images.idx"), images).expect("write images");
-    std::fs::write(dir.join("labels.idx"), labels).expect("write labels");
-}
+use anygan_tests::write_tiny_idx;
+use std::process::{Command, Output};
 
 fn worker(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_worker"))
@@ -67,7 +52,7 @@ fn snapshot_step(output: &Path) -> u64 {
 #[test]
 fn trains_writes_outputs_and_resumes() {
     let dir = tempfile::tempdir().expect("tempdir");
-    write_idx_dataset(dir.path(), 32);
+    write_tiny_idx(dir.path(), 32).expect("data");
     let data = dir.path().to_str().expect("utf-8");
     let output = dir.path().join("out");
     let out = output.to_str().expect("utf-8");
@@ -102,7 +87,7 @@ fn trains_writes_outputs_and_resumes() {
 #[test]
 fn bad_input_fails_with_the_file_named() {
     let dir = tempfile::tempdir().expect("tempdir");
-    write_idx_dataset(dir.path(), 16);
+    write_tiny_idx(dir.path(), 16).expect("data");
     let labels = dir.path().join("labels.idx");
     let mut bytes = std::fs::read(&labels).expect("read");
     bytes.truncate(bytes.len() - 3);
@@ -122,7 +107,7 @@ fn bad_input_fails_with_the_file_named() {
 #[test]
 fn batch_larger_than_the_data_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
-    write_idx_dataset(dir.path(), 4);
+    write_tiny_idx(dir.path(), 4).expect("data");
     let data = dir.path().to_str().expect("utf-8");
     let out = dir.path().join("out");
     let result = worker(&train_args(data, out.to_str().expect("utf-8"), "2"));
