@@ -94,6 +94,10 @@ struct StartArgs {
     /// An all-reduce hop that does not arrive within this fails.
     #[arg(long, default_value_t = 30_000)]
     collective_timeout_ms: u64,
+    /// Lay the data order out for this many workers (a multiple of the actual number): a run
+    /// with fewer workers then sees exactly the global batches of the larger one.
+    #[arg(long)]
+    shard_world_size: Option<usize>,
     /// Also start this many `worker join` processes on this machine (0: workers join by themselves).
     #[arg(long, default_value_t = 0)]
     local_workers: usize,
@@ -160,6 +164,7 @@ fn job_spec(args: &StartArgs) -> anyhow::Result<JobSpec> {
             .max(args.local_workers.min(args.max_workers)),
         max_workers: args.max_workers,
         collective_timeout_ms: args.collective_timeout_ms,
+        shard_world_size: args.shard_world_size,
     };
     spec.validate().map_err(anyhow::Error::msg)?;
     Ok(spec)

@@ -368,6 +368,7 @@ mod tests {
             min_workers: min,
             max_workers: max,
             collective_timeout_ms: 1000,
+            shard_world_size: None,
         }
     }
 

@@ -82,6 +82,11 @@ pub struct JobSpec {
     pub max_workers: usize,
     /// A collective whose peer does not answer within this fails instead of hanging.
     pub collective_timeout_ms: u64,
+    /// Lay the shard plan out for this many ranks instead of the actual world size, so a run
+    /// with fewer workers replays exactly the global batches of a run with more (a multiple of
+    /// the world size). None: the actual world size.
+    #[serde(default)]
+    pub shard_world_size: Option<usize>,
 }
 
 impl JobSpec {
@@ -94,6 +99,18 @@ impl JobSpec {
             ));
         }
         Ok(self.global_batch / world_size)
+    }
+
+    /// The world size the shard plan is laid out for, given the actual one.
+    pub fn plan_world(&self, world_size: usize) -> Result<usize, String> {
+        let plan = self.shard_world_size.unwrap_or(world_size);
+        if world_size == 0 || plan % world_size != 0 || self.global_batch % plan != 0 {
+            return Err(format!(
+                "shard_world_size {plan} must be a multiple of the {world_size} workers and divide global_batch {}",
+                self.global_batch
+            ));
+        }
+        Ok(plan)
     }
 
     /// Checks the fields that do not need the data; names the first bad one.
@@ -146,6 +163,7 @@ mod tests {
             min_workers: 1,
             max_workers: 4,
             collective_timeout_ms: 1000,
+            shard_world_size: None,
         }
     }
 

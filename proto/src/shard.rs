@@ -72,6 +72,34 @@ pub fn batch_for_step(
     Some(shard[start..start + local_batch].to_vec())
 }
 
+/// Records a replica trains on at `step` when the plan is laid out for `plan_world` ranks and
+/// the job runs `world_size` replicas (`plan_world` a multiple of `world_size`): replica `rank`
+/// takes plan ranks `rank * k .. (rank + 1) * k` (k = plan_world / world_size), concatenated.
+/// With `plan_world == world_size` this is [`batch_for_step`]; with a larger plan, fewer
+/// replicas replay exactly the global batches of a bigger run.
+pub fn replica_batch(
+    labels: &[u16],
+    seed: u64,
+    plan_world: usize,
+    world_size: usize,
+    rank: usize,
+    global_batch: usize,
+    step: u64,
+) -> Option<Vec<usize>> {
+    if world_size == 0 || plan_world % world_size != 0 || global_batch % plan_world != 0 {
+        return None;
+    }
+    let per_replica = plan_world / world_size;
+    let plan_batch = global_batch / plan_world;
+    let mut records = Vec::with_capacity(per_replica * plan_batch);
+    for plan_rank in rank * per_replica..(rank + 1) * per_replica {
+        records.extend(batch_for_step(
+            labels, seed, plan_world, plan_rank, plan_batch, step,
+        )?);
+    }
+    Some(records)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,5 +177,30 @@ mod tests {
             next_epoch[0..3].to_vec()
         );
         assert_eq!(batch_for_step(&labels, 0, 2, 1, 30, 0), None);
+    }
+
+    #[test]
+    fn fewer_replicas_replay_a_larger_plan() {
+        let labels: Vec<u16> = (0..40).map(|i| (i % 3) as u16).collect();
+        for step in 0..5 {
+            let rank0 = batch_for_step(&labels, 9, 2, 0, 4, step).expect("batch");
+            let rank1 = batch_for_step(&labels, 9, 2, 1, 4, step).expect("batch");
+            let single = replica_batch(&labels, 9, 2, 1, 0, 8, step).expect("batch");
+            assert_eq!(single, [rank0.clone(), rank1].concat());
+            assert_eq!(
+                replica_batch(&labels, 9, 2, 2, 0, 8, step).expect("batch"),
+                rank0
+            );
+        }
+        assert_eq!(
+            replica_batch(&labels, 9, 3, 2, 0, 12, 0),
+            None,
+            "3 plan ranks over 2 replicas"
+        );
+        assert_eq!(
+            replica_batch(&labels, 9, 2, 1, 0, 7, 0),
+            None,
+            "7 images over 2 plan ranks"
+        );
     }
 }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anygan_proto::job::JobSpec;
-use anygan_proto::shard::batch_for_step;
+use anygan_proto::shard::replica_batch;
 use anygan_proto::v1::coordinator_client::CoordinatorClient;
 use anygan_proto::v1::{self, JobPhase};
 use sha2::{Digest, Sha256};
@@ -279,6 +279,9 @@ impl Replica {
         let local_batch = spec
             .local_batch(world_size)
             .map_err(|reason| Error::config("global_batch", reason))?;
+        let plan_world = spec
+            .plan_world(world_size)
+            .map_err(|reason| Error::config("shard_world_size", reason))?;
         let device = crate::backend::device(0);
         let class_counts = self.dataset.class_counts();
         let config = train_config(spec, self.dataset.num_classes());
@@ -302,21 +305,19 @@ impl Replica {
                 ));
             }
             let started = Instant::now();
-            let indices = batch_for_step(
+            let indices = replica_batch(
                 &labels,
                 self.assignment.shard_seed,
+                plan_world,
                 world_size,
                 rank,
-                local_batch,
+                spec.global_batch,
                 step,
             )
             .ok_or_else(|| {
                 Error::config(
                     "global_batch",
-                    format!(
-                        "{} records cannot feed {world_size} workers at {local_batch}",
-                        labels.len()
-                    ),
+                    format!("{} records cannot feed {plan_world} shards at {local_batch} images per worker", labels.len()),
                 )
             })?;
             let (images, batch_labels) = self.dataset.normalized_batch(&indices);
