@@ -104,7 +104,10 @@ impl JobSpec {
     /// The world size the shard plan is laid out for, given the actual one.
     pub fn plan_world(&self, world_size: usize) -> Result<usize, String> {
         let plan = self.shard_world_size.unwrap_or(world_size);
-        if world_size == 0 || plan % world_size != 0 || self.global_batch % plan != 0 {
+        if world_size == 0
+            || !plan.is_multiple_of(world_size)
+            || !self.global_batch.is_multiple_of(plan)
+        {
             return Err(format!(
                 "shard_world_size {plan} must be a multiple of the {world_size} workers and divide global_batch {}",
                 self.global_batch

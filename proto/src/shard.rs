@@ -86,7 +86,10 @@ pub fn replica_batch(
     global_batch: usize,
     step: u64,
 ) -> Option<Vec<usize>> {
-    if world_size == 0 || plan_world % world_size != 0 || global_batch % plan_world != 0 {
+    if world_size == 0
+        || !plan_world.is_multiple_of(world_size)
+        || !global_batch.is_multiple_of(plan_world)
+    {
         return None;
     }
     let per_replica = plan_world / world_size;
