@@ -133,6 +133,14 @@ impl JobSpec {
                 self.learning_rate
             ));
         }
+        if let Some(plan) = self.shard_world_size
+            && (plan == 0 || !self.global_batch.is_multiple_of(plan))
+        {
+            return Err(format!(
+                "shard_world_size {plan} must be positive and divide global_batch {}",
+                self.global_batch
+            ));
+        }
         if self.collective_timeout_ms == 0 {
             return Err("collective_timeout_ms must be positive".into());
         }
