@@ -184,3 +184,92 @@ where
     }
     Ok(())
 }
+
+/// A real S3-compatible server (`s3s-fs`) on 127.0.0.1 serving a temporary root directory,
+/// where each folder is a bucket. Stopped when dropped.
+pub struct S3Server {
+    child: Child,
+    pub endpoint: String,
+    pub root: tempfile::TempDir,
+}
+
+/// Credentials the test server accepts.
+pub const S3_ACCESS_KEY: &str = "anygan-test-access";
+pub const S3_SECRET_KEY: &str = "anygan-test-secret";
+
+impl S3Server {
+    /// Starts `s3s-fs` (installed by `.ci/run`) with `buckets` created, and waits until it
+    /// accepts connections.
+    pub fn start(buckets: &[&str], deadline: Duration) -> anyhow::Result<Self> {
+        let binary = find_s3s_fs().context(
+            "s3s-fs is not installed: cargo install s3s-fs@0.14.1 --features binary --locked (.ci/run does)",
+        )?;
+        let root = tempfile::tempdir()?;
+        for bucket in buckets {
+            std::fs::create_dir_all(root.path().join(bucket))?;
+        }
+        // Ask the kernel for a free port, then hand it to the server.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let child = Command::new(binary)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--access-key", S3_ACCESS_KEY, "--secret-key", S3_SECRET_KEY])
+            .arg(root.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting s3s-fs")?;
+        let server = Self {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            root,
+        };
+        let until = Instant::now() + deadline;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > until {
+                bail!("s3s-fs did not listen on port {port} within {deadline:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(server)
+    }
+
+    /// `--store-option` arguments that reach this server with the given keys.
+    pub fn store_options(&self, access_key: &str, secret_key: &str) -> Vec<String> {
+        [
+            format!("aws_endpoint={}", self.endpoint),
+            "aws_allow_http=true".to_string(),
+            "aws_region=us-east-1".to_string(),
+            format!("aws_access_key_id={access_key}"),
+            format!("aws_secret_access_key={secret_key}"),
+        ]
+        .into_iter()
+        .flat_map(|option| ["--store-option".to_string(), option])
+        .collect()
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn find_s3s_fs() -> Option<PathBuf> {
+    let mut candidates: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join("s3s-fs"))
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(cargo_home) = std::env::var_os("CARGO_HOME") {
+        candidates.push(PathBuf::from(cargo_home).join("bin/s3s-fs"));
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        candidates.push(PathBuf::from(home).join(".cargo/bin/s3s-fs"));
+    }
+    candidates.into_iter().find(|path| path.is_file())
+}
