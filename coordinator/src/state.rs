@@ -38,9 +38,7 @@ pub enum Phase {
         min_reached_at: Option<Instant>,
     },
     /// Training with the members in rank order.
-    Training {
-        started_at: Instant,
-    },
+    Training,
     /// Every replica reported the last step.
     Done {
         replicas_identical: bool,
@@ -167,13 +165,13 @@ impl JobState {
                     || now.duration_since(reached) >= self.start_grace
                 {
                     self.generation += 1;
-                    self.phase = Phase::Training { started_at: now };
+                    self.phase = Phase::Training;
                     return true;
                 }
                 self.phase = Phase::WaitingForWorkers { min_reached_at };
                 false
             }
-            Phase::Training { .. } => {
+            Phase::Training => {
                 // A worker that finished its last step may exit; only the others must beat.
                 if let Some(lost) = self
                     .members
@@ -200,7 +198,7 @@ impl JobState {
         let Some(rank) = self.members.iter().position(|m| m.worker_id == worker_id) else {
             return Err(Error::UnknownWorker(worker_id.to_string()));
         };
-        let Phase::Training { .. } = self.phase else {
+        let Phase::Training = self.phase else {
             return Ok(None);
         };
         let generation = self.generation;
@@ -273,7 +271,7 @@ impl JobState {
             };
         }
         Ok(
-            matches!(self.phase, Phase::Training { .. }) && report.step < self.spec.steps
+            matches!(self.phase, Phase::Training) && report.step < self.spec.steps
                 || matches!(self.phase, Phase::Done { .. }),
         )
     }
@@ -297,7 +295,7 @@ impl JobState {
     pub fn phase_code(&self) -> v1::JobPhase {
         match self.phase {
             Phase::WaitingForWorkers { .. } => v1::JobPhase::WaitingForWorkers,
-            Phase::Training { .. } => v1::JobPhase::Training,
+            Phase::Training => v1::JobPhase::Training,
             Phase::Done { .. } => v1::JobPhase::Done,
             Phase::Failed { .. } => v1::JobPhase::Failed,
         }

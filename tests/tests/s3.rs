@@ -15,6 +15,18 @@ fn worker(args: &[String]) -> Output {
         .expect("worker runs")
 }
 
+/// An IDX dataset at the root of the `data` bucket.
+const IDX_IN_DATA_BUCKET: [&str; 8] = [
+    "--data",
+    "s3://data",
+    "--format",
+    "idx",
+    "--idx-images",
+    "images.idx",
+    "--idx-labels",
+    "labels.idx",
+];
+
 fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| s.to_string()).collect()
 }
@@ -57,18 +69,8 @@ fn trains_from_and_to_a_bucket_and_resumes() {
     let server = S3Server::start(&["data", "out"], Duration::from_secs(30)).expect("s3 server");
     write_tiny_idx(&server.root.path().join("data"), 32).expect("data");
     let options = server.store_options(S3_ACCESS_KEY, S3_SECRET_KEY);
-    let idx = [
-        "--data",
-        "s3://data",
-        "--format",
-        "idx",
-        "--idx-images",
-        "images.idx",
-        "--idx-labels",
-        "labels.idx",
-    ];
 
-    let first = train(&idx, "s3://out/run", "3", &options);
+    let first = train(&IDX_IN_DATA_BUCKET, "s3://out/run", "3", &options);
     assert!(
         first.status.success(),
         "{}",
@@ -87,7 +89,7 @@ fn trains_from_and_to_a_bucket_and_resumes() {
         );
     }
 
-    let resumed = train(&idx, "s3://out/run", "5", &options);
+    let resumed = train(&IDX_IN_DATA_BUCKET, "s3://out/run", "5", &options);
     let log = String::from_utf8_lossy(&resumed.stderr);
     assert!(resumed.status.success(), "{log}");
     assert!(log.contains("resuming"), "{log}");
@@ -131,17 +133,7 @@ fn wrong_credentials_are_a_clear_error() {
     let server = S3Server::start(&["data", "out"], Duration::from_secs(30)).expect("s3 server");
     write_tiny_idx(&server.root.path().join("data"), 16).expect("data");
     let options = server.store_options(S3_ACCESS_KEY, "not-the-secret");
-    let idx = [
-        "--data",
-        "s3://data",
-        "--format",
-        "idx",
-        "--idx-images",
-        "images.idx",
-        "--idx-labels",
-        "labels.idx",
-    ];
-    let result = train(&idx, "s3://out/run", "1", &options);
+    let result = train(&IDX_IN_DATA_BUCKET, "s3://out/run", "1", &options);
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert!(!result.status.success());
     assert!(
