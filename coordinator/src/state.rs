@@ -164,6 +164,17 @@ impl JobState {
                 if self.members.len() >= self.spec.max_workers
                     || now.duration_since(reached) >= self.start_grace
                 {
+                    // Every worker's share of the batch and of the shard plan must be whole;
+                    // starting anyway would only fail later, on every worker at once.
+                    let world = self.members.len();
+                    if let Err(reason) = self
+                        .spec
+                        .local_batch(world)
+                        .and_then(|_| self.spec.plan_world(world))
+                    {
+                        self.phase = Phase::Failed { reason };
+                        return true;
+                    }
                     self.generation += 1;
                     self.phase = Phase::Training;
                     return true;
@@ -496,6 +507,27 @@ mod tests {
             .expect("ok");
         assert!(!go_on);
         assert!(matches!(&diverging.phase, Phase::Failed { reason } if reason.contains("step 1")));
+    }
+
+    #[test]
+    fn a_world_that_cannot_split_the_batch_fails_at_start() {
+        let now = Instant::now();
+        let mut job = JobState::new(
+            JobSpec {
+                global_batch: 8,
+                ..spec(1, 3)
+            },
+            Duration::from_secs(5),
+            Duration::from_secs(1),
+        )
+        .expect("valid");
+        for id in ["a", "b", "c"] {
+            job.register(&register(id), now).expect("registers");
+        }
+        assert!(job.tick(now));
+        assert!(
+            matches!(&job.phase, Phase::Failed { reason } if reason.contains("not divisible by 3"))
+        );
     }
 
     #[test]
