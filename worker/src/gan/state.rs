@@ -11,7 +11,7 @@ use burn::tensor::backend::AutodiffBackend;
 use sha2::{Digest, Sha256};
 
 use super::model::{GanConfig, Generator};
-use super::params::named_tensors;
+use super::params::{named_tensors, parameter_shapes};
 use super::train::{GanTrainer, TrainConfig};
 use crate::error::{Error, Result};
 use crate::storage::StoreLocation;
@@ -157,14 +157,22 @@ impl<B: AutodiffBackend> GanTrainer<B> {
             &description.class_counts,
             device,
         )?;
+        let expected = parameter_shapes(&trainer.generator);
         trainer.generator = trainer
             .generator
             .load_record(decode::<B, _>(generator, GENERATOR, device)?);
+        check_shapes(GENERATOR, &expected, &parameter_shapes(&trainer.generator))?;
+        let expected = parameter_shapes(&trainer.discriminator);
         trainer.discriminator = trainer.discriminator.load_record(decode::<B, _>(
             discriminator,
             DISCRIMINATOR,
             device,
         )?);
+        check_shapes(
+            DISCRIMINATOR,
+            &expected,
+            &parameter_shapes(&trainer.discriminator),
+        )?;
         trainer.generator_optim = trainer.generator_optim.load_record(decode::<B, _>(
             generator_optim,
             GENERATOR_OPTIM,
@@ -178,6 +186,19 @@ impl<B: AutodiffBackend> GanTrainer<B> {
         trainer.step = description.step;
         Ok(trainer)
     }
+}
+
+/// burn loads a record of any shape; refuse one that does not fit the described model.
+fn check_shapes(blob: &str, expected: &[Vec<usize>], loaded: &[Vec<usize>]) -> Result<()> {
+    if expected != loaded {
+        return Err(Error::checkpoint(
+            blob,
+            format!(
+                "holds parameters of shapes {loaded:?}, the described model needs {expected:?}"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn verify(entry: &BlobEntry, bytes: &[u8]) -> Result<()> {
@@ -253,9 +274,12 @@ pub fn load_generator_only<B: burn::prelude::Backend>(
         .ok_or_else(|| Error::checkpoint(GENERATOR, "is missing"))?;
     verify(entry, &bytes)?;
     let (generator, _) = snapshot.description.config.gan.init::<B>(device)?;
+    let expected = parameter_shapes(&generator);
     let record = Recorder::<B>::load(&ByteRecorder::default(), bytes, device)
         .map_err(|e| Error::checkpoint(GENERATOR, format!("cannot decode: {e}")))?;
-    Ok(generator.load_record(record))
+    let generator = generator.load_record(record);
+    check_shapes(GENERATOR, &expected, &parameter_shapes(&generator))?;
+    Ok(generator)
 }
 
 /// The generator's weights as safetensors with PyTorch's conventions: keys are module paths

@@ -285,3 +285,16 @@ fn training_moves_losses_and_learns_the_classes() {
         "the classes' patterns were not learned: left contrast {left_contrast:.1}, bottom contrast {bottom_contrast:.1}"
     );
 }
+
+#[test]
+fn blobs_of_another_architecture_are_refused() {
+    let trainer = trained(8, 1);
+    let mut snapshot = trainer
+        .snapshot(&["a".into(), "b".into()], &[4, 4])
+        .expect("snapshot");
+    // A description edited to claim a wider model than its blobs hold.
+    snapshot.description.config.gan.width = 16;
+    let result = GanTrainer::<Train>::restore(snapshot, &Default::default());
+    let error = result.err().expect("shapes differ");
+    assert!(error.to_string().contains("generator.mpk"), "{error}");
+}
