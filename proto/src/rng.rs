@@ -16,7 +16,6 @@ pub enum Purpose {
     GeneratorNoise = 4,
     Dropout = 5,
     SampleGrid = 6,
-    ModelInit = 7,
     ShardDeal = 8,
     ShardOrder = 9,
 }

@@ -72,11 +72,88 @@ pub fn batch_for_step(
     Some(shard[start..start + local_batch].to_vec())
 }
 
-/// Records a replica trains on at `step` when the plan is laid out for `plan_world` ranks and
-/// the job runs `world_size` replicas (`plan_world` a multiple of `world_size`): replica `rank`
-/// takes plan ranks `rank * k .. (rank + 1) * k` (k = plan_world / world_size), concatenated.
-/// With `plan_world == world_size` this is [`batch_for_step`]; with a larger plan, fewer
-/// replicas replay exactly the global batches of a bigger run.
+/// The batches of one replica, step after step, when the plan is laid out for `plan_world`
+/// ranks and the job runs `world_size` replicas (`plan_world` a multiple of `world_size`):
+/// replica `rank` takes plan ranks `rank * k .. (rank + 1) * k` (k = plan_world / world_size),
+/// concatenated. With `plan_world == world_size` a batch is [`batch_for_step`]'s; with a larger
+/// plan, fewer replicas replay exactly the global batches of a bigger run. The shards are
+/// computed once per epoch, not once per step.
+#[derive(Debug, Clone)]
+pub struct ReplicaBatches<'a> {
+    labels: &'a [u16],
+    seed: u64,
+    plan_world: usize,
+    plan_ranks: std::ops::Range<usize>,
+    plan_batch: usize,
+    steps_per_epoch: u64,
+    /// The epoch whose shards (one per plan rank of this replica) are held.
+    cached: Option<(u64, Vec<Vec<usize>>)>,
+}
+
+impl<'a> ReplicaBatches<'a> {
+    /// None when the plan cannot be split that way or the data cannot fill one step.
+    pub fn new(
+        labels: &'a [u16],
+        seed: u64,
+        plan_world: usize,
+        world_size: usize,
+        rank: usize,
+        global_batch: usize,
+    ) -> Option<Self> {
+        if world_size == 0
+            || !plan_world.is_multiple_of(world_size)
+            || !global_batch.is_multiple_of(plan_world)
+        {
+            return None;
+        }
+        let per_replica = plan_world / world_size;
+        let plan_batch = global_batch / plan_world;
+        let steps_per_epoch = steps_per_epoch(labels.len(), plan_world, plan_batch);
+        if steps_per_epoch == 0 {
+            return None;
+        }
+        Some(Self {
+            labels,
+            seed,
+            plan_world,
+            plan_ranks: rank * per_replica..(rank + 1) * per_replica,
+            plan_batch,
+            steps_per_epoch,
+            cached: None,
+        })
+    }
+
+    /// Records this replica trains on at `step`.
+    pub fn batch(&mut self, step: u64) -> Vec<usize> {
+        let epoch = step / self.steps_per_epoch;
+        if self
+            .cached
+            .as_ref()
+            .is_none_or(|(cached, _)| *cached != epoch)
+        {
+            let shards = self
+                .plan_ranks
+                .clone()
+                .map(|plan_rank| {
+                    shard_for_epoch(self.labels, self.seed, epoch, self.plan_world, plan_rank)
+                })
+                .collect();
+            self.cached = Some((epoch, shards));
+        }
+        let start = (step % self.steps_per_epoch) as usize * self.plan_batch;
+        self.cached
+            .as_ref()
+            .map(|(_, shards)| {
+                shards
+                    .iter()
+                    .flat_map(|shard| shard[start..start + self.plan_batch].iter().copied())
+                    .collect()
+            })
+            .unwrap_or_default() // filled just above
+    }
+}
+
+/// One step's records of one replica; see [`ReplicaBatches`].
 pub fn replica_batch(
     labels: &[u16],
     seed: u64,
@@ -86,21 +163,8 @@ pub fn replica_batch(
     global_batch: usize,
     step: u64,
 ) -> Option<Vec<usize>> {
-    if world_size == 0
-        || !plan_world.is_multiple_of(world_size)
-        || !global_batch.is_multiple_of(plan_world)
-    {
-        return None;
-    }
-    let per_replica = plan_world / world_size;
-    let plan_batch = global_batch / plan_world;
-    let mut records = Vec::with_capacity(per_replica * plan_batch);
-    for plan_rank in rank * per_replica..(rank + 1) * per_replica {
-        records.extend(batch_for_step(
-            labels, seed, plan_world, plan_rank, plan_batch, step,
-        )?);
-    }
-    Some(records)
+    ReplicaBatches::new(labels, seed, plan_world, world_size, rank, global_batch)
+        .map(|mut b| b.batch(step))
 }
 
 #[cfg(test)]
@@ -180,6 +244,19 @@ mod tests {
             next_epoch[0..3].to_vec()
         );
         assert_eq!(batch_for_step(&labels, 0, 2, 1, 30, 0), None);
+    }
+
+    #[test]
+    fn cached_batches_agree_with_the_plan_across_epochs() {
+        let labels: Vec<u16> = (0..30).map(|i| (i % 4) as u16).collect();
+        let mut batches = ReplicaBatches::new(&labels, 4, 2, 2, 1, 6).expect("plan");
+        for step in 0..16 {
+            // 15 records per shard, 3 per step: 5 steps an epoch, so 3 epochs and a bit
+            assert_eq!(
+                batches.batch(step),
+                batch_for_step(&labels, 4, 2, 1, 3, step).expect("batch")
+            );
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anygan_proto::job::JobSpec;
-use anygan_proto::shard::replica_batch;
+use anygan_proto::shard::ReplicaBatches;
 use anygan_proto::v1::coordinator_client::CoordinatorClient;
 use anygan_proto::v1::{self, JobPhase};
 use sha2::{Digest, Sha256};
@@ -297,6 +297,23 @@ impl Replica {
         };
         let labels = self.dataset.labels().to_vec();
         let mut checksum = String::new();
+        let mut batches = ReplicaBatches::new(
+            &labels,
+            self.assignment.shard_seed,
+            plan_world,
+            world_size,
+            rank,
+            spec.global_batch,
+        )
+        .ok_or_else(|| {
+            Error::config(
+                "global_batch",
+                format!(
+                    "{} records cannot feed {plan_world} shards at {local_batch} images per worker",
+                    labels.len()
+                ),
+            )
+        })?;
         for step in 0..spec.steps {
             if self.progress.job_failed.load(Ordering::Relaxed) {
                 return Err(coordinator_error(
@@ -305,21 +322,7 @@ impl Replica {
                 ));
             }
             let started = Instant::now();
-            let indices = replica_batch(
-                &labels,
-                self.assignment.shard_seed,
-                plan_world,
-                world_size,
-                rank,
-                spec.global_batch,
-                step,
-            )
-            .ok_or_else(|| {
-                Error::config(
-                    "global_batch",
-                    format!("{} records cannot feed {plan_world} shards at {local_batch} images per worker", labels.len()),
-                )
-            })?;
+            let indices = batches.batch(step);
             let (images, batch_labels) = self.dataset.normalized_batch(&indices);
             let losses = trainer.train_step_with(
                 &Batch {
