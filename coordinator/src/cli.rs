@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anygan_coordinator::{Timing, serve};
+use anygan_coordinator::{Timing, prepare_output, serve};
 use anygan_proto::cli::DataArgs;
 use anygan_proto::job::{JobSpec, ModelSpec};
 use anygan_proto::v1;
@@ -79,6 +79,13 @@ struct StartArgs {
     /// Replicas report a parameter checksum every N steps (0: only at the end).
     #[arg(long, default_value_t = 50)]
     checksum_every: u64,
+    /// Commit a checkpoint every N steps (0: only at the end). A job started again with the
+    /// same --output continues from the newest valid checkpoint.
+    #[arg(long, default_value_t = 100)]
+    checkpoint_every: u64,
+    /// Keep this many of the newest checkpoints; older ones are deleted.
+    #[arg(long, default_value_t = 3)]
+    keep_checkpoints: usize,
     #[arg(long, env = "ANYGAN_MIN_WORKERS", default_value_t = 1)]
     min_workers: usize,
     #[arg(long, env = "ANYGAN_MAX_WORKERS", default_value_t = 64)]
@@ -159,6 +166,8 @@ fn job_spec(args: &StartArgs) -> anyhow::Result<JobSpec> {
         store_options: args.data.store_options.clone(),
         sample_every: args.sample_every,
         checksum_every: args.checksum_every,
+        checkpoint_every: args.checkpoint_every,
+        keep_checkpoints: args.keep_checkpoints,
         min_workers: args
             .min_workers
             .max(args.local_workers.min(args.max_workers)),
@@ -172,11 +181,14 @@ fn job_spec(args: &StartArgs) -> anyhow::Result<JobSpec> {
 
 async fn start(args: StartArgs) -> anyhow::Result<ExitCode> {
     let spec = job_spec(&args)?;
+    // Before any worker starts: the output must be writable, and a checkpoint there decides
+    // where training starts.
+    let resume = prepare_output(&spec).await?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let address = listener.local_addr()?;
     // Tests and scripts read this line to learn the port.
     println!("coordinator listening on {address}");
-    tracing::info!(%address, job = %spec.job_id, min_workers = spec.min_workers, max_workers = spec.max_workers, steps = spec.steps, "serving");
+    tracing::info!(%address, job = %spec.job_id, min_workers = spec.min_workers, max_workers = spec.max_workers, steps = spec.steps, start_step = resume.as_ref().map_or(0, |r| r.step), "serving");
     let mut workers = spawn_local_workers(&args, address)?;
     let timing = Timing {
         heartbeat_interval: Duration::from_millis(args.heartbeat_interval_ms),
@@ -187,7 +199,7 @@ async fn start(args: StartArgs) -> anyhow::Result<ExitCode> {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    let status = serve(listener, spec, timing, ctrl_c).await?;
+    let status = serve(listener, spec, resume, timing, ctrl_c).await?;
     let mut workers_ok = true;
     for worker in &mut workers {
         workers_ok &= worker.wait().await.map(|s| s.success()).unwrap_or(false);

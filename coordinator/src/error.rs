@@ -35,6 +35,10 @@ pub enum Error {
     },
     #[error("transport: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    Storage(#[from] anygan_store::Error),
+    #[error("checkpoint {location}: {reason}")]
+    Checkpoint { location: String, reason: String },
 }
 
 impl From<Error> for tonic::Status {
@@ -49,7 +53,10 @@ impl From<Error> for tonic::Status {
             Error::UnknownWorker(_) => Code::NotFound,
             Error::InvalidArgument { .. } | Error::InvalidJob(_) => Code::InvalidArgument,
             Error::ShuttingDown => Code::Unavailable,
-            Error::Io { .. } | Error::Transport(_) => Code::Internal,
+            Error::Io { .. }
+            | Error::Transport(_)
+            | Error::Storage(_)
+            | Error::Checkpoint { .. } => Code::Internal,
         };
         tonic::Status::new(code, error.to_string())
     }

@@ -3,9 +3,11 @@
 
 pub mod actor;
 pub mod error;
+pub mod recovery;
 pub mod server;
 pub mod service;
 pub mod state;
 
 pub use error::{Error, Result};
+pub use recovery::{ResumePoint, prepare_output};
 pub use server::{Timing, serve};

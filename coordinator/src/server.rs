@@ -10,6 +10,7 @@ use anygan_proto::v1;
 
 use crate::actor::StateHandle;
 use crate::error::{Error, Result};
+use crate::recovery::ResumePoint;
 use crate::service::CoordinatorService;
 use crate::state::JobState;
 
@@ -35,21 +36,20 @@ impl Default for Timing {
     }
 }
 
-/// Serves `spec` on `listener` until the job ends (then lingers) or `shutdown` resolves.
-/// Returns the last status.
+/// Serves `spec` on `listener`, from `resume` when given, until the job ends (then lingers) or
+/// `shutdown` resolves. Returns the last status.
 pub async fn serve(
     listener: TcpListener,
     spec: JobSpec,
+    resume: Option<ResumePoint>,
     timing: Timing,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<v1::JobStatus> {
     let job_spec_json =
         serde_json::to_string(&spec).map_err(|e| Error::InvalidJob(e.to_string()))?;
-    let state = StateHandle::spawn(JobState::new(
-        spec,
-        timing.heartbeat_timeout,
-        timing.start_grace,
-    )?);
+    let state = StateHandle::spawn(
+        JobState::new(spec, timing.heartbeat_timeout, timing.start_grace)?.resuming_from(resume),
+    );
     let service = CoordinatorService::new(state.clone(), job_spec_json, timing.heartbeat_interval);
     let mut finished = state.watch();
     let job_over = async move {

@@ -16,6 +16,7 @@ use anygan_proto::job::JobSpec;
 use anygan_proto::v1;
 
 use crate::error::{Error, Result};
+use crate::recovery::ResumePoint;
 
 /// A registered worker.
 #[derive(Debug, Clone)]
@@ -62,6 +63,8 @@ pub struct JobState {
     generation: u64,
     /// Seconds per step of rank 0, smoothed, for throughput.
     step_seconds: Option<f64>,
+    /// The checkpoint training continues from; none for a fresh job.
+    resume: Option<ResumePoint>,
 }
 
 impl JobState {
@@ -77,7 +80,19 @@ impl JobState {
             },
             generation: 0,
             step_seconds: None,
+            resume: None,
         })
+    }
+
+    /// Training starts from `resume`'s step, every replica restoring that checkpoint.
+    pub fn resuming_from(mut self, resume: Option<ResumePoint>) -> Self {
+        self.resume = resume;
+        self
+    }
+
+    /// The step training starts from.
+    pub fn start_step(&self) -> u64 {
+        self.resume.as_ref().map_or(0, |r| r.step)
     }
 
     pub fn generation(&self) -> u64 {
@@ -140,7 +155,7 @@ impl JobState {
             collective_address: request.collective_address.clone(),
             device: request.device.clone(),
             last_heartbeat: now,
-            step: 0,
+            step: self.start_step(),
             checksums: BTreeMap::new(),
         });
         Ok(())
@@ -228,7 +243,12 @@ impl JobState {
                 })
                 .collect(),
             shard_seed: self.spec.seed,
-            start_step: 0,
+            start_step: self.start_step(),
+            resume_checkpoint: self
+                .resume
+                .as_ref()
+                .map(|r| r.prefix.clone())
+                .unwrap_or_default(),
         }))
     }
 
@@ -374,6 +394,8 @@ mod tests {
             store_options: vec![],
             sample_every: 0,
             checksum_every: 0,
+            checkpoint_every: 0,
+            keep_checkpoints: 3,
             min_workers: min,
             max_workers: max,
             collective_timeout_ms: 1000,

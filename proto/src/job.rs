@@ -78,6 +78,12 @@ pub struct JobSpec {
     pub sample_every: u64,
     /// Replicas report a parameter checksum every N steps (0: only at the end).
     pub checksum_every: u64,
+    /// Rank 0 commits a checkpoint every N steps (0: only at the end).
+    #[serde(default)]
+    pub checkpoint_every: u64,
+    /// Newest checkpoints kept; older ones are deleted.
+    #[serde(default = "default_keep_checkpoints")]
+    pub keep_checkpoints: usize,
     pub min_workers: usize,
     pub max_workers: usize,
     /// A collective whose peer does not answer within this fails instead of hanging.
@@ -89,7 +95,64 @@ pub struct JobSpec {
     pub shard_world_size: Option<usize>,
 }
 
+fn default_keep_checkpoints() -> usize {
+    3
+}
+
 impl JobSpec {
+    /// The spec as checkpoint manifests record it: object-store options (credentials among
+    /// them) removed.
+    pub fn without_secrets(&self) -> Self {
+        Self {
+            store_options: Vec::new(),
+            ..self.clone()
+        }
+    }
+
+    /// Why a checkpoint written under `saved` cannot continue this job, naming the first field
+    /// that changes the training itself; `None` when it can. Steps, workers, timeouts, where
+    /// outputs go and how often things are written may all change between runs.
+    pub fn resume_conflict(&self, saved: &JobSpec) -> Option<String> {
+        let differs = |field: &str, ours: String, theirs: String| {
+            (ours != theirs)
+                .then(|| format!("`{field}` is {ours} here but {theirs} in the checkpoint"))
+        };
+        differs(
+            "dataset",
+            format!("{:?}", self.dataset),
+            format!("{:?}", saved.dataset),
+        )
+        .or_else(|| {
+            differs(
+                "model",
+                format!("{:?}", self.model),
+                format!("{:?}", saved.model),
+            )
+        })
+        .or_else(|| {
+            differs(
+                "global_batch",
+                self.global_batch.to_string(),
+                saved.global_batch.to_string(),
+            )
+        })
+        .or_else(|| {
+            differs(
+                "learning_rate",
+                self.learning_rate.to_string(),
+                saved.learning_rate.to_string(),
+            )
+        })
+        .or_else(|| differs("seed", self.seed.to_string(), saved.seed.to_string()))
+        .or_else(|| {
+            differs(
+                "uniform_fake_labels",
+                self.uniform_fake_labels.to_string(),
+                saved.uniform_fake_labels.to_string(),
+            )
+        })
+    }
+
     /// Images each of `world_size` workers takes per step; the global batch must divide evenly.
     pub fn local_batch(&self, world_size: usize) -> Result<usize, String> {
         if world_size == 0 || !self.global_batch.is_multiple_of(world_size) {
@@ -126,6 +189,9 @@ impl JobSpec {
         }
         if self.global_batch == 0 {
             return Err("global_batch must be positive".into());
+        }
+        if self.keep_checkpoints == 0 {
+            return Err("keep_checkpoints must be at least 1".into());
         }
         if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
             return Err(format!(
@@ -171,6 +237,8 @@ mod tests {
             store_options: vec![],
             sample_every: 0,
             checksum_every: 0,
+            checkpoint_every: 0,
+            keep_checkpoints: 3,
             min_workers: 1,
             max_workers: 4,
             collective_timeout_ms: 1000,
@@ -199,5 +267,59 @@ mod tests {
             ..spec()
         };
         assert!(bad.validate().is_err());
+        let keeps_nothing = JobSpec {
+            keep_checkpoints: 0,
+            ..spec()
+        };
+        assert!(
+            keeps_nothing
+                .validate()
+                .unwrap_err()
+                .contains("keep_checkpoints")
+        );
+    }
+
+    #[test]
+    fn resume_conflicts_name_the_training_field_and_ignore_the_rest() {
+        let saved = spec();
+        let longer_elsewhere = JobSpec {
+            steps: 500,
+            output: "s3://other/place".into(),
+            store_options: vec![("aws_secret_access_key".into(), "x".into())],
+            min_workers: 2,
+            max_workers: 8,
+            checkpoint_every: 7,
+            ..spec()
+        };
+        assert_eq!(longer_elsewhere.resume_conflict(&saved), None);
+        let other_rate = JobSpec {
+            learning_rate: 1e-3,
+            ..spec()
+        };
+        let conflict = other_rate.resume_conflict(&saved).expect("conflict");
+        assert!(conflict.contains("learning_rate"), "{conflict}");
+        let other_model = JobSpec {
+            model: ModelSpec {
+                width: 128,
+                ..ModelSpec::default()
+            },
+            ..spec()
+        };
+        assert!(
+            other_model
+                .resume_conflict(&saved)
+                .expect("conflict")
+                .contains("model")
+        );
+    }
+
+    #[test]
+    fn the_recorded_spec_carries_no_store_options() {
+        let with_secret = JobSpec {
+            store_options: vec![("aws_secret_access_key".into(), "hunter2".into())],
+            ..spec()
+        };
+        let recorded = serde_json::to_string(&with_secret.without_secrets()).expect("json");
+        assert!(!recorded.contains("hunter2"), "{recorded}");
     }
 }

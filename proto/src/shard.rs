@@ -123,6 +123,11 @@ impl<'a> ReplicaBatches<'a> {
         })
     }
 
+    /// Steps in one epoch of the plan (the same for every replica).
+    pub fn steps_per_epoch(&self) -> u64 {
+        self.steps_per_epoch
+    }
+
     /// Records this replica trains on at `step`.
     pub fn batch(&mut self, step: u64) -> Vec<usize> {
         let epoch = step / self.steps_per_epoch;

@@ -273,3 +273,78 @@ fn find_s3s_fs() -> Option<PathBuf> {
     }
     candidates.into_iter().find(|path| path.is_file())
 }
+
+/// A committed checkpoint as found on disk (a local output, or an s3s-fs bucket folder).
+#[derive(Debug, Clone)]
+pub struct CheckpointOnDisk {
+    pub prefix: String,
+    pub step: u64,
+    pub manifest: serde_json::Value,
+}
+
+impl CheckpointOnDisk {
+    /// `name → sha256` of every object the manifest lists: equal maps mean bit-identical state.
+    pub fn object_checksums(&self) -> std::collections::BTreeMap<String, String> {
+        self.manifest["objects"]
+            .as_array()
+            .map(|objects| {
+                objects
+                    .iter()
+                    .map(|o| {
+                        (
+                            o["name"].as_str().unwrap_or_default().to_string(),
+                            o["sha256"].as_str().unwrap_or_default().to_string(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// The checkpoint `<output>/checkpoints/latest` names, with its manifest; `None` when there is
+/// no pointer yet.
+pub fn latest_checkpoint(output: &Path) -> anyhow::Result<Option<CheckpointOnDisk>> {
+    let checkpoints = output.join("checkpoints");
+    let pointer = match std::fs::read(checkpoints.join("latest")) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let pointer: serde_json::Value = serde_json::from_slice(&pointer)?;
+    let prefix = pointer["prefix"]
+        .as_str()
+        .context("pointer without prefix")?
+        .to_string();
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(
+        checkpoints.join(&prefix).join("MANIFEST.json"),
+    )?)?;
+    let step = manifest["step"].as_u64().context("manifest without step")?;
+    anyhow::ensure!(
+        pointer["step"] == manifest["step"],
+        "pointer and manifest disagree"
+    );
+    Ok(Some(CheckpointOnDisk {
+        prefix,
+        step,
+        manifest,
+    }))
+}
+
+/// Checkpoint prefixes under `<output>/checkpoints`, sorted, each with whether it has a manifest.
+pub fn checkpoint_prefixes(output: &Path) -> anyhow::Result<Vec<(String, bool)>> {
+    let mut prefixes = Vec::new();
+    let dir = output.join("checkpoints");
+    if !dir.exists() {
+        return Ok(prefixes);
+    }
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().to_string();
+        if entry.file_type()?.is_dir() && name.starts_with("step-") {
+            prefixes.push((name, entry.path().join("MANIFEST.json").is_file()));
+        }
+    }
+    prefixes.sort();
+    Ok(prefixes)
+}

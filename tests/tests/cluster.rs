@@ -78,7 +78,13 @@ fn two_workers_train_and_end_with_identical_replicas() {
     assert_eq!(checksums[0], checksums[1]);
     assert!(output.join("samples/final.png").exists());
     assert!(output.join("generator.safetensors").exists());
-    assert!(output.join("model/state.json").exists());
+    let checkpoint = anygan_tests::latest_checkpoint(&output)
+        .expect("readable")
+        .expect("a final checkpoint");
+    assert_eq!(
+        checkpoint.step,
+        status["target_steps"].as_u64().expect("steps")
+    );
 }
 
 fn register(worker_id: &str, protocol_version: u32) -> v1::RegisterRequest {

@@ -6,12 +6,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anygan_proto::cli::DataArgs;
+use anygan_store::CheckpointOptions;
+use anygan_store::StoreLocation;
 use anygan_worker::backend::{BACKEND_NAME, TrainBackend, device};
 use anygan_worker::data::load_source;
 use anygan_worker::gan::{FakeLabels, GanConfig, TrainConfig};
 use anygan_worker::join::{JoinConfig, join};
 use anygan_worker::single::{SingleDeviceRun, StepReport, run_single_device};
-use anygan_worker::storage::StoreLocation;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser, Debug)]
@@ -86,13 +87,16 @@ struct TrainArgs {
     /// Write a sample grid every N steps (0: only at the end).
     #[arg(long, default_value_t = 100)]
     sample_every: u64,
-    /// Save a resumable snapshot every N steps (0: only at the end).
+    /// Commit a checkpoint every N steps (0: only at the end); uploads run in the background.
     #[arg(long, default_value_t = 0)]
     checkpoint_every: u64,
+    /// Keep this many of the newest checkpoints; older ones are deleted.
+    #[arg(long, default_value_t = 3)]
+    keep_checkpoints: usize,
     /// Samples per class in each grid.
     #[arg(long, default_value_t = 10)]
     grid_columns: usize,
-    /// Continue from the snapshot in --output when there is one.
+    /// Continue from the newest valid checkpoint in --output when there is one.
     #[arg(long)]
     resume: bool,
     /// Print a progress line every N steps.
@@ -166,11 +170,22 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
         output = %output,
         "training"
     );
+    let job = serde_json::json!({
+        "mode": "single-device",
+        "dataset": source,
+        "steps": args.steps,
+        "train": train,
+    });
     let run = SingleDeviceRun {
         train,
         steps: args.steps,
         sample_every: args.sample_every,
         checkpoint_every: args.checkpoint_every,
+        checkpoint_options: CheckpointOptions {
+            keep: args.keep_checkpoints,
+            ..CheckpointOptions::default()
+        },
+        job,
         grid_columns: args.grid_columns,
         output,
         resume: args.resume,
@@ -178,7 +193,7 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
     let log_every = args.log_every.max(1);
     let device = device(0);
     let mut window = (0.0f64, 0u64);
-    run_single_device::<TrainBackend>(
+    let outcome = run_single_device::<TrainBackend>(
         &run,
         &dataset,
         &device,
@@ -203,7 +218,16 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
             }
         },
     )?;
-    tracing::info!(output = %run.output, "done: samples/final.png, model/, generator.safetensors");
+    let stats = &outcome.checkpoints;
+    tracing::info!(
+        output = %run.output,
+        resumed_from = outcome.resumed_from,
+        checkpoints = stats.committed,
+        checkpoints_failed = stats.failed,
+        checkpoints_skipped = stats.skipped,
+        capture_ms_max = format!("{:.1}", stats.capture_seconds_max * 1e3),
+        "done: samples/final.png, checkpoints/, generator.safetensors"
+    );
     Ok(())
 }
 

@@ -21,13 +21,9 @@ pub enum Error {
     #[error("invalid config field `{field}`: {reason}")]
     Config { field: &'static str, reason: String },
 
-    /// The object store refused or failed an operation.
-    #[error("object store {location}: {source}")]
-    Store {
-        location: String,
-        #[source]
-        source: object_store::Error,
-    },
+    /// Object-store access or the checkpoint protocol failed (names the object).
+    #[error(transparent)]
+    Storage(#[from] anygan_store::Error),
 
     /// A local file could not be read or written.
     #[error("file {path}: {source}")]
@@ -73,13 +69,6 @@ impl Error {
         Self::Checkpoint {
             location: location.into(),
             reason: reason.into(),
-        }
-    }
-
-    pub(crate) fn store(location: impl Into<String>, source: object_store::Error) -> Self {
-        Self::Store {
-            location: location.into(),
-            source,
         }
     }
 }

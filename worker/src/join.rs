@@ -14,17 +14,21 @@ use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tonic::transport::{Channel, Endpoint};
 
+use anygan_store::checkpoint::DataPosition;
+use anygan_store::{CheckpointOptions, StoreLocation};
+
 use crate::backend::{BACKEND_NAME, TrainBackend};
+use crate::checkpointing::{Checkpointer, RunDescription, checkpoint_store};
 use crate::collective::{
     BlockingRing, DEFAULT_CHUNK_VALUES, Inbox, RingAllReduce, RingConfig, serve_collective,
 };
 use crate::data::{ImageDataset, load_source};
 use crate::error::{Error, Result};
 use crate::gan::params::parameter_bits;
+use crate::gan::state::Snapshot;
 use crate::gan::{Batch, GanTrainer};
 use crate::job::{gan_config, train_config};
 use crate::outputs::RunOutputs;
-use crate::storage::StoreLocation;
 
 /// Rank 0 logs progress every this many steps.
 const PROGRESS_EVERY: u64 = 10;
@@ -285,15 +289,42 @@ impl Replica {
         let device = crate::backend::device(0);
         let class_counts = self.dataset.class_counts();
         let config = train_config(spec, self.dataset.num_classes());
-        let mut trainer = GanTrainer::<TrainBackend>::new(config, &class_counts, &device)?;
+        let output = StoreLocation::parse(&spec.output, spec.store_options.iter().cloned(), true)?;
+        let checkpoint_options = CheckpointOptions {
+            keep: spec.keep_checkpoints,
+            ..CheckpointOptions::default()
+        };
+        let mut trainer = if self.assignment.resume_checkpoint.is_empty() {
+            GanTrainer::<TrainBackend>::new(config, &class_counts, &device)?
+        } else {
+            self.restore(&output, checkpoint_options, config, &device)?
+        };
         trainer.set_replica(rank, world_size)?;
         let mut ring = BlockingRing::new(ring, self.runtime.clone());
         let outputs = RunOutputs {
-            location: StoreLocation::parse(&spec.output, spec.store_options.iter().cloned(), true)?,
+            location: output.clone(),
             io: &self.runtime,
             grid_columns: 10,
-            class_names: self.dataset.class_names().to_vec(),
-            class_counts: class_counts.clone(),
+        };
+        // Rank 0 writes; its store is checked before the first step, not at the first save.
+        let mut checkpointer = if rank == 0 {
+            self.runtime.block_on(output.check_writable())?;
+            Some(Checkpointer::new(
+                &output,
+                checkpoint_options,
+                RunDescription {
+                    writer: self.worker_id.clone(),
+                    job: serde_json::to_value(spec.without_secrets()).map_err(|e| {
+                        Error::checkpoint("job spec", format!("cannot encode: {e}"))
+                    })?,
+                    world_size,
+                    class_names: self.dataset.class_names().to_vec(),
+                    class_counts: class_counts.clone(),
+                },
+                self.runtime.clone(),
+            )?)
+        } else {
+            None
         };
         let labels = self.dataset.labels().to_vec();
         let mut checksum = String::new();
@@ -314,7 +345,22 @@ impl Replica {
                 ),
             )
         })?;
-        for step in 0..spec.steps {
+        let steps_per_epoch = batches.steps_per_epoch();
+        let positions = |next_step: u64| -> (u64, Vec<DataPosition>) {
+            let epoch = next_step / steps_per_epoch;
+            let positions = (0..world_size)
+                .map(|rank| DataPosition {
+                    rank,
+                    next_step,
+                    epoch,
+                    batch_in_epoch: next_step % steps_per_epoch,
+                    shard_seed: self.assignment.shard_seed,
+                    plan_world,
+                })
+                .collect();
+            (epoch, positions)
+        };
+        for step in trainer.step()..spec.steps {
             if self.progress.job_failed.load(Ordering::Relaxed) {
                 return Err(coordinator_error(
                     &self.coordinator,
@@ -364,6 +410,12 @@ impl Replica {
                     "step"
                 );
             }
+            if last && let Some(checkpointer) = checkpointer.as_mut() {
+                // Before the last report: when the coordinator says done, the result is durable.
+                let (epoch, positions) = positions(done);
+                checkpointer.save_and_wait(&trainer, epoch, positions)?;
+                outputs.finish(&trainer)?;
+            }
             let ack = self
                 .runtime
                 .block_on(self.client.report_step(report))
@@ -379,9 +431,26 @@ impl Replica {
             if rank == 0 && spec.sample_every > 0 && done % spec.sample_every == 0 && !last {
                 outputs.write_grid(&trainer, &format!("step-{done:07}.png"))?;
             }
+            if let Some(checkpointer) = checkpointer.as_mut()
+                && spec.checkpoint_every > 0
+                && done % spec.checkpoint_every == 0
+                && !last
+            {
+                let (epoch, positions) = positions(done);
+                checkpointer.save_in_background(&trainer, epoch, positions)?;
+            }
+            anygan_store::failpoint::hit("abort-after-step", done);
         }
-        if rank == 0 {
-            outputs.finish(&trainer)?;
+        if let Some(checkpointer) = &checkpointer {
+            let stats = &checkpointer.stats;
+            tracing::info!(
+                committed = stats.committed,
+                failed = stats.failed,
+                skipped = stats.skipped,
+                capture_ms_max = format!("{:.1}", stats.capture_seconds_max * 1e3),
+                wait_s_total = format!("{:.3}", stats.wait_seconds_total),
+                "checkpoints"
+            );
         }
         Ok(JoinOutcome {
             rank,
@@ -389,6 +458,41 @@ impl Replica {
             steps: trainer.step(),
             parameter_checksum: checksum,
         })
+    }
+}
+
+impl Replica {
+    /// The trainer saved in the checkpoint the coordinator assigned (it verified it; the store
+    /// verifies every object again as it reads).
+    fn restore(
+        &self,
+        output: &StoreLocation,
+        options: CheckpointOptions,
+        config: crate::gan::TrainConfig,
+        device: &burn::tensor::Device<TrainBackend>,
+    ) -> Result<GanTrainer<TrainBackend>> {
+        let prefix = &self.assignment.resume_checkpoint;
+        let store = checkpoint_store(output, options)?;
+        let checkpoint = self.runtime.block_on(store.load(prefix, None))?;
+        let snapshot = Snapshot::from_checkpoint(&checkpoint)?;
+        let where_ = store.location().describe(prefix);
+        if snapshot.description.config != config {
+            return Err(Error::checkpoint(
+                where_,
+                "was trained with a different model or optimizer config than this job",
+            ));
+        }
+        if snapshot.description.step != self.assignment.start_step {
+            return Err(Error::checkpoint(
+                where_,
+                format!(
+                    "holds step {}, the coordinator assigned step {}",
+                    snapshot.description.step, self.assignment.start_step
+                ),
+            ));
+        }
+        tracing::info!(step = snapshot.description.step, checkpoint = %where_, "resuming");
+        GanTrainer::restore(snapshot, device)
     }
 }
 

@@ -2,6 +2,7 @@
 //! serialization), storage, and the single-device training loop.
 
 pub mod backend;
+pub mod checkpointing;
 pub mod collective;
 pub mod data;
 pub mod error;
@@ -11,6 +12,6 @@ pub mod join;
 pub mod outputs;
 pub mod rng;
 pub mod single;
-pub mod storage;
 
+pub use anygan_store::StoreLocation;
 pub use error::{Error, Result};

@@ -1,14 +1,15 @@
 //! Training on one device: the loop around [`GanTrainer::train_step`] that samples batches,
 //! writes sample grids, and saves a resumable snapshot and the exported generator.
 
+use anygan_store::checkpoint::DataPosition;
+use anygan_store::{CheckpointOptions, StoreLocation};
 use burn::tensor::backend::AutodiffBackend;
 
+use crate::checkpointing::{CheckpointStats, Checkpointer, RunDescription, newest_snapshot};
 use crate::data::{EpochSampler, ImageDataset};
 use crate::error::{Error, Result};
-use crate::gan::state::{SNAPSHOT_DESCRIPTION, load_snapshot};
 use crate::gan::{Batch, GanTrainer, StepLosses, TrainConfig};
 use crate::outputs::RunOutputs;
-use crate::storage::StoreLocation;
 
 /// A single-device training run.
 #[derive(Debug, Clone)]
@@ -18,13 +19,25 @@ pub struct SingleDeviceRun {
     pub steps: u64,
     /// Write a sample grid every this many steps (0: only at the end).
     pub sample_every: u64,
-    /// Save the snapshot every this many steps (0: only at the end).
+    /// Commit a checkpoint every this many steps (0: only at the end).
     pub checkpoint_every: u64,
+    /// How checkpoints are kept and uploaded.
+    pub checkpoint_options: CheckpointOptions,
+    /// What the manifests record as the job (dataset and settings; no secrets).
+    pub job: serde_json::Value,
     /// Samples per class in a grid.
     pub grid_columns: usize,
     pub output: StoreLocation,
-    /// Continue from the snapshot under `output` when there is one.
+    /// Continue from the newest valid checkpoint under `output` when there is one.
     pub resume: bool,
+}
+
+/// A finished single-device run.
+pub struct SingleDeviceOutcome<B: AutodiffBackend> {
+    pub trainer: GanTrainer<B>,
+    /// The step the run started from (non-zero when resumed).
+    pub resumed_from: u64,
+    pub checkpoints: CheckpointStats,
 }
 
 /// What a step reports to the caller (for progress display).
@@ -36,15 +49,15 @@ pub struct StepReport {
     pub seconds: f64,
 }
 
-/// Trains on `dataset` and writes grids, snapshot and export to `run.output`. Blocking: call it
-/// from a thread that may block; `io` runs the object-store writes.
+/// Trains on `dataset` and writes grids, checkpoints and export to `run.output`. Blocking: call
+/// it from a thread that may block; `io` runs the object-store writes.
 pub fn run_single_device<B: AutodiffBackend>(
     run: &SingleDeviceRun,
     dataset: &ImageDataset,
     device: &B::Device,
     io: &tokio::runtime::Handle,
     mut on_step: impl FnMut(&StepReport),
-) -> Result<GanTrainer<B>> {
+) -> Result<SingleDeviceOutcome<B>> {
     let config = &run.train;
     if dataset.shape() != config.gan.image_shape() {
         return Err(Error::config(
@@ -56,18 +69,45 @@ pub fn run_single_device<B: AutodiffBackend>(
             ),
         ));
     }
+    // Before any training: a wrong key or a missing bucket fails here, not at the first save.
+    io.block_on(run.output.check_writable())?;
     let outputs = RunOutputs {
         location: run.output.clone(),
         io,
         grid_columns: run.grid_columns,
-        class_names: dataset.class_names().to_vec(),
-        class_counts: dataset.class_counts(),
     };
-    let mut trainer = match resume_from(run, &outputs.model_location(), io, device)? {
+    let class_counts = dataset.class_counts();
+    let mut checkpointer = Checkpointer::new(
+        &run.output,
+        run.checkpoint_options,
+        RunDescription {
+            writer: "single-device".into(),
+            job: run.job.clone(),
+            world_size: 1,
+            class_names: dataset.class_names().to_vec(),
+            class_counts: class_counts.clone(),
+        },
+        io.clone(),
+    )?;
+    let mut trainer = match resume_from(run, io, device)? {
         Some(trainer) => trainer,
-        None => GanTrainer::<B>::new(config.clone(), &outputs.class_counts, device)?,
+        None => GanTrainer::<B>::new(config.clone(), &class_counts, device)?,
     };
+    let resumed_from = trainer.step();
     let mut sampler = EpochSampler::new(dataset.len(), config.batch_size, config.seed)?;
+    let position = |sampler: &EpochSampler, step: u64| {
+        (
+            sampler.epoch_of(step),
+            vec![DataPosition {
+                rank: 0,
+                next_step: step,
+                epoch: sampler.epoch_of(step),
+                batch_in_epoch: step % sampler.batches_per_epoch(),
+                shard_seed: config.seed,
+                plan_world: 1,
+            }],
+        )
+    };
 
     while trainer.step() < run.steps {
         let step = trainer.step();
@@ -85,36 +125,41 @@ pub fn run_single_device<B: AutodiffBackend>(
             outputs.write_grid(&trainer, &format!("step-{done:07}.png"))?;
         }
         if run.checkpoint_every > 0 && done % run.checkpoint_every == 0 && done < run.steps {
-            outputs.save(&trainer)?;
+            let (epoch, positions) = position(&sampler, done);
+            checkpointer.save_in_background(&trainer, epoch, positions)?;
         }
+        anygan_store::failpoint::hit("abort-after-step", done);
     }
+    let (epoch, positions) = position(&sampler, trainer.step());
+    checkpointer.save_and_wait(&trainer, epoch, positions)?;
     outputs.finish(&trainer)?;
-    Ok(trainer)
+    Ok(SingleDeviceOutcome {
+        trainer,
+        resumed_from,
+        checkpoints: checkpointer.stats,
+    })
 }
 
 fn resume_from<B: AutodiffBackend>(
     run: &SingleDeviceRun,
-    model_dir: &StoreLocation,
     io: &tokio::runtime::Handle,
     device: &B::Device,
 ) -> Result<Option<GanTrainer<B>>> {
     if !run.resume {
         return Ok(None);
     }
-    let exists = io
-        .block_on(model_dir.list(""))?
-        .iter()
-        .any(|(key, _)| key == SNAPSHOT_DESCRIPTION);
-    if !exists {
+    let Some((snapshot, checkpoint)) =
+        io.block_on(newest_snapshot(&run.output, run.checkpoint_options))?
+    else {
         return Ok(None);
-    }
-    let snapshot = io.block_on(load_snapshot(model_dir))?;
+    };
+    let manifest = format!("{}/checkpoints/{}", run.output, checkpoint.prefix);
     if snapshot.description.config != run.train {
         return Err(Error::checkpoint(
-            model_dir.describe(SNAPSHOT_DESCRIPTION),
+            manifest,
             "was trained with a different config; use another --output or the same settings",
         ));
     }
-    tracing::info!(step = snapshot.description.step, location = %model_dir, "resuming");
+    tracing::info!(step = snapshot.description.step, checkpoint = %manifest, "resuming");
     GanTrainer::restore(snapshot, device).map(Some)
 }

@@ -43,10 +43,21 @@ fn train_args<'a>(data: &'a str, output: &'a str, steps: &'a str) -> Vec<&'a str
     ]
 }
 
+/// The step of the checkpoint `latest` names, read from its manifest.
 fn snapshot_step(output: &Path) -> u64 {
-    let raw = std::fs::read(output.join("model/state.json")).expect("snapshot description");
-    let description: serde_json::Value = serde_json::from_slice(&raw).expect("json");
-    description["step"].as_u64().expect("step is a number")
+    let raw = std::fs::read(output.join("checkpoints/latest")).expect("latest pointer");
+    let pointer: serde_json::Value = serde_json::from_slice(&raw).expect("json");
+    let prefix = pointer["prefix"].as_str().expect("prefix");
+    let raw = std::fs::read(
+        output
+            .join("checkpoints")
+            .join(prefix)
+            .join("MANIFEST.json"),
+    )
+    .expect("manifest");
+    let manifest: serde_json::Value = serde_json::from_slice(&raw).expect("json");
+    assert_eq!(manifest["step"], pointer["step"]);
+    manifest["step"].as_u64().expect("step is a number")
 }
 
 #[test]

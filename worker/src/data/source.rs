@@ -6,7 +6,7 @@ use super::folder::{ImageFolderEntry, decode_image_folder, is_image_file};
 use super::subset::{FASHION_MNIST_CLASSES, per_class_subset};
 use super::{ImageDataset, ImageShape, parse_idx_pair};
 use crate::error::{Error, Result};
-use crate::storage::StoreLocation;
+use anygan_store::StoreLocation;
 
 /// How the files of a dataset are laid out under its location.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

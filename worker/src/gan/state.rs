@@ -1,6 +1,7 @@
 //! Saving and restoring a trainer: both models and both optimizers as bytes (named MessagePack
-//! records, which restore ParamIds so Adam's moments line up), each checksummed, plus a JSON
-//! description written last. Also the generator alone as safetensors for PyTorch users.
+//! records, which restore ParamIds so Adam's moments line up) plus a description. Storing them,
+//! checksummed, is the checkpoint store's job (`anygan_store::checkpoint`). Also the generator
+//! alone as safetensors for PyTorch users.
 
 use std::collections::HashMap;
 
@@ -8,28 +9,18 @@ use burn::module::Module;
 use burn::optim::Optimizer;
 use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
 use burn::tensor::backend::AutodiffBackend;
-use sha2::{Digest, Sha256};
 
 use super::model::{GanConfig, Generator};
 use super::params::{named_tensors, parameter_shapes};
 use super::train::{GanTrainer, TrainConfig};
 use crate::error::{Error, Result};
-use crate::storage::StoreLocation;
 
 /// Version of the snapshot layout; bumped when the layout changes.
 pub const SNAPSHOT_FORMAT: u32 = 1;
-/// The description object, written after every blob it lists.
-pub const SNAPSHOT_DESCRIPTION: &str = "state.json";
+/// Where the description is shown in messages (it is the manifest's `trainer` field).
+pub const SNAPSHOT_DESCRIPTION: &str = "MANIFEST.json:trainer";
 
 type ByteRecorder = NamedMpkBytesRecorder<FullPrecisionSettings>;
-
-/// One stored blob of a snapshot and how to verify it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BlobEntry {
-    pub name: String,
-    pub size: u64,
-    pub sha256: String,
-}
 
 /// What a snapshot holds besides the blobs.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -39,27 +30,50 @@ pub struct SnapshotDescription {
     pub config: TrainConfig,
     pub class_names: Vec<String>,
     pub class_counts: Vec<usize>,
-    pub blobs: Vec<BlobEntry>,
 }
 
 /// A trainer's full state in memory: description plus named blobs.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub description: SnapshotDescription,
-    pub blobs: Vec<(String, Vec<u8>)>,
+    pub blobs: Vec<(String, bytes::Bytes)>,
+}
+
+impl Snapshot {
+    /// The snapshot inside a checkpoint whose objects the store has verified.
+    pub fn from_checkpoint(checkpoint: &anygan_store::LoadedCheckpoint) -> Result<Self> {
+        let description: SnapshotDescription =
+            serde_json::from_value(checkpoint.manifest.trainer.clone()).map_err(|e| {
+                Error::checkpoint(
+                    format!("{}/{SNAPSHOT_DESCRIPTION}", checkpoint.prefix),
+                    format!("is not a trainer description: {e}"),
+                )
+            })?;
+        let blobs = [
+            GENERATOR,
+            DISCRIMINATOR,
+            GENERATOR_OPTIM,
+            DISCRIMINATOR_OPTIM,
+        ]
+        .into_iter()
+        .map(|name| Ok((name.to_string(), checkpoint.object(name)?.clone())))
+        .collect::<Result<Vec<_>>>()?;
+        Ok(Self { description, blobs })
+    }
+
+    fn blob(&self, name: &str) -> Result<Vec<u8>> {
+        self.blobs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, bytes)| bytes.to_vec())
+            .ok_or_else(|| Error::checkpoint(name, "is missing from the snapshot"))
+    }
 }
 
 const GENERATOR: &str = "generator.mpk";
 const DISCRIMINATOR: &str = "discriminator.mpk";
 const GENERATOR_OPTIM: &str = "generator_optim.mpk";
 const DISCRIMINATOR_OPTIM: &str = "discriminator_optim.mpk";
-
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
 
 fn encode<B: AutodiffBackend, R: burn::record::Record<B>>(
     record: R,
@@ -81,7 +95,7 @@ fn decode<B: AutodiffBackend, R: burn::record::Record<B>>(
 impl<B: AutodiffBackend> GanTrainer<B> {
     /// Captures models, optimizers and position. `class_names`/`class_counts` describe the data.
     pub fn snapshot(&self, class_names: &[String], class_counts: &[usize]) -> Result<Snapshot> {
-        let blobs = vec![
+        let blobs: Vec<(String, Vec<u8>)> = vec![
             (
                 GENERATOR.to_string(),
                 encode::<B, _>(self.generator.clone().into_record(), GENERATOR)?,
@@ -99,14 +113,6 @@ impl<B: AutodiffBackend> GanTrainer<B> {
                 encode::<B, _>(self.discriminator_optim.to_record(), DISCRIMINATOR_OPTIM)?,
             ),
         ];
-        let entries = blobs
-            .iter()
-            .map(|(name, bytes)| BlobEntry {
-                name: name.clone(),
-                size: bytes.len() as u64,
-                sha256: sha256_hex(bytes),
-            })
-            .collect();
         Ok(Snapshot {
             description: SnapshotDescription {
                 format: SNAPSHOT_FORMAT,
@@ -114,13 +120,16 @@ impl<B: AutodiffBackend> GanTrainer<B> {
                 config: self.config.clone(),
                 class_names: class_names.to_vec(),
                 class_counts: class_counts.to_vec(),
-                blobs: entries,
             },
-            blobs,
+            blobs: blobs
+                .into_iter()
+                .map(|(name, bytes)| (name, bytes::Bytes::from(bytes)))
+                .collect(),
         })
     }
 
-    /// Rebuilds a trainer from a snapshot after verifying every blob's size and checksum.
+    /// Rebuilds a trainer from a snapshot (whose blobs the checkpoint store verified), refusing
+    /// blobs that do not fit the described model.
     pub fn restore(snapshot: Snapshot, device: &B::Device) -> Result<Self> {
         let description = &snapshot.description;
         if description.format != SNAPSHOT_FORMAT {
@@ -132,25 +141,10 @@ impl<B: AutodiffBackend> GanTrainer<B> {
                 ),
             ));
         }
-        let mut blobs: HashMap<String, Vec<u8>> = snapshot.blobs.into_iter().collect();
-        let mut take = |name: &str| -> Result<Vec<u8>> {
-            let entry = description
-                .blobs
-                .iter()
-                .find(|e| e.name == name)
-                .ok_or_else(|| {
-                    Error::checkpoint(SNAPSHOT_DESCRIPTION, format!("lists no `{name}`"))
-                })?;
-            let bytes = blobs
-                .remove(name)
-                .ok_or_else(|| Error::checkpoint(name, "is missing"))?;
-            verify(entry, &bytes)?;
-            Ok(bytes)
-        };
-        let generator = take(GENERATOR)?;
-        let discriminator = take(DISCRIMINATOR)?;
-        let generator_optim = take(GENERATOR_OPTIM)?;
-        let discriminator_optim = take(DISCRIMINATOR_OPTIM)?;
+        let generator = snapshot.blob(GENERATOR)?;
+        let discriminator = snapshot.blob(DISCRIMINATOR)?;
+        let generator_optim = snapshot.blob(GENERATOR_OPTIM)?;
+        let discriminator_optim = snapshot.blob(DISCRIMINATOR_OPTIM)?;
 
         let mut trainer = Self::new(
             description.config.clone(),
@@ -201,78 +195,12 @@ fn check_shapes(blob: &str, expected: &[Vec<usize>], loaded: &[Vec<usize>]) -> R
     Ok(())
 }
 
-fn verify(entry: &BlobEntry, bytes: &[u8]) -> Result<()> {
-    if bytes.len() as u64 != entry.size {
-        return Err(Error::checkpoint(
-            &entry.name,
-            format!(
-                "is {} bytes, the description says {}",
-                bytes.len(),
-                entry.size
-            ),
-        ));
-    }
-    let actual = sha256_hex(bytes);
-    if actual != entry.sha256 {
-        return Err(Error::checkpoint(
-            &entry.name,
-            format!(
-                "SHA-256 {actual} does not match the recorded {}",
-                entry.sha256
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// Writes every blob, then the description (last, so a reader that finds it finds all blobs).
-pub async fn save_snapshot(location: &StoreLocation, snapshot: &Snapshot) -> Result<()> {
-    for (name, bytes) in &snapshot.blobs {
-        location.put(name, bytes.clone()).await?;
-    }
-    let description = serde_json::to_vec_pretty(&snapshot.description)
-        .map_err(|e| Error::checkpoint(location.describe(SNAPSHOT_DESCRIPTION), e.to_string()))?;
-    location.put(SNAPSHOT_DESCRIPTION, description).await
-}
-
-/// Reads a snapshot written by [`save_snapshot`]; checksums are verified by
-/// [`GanTrainer::restore`] and by [`load_generator_only`].
-pub async fn load_snapshot(location: &StoreLocation) -> Result<Snapshot> {
-    let raw = location.get(SNAPSHOT_DESCRIPTION).await?;
-    let description: SnapshotDescription = serde_json::from_slice(&raw).map_err(|e| {
-        Error::checkpoint(
-            location.describe(SNAPSHOT_DESCRIPTION),
-            format!("is not valid: {e}"),
-        )
-    })?;
-    let mut blobs = Vec::with_capacity(description.blobs.len());
-    for entry in &description.blobs {
-        blobs.push((
-            entry.name.clone(),
-            location.get(&entry.name).await?.to_vec(),
-        ));
-    }
-    Ok(Snapshot { description, blobs })
-}
-
 /// The generator of a snapshot, on any backend (generation needs no autodiff or optimizer).
 pub fn load_generator_only<B: burn::prelude::Backend>(
     snapshot: &Snapshot,
     device: &B::Device,
 ) -> Result<Generator<B>> {
-    let entry = snapshot
-        .description
-        .blobs
-        .iter()
-        .find(|e| e.name == GENERATOR)
-        .ok_or_else(|| Error::checkpoint(SNAPSHOT_DESCRIPTION, "lists no generator"))?;
-    let bytes = snapshot
-        .blobs
-        .iter()
-        .find(|(name, _)| name == GENERATOR)
-        .map(|(_, bytes)| bytes.clone())
-        .ok_or_else(|| Error::checkpoint(GENERATOR, "is missing"))?;
-    verify(entry, &bytes)?;
+    let bytes = snapshot.blob(GENERATOR)?;
     let (generator, _) = snapshot.description.config.gan.init::<B>(device)?;
     let expected = parameter_shapes(&generator);
     let record = Recorder::<B>::load(&ByteRecorder::default(), bytes, device)

@@ -1,0 +1,66 @@
+//! What the coordinator learns from the object store before it serves a job: that the output
+//! location is writable (wrong credentials or a missing bucket fail here, before any training),
+//! and where a job started again resumes: the newest checkpoint that verifies, object by object.
+//! Nothing else is kept: the store is the job's memory.
+
+use anygan_proto::job::JobSpec;
+use anygan_store::{CheckpointOptions, CheckpointStore, StoreLocation};
+
+use crate::error::{Error, Result};
+
+/// A verified checkpoint to continue from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResumePoint {
+    /// Prefix under `<output>/checkpoints/`.
+    pub prefix: String,
+    pub step: u64,
+}
+
+/// Checks the output location and finds the checkpoint to resume from, if any.
+pub async fn prepare_output(spec: &JobSpec) -> Result<Option<ResumePoint>> {
+    let output = StoreLocation::parse(&spec.output, spec.store_options.iter().cloned(), true)?;
+    output.check_writable().await?;
+    let store = CheckpointStore::new(
+        output.join("checkpoints"),
+        CheckpointOptions {
+            keep: spec.keep_checkpoints,
+            ..CheckpointOptions::default()
+        },
+    )?;
+    let (loaded, refusals) = store.load_newest_valid().await?;
+    for refusal in &refusals {
+        tracing::warn!(%refusal, "checkpoint refused; using an older one");
+    }
+    let Some(checkpoint) = loaded else {
+        return Ok(None);
+    };
+    let location = store.location().describe(&checkpoint.prefix);
+    let saved: JobSpec =
+        serde_json::from_value(checkpoint.manifest.job.clone()).map_err(|e| Error::Checkpoint {
+            location: location.clone(),
+            reason: format!("its manifest holds no job spec this coordinator reads: {e}"),
+        })?;
+    if let Some(conflict) = spec.resume_conflict(&saved) {
+        return Err(Error::Checkpoint {
+            location,
+            reason: format!(
+                "cannot continue this job: {conflict}; use another --output or the same settings"
+            ),
+        });
+    }
+    let step = checkpoint.manifest.step;
+    if step >= spec.steps {
+        return Err(Error::Checkpoint {
+            location,
+            reason: format!(
+                "is already at step {step}, the job asks for {}: raise --steps to train further",
+                spec.steps
+            ),
+        });
+    }
+    tracing::info!(step, checkpoint = %location, "resuming from checkpoint");
+    Ok(Some(ResumePoint {
+        prefix: checkpoint.prefix,
+        step,
+    }))
+}
