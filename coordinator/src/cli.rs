@@ -261,6 +261,8 @@ fn status_json(status: &v1::JobStatus) -> serde_json::Value {
         "phase": phase,
         "generation": status.generation,
         "target_steps": status.target_steps,
+        "start_step": status.start_step,
+        "resumed_checkpoint": status.resumed_checkpoint,
         "completed_steps": status.completed_steps,
         "replicas_identical": status.replicas_identical,
         "failure": status.failure,

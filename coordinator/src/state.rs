@@ -343,7 +343,18 @@ impl JobState {
             phase: self.phase_code() as i32,
             generation: self.generation(),
             target_steps: self.spec.steps,
-            completed_steps: self.members.iter().map(|m| m.step).min().unwrap_or(0),
+            start_step: self.start_step(),
+            resumed_checkpoint: self
+                .resume
+                .as_ref()
+                .map(|r| r.prefix.clone())
+                .unwrap_or_default(),
+            completed_steps: self
+                .members
+                .iter()
+                .map(|m| m.step)
+                .min()
+                .unwrap_or(self.start_step()),
             workers: self
                 .members
                 .iter()

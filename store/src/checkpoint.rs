@@ -78,6 +78,10 @@ pub struct Manifest {
     pub job: serde_json::Value,
     /// The trainer's description: model and optimizer settings, classes.
     pub trainer: serde_json::Value,
+    /// SHA-256 over the parameter values (not their serialization), so runs in different
+    /// processes can be compared: equal exactly when the models are bit-identical.
+    #[serde(default)]
+    pub parameters_sha256: String,
     /// Filled in by [`CheckpointStore::commit`].
     pub objects: Vec<ObjectEntry>,
 }

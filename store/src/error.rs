@@ -19,6 +19,10 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A location cannot be listed, written, read back or deleted.
+    #[error("{location} is not writable: {reason}")]
+    NotWritable { location: String, reason: String },
+
     /// A location or option is not usable.
     #[error("storage config `{field}`: {reason}")]
     Config { field: String, reason: String },

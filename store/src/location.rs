@@ -340,24 +340,32 @@ impl StoreLocation {
     pub async fn check_writable(&self) -> Result<()> {
         let probe = format!(".anygan-probe-{:016x}", rand::random::<u64>());
         let hint = |e: Error| -> Error {
-            let detail = match &e {
-                Error::Store {
-                    source: object_store::Error::NotFound { .. },
-                    ..
-                } => " (does the bucket exist?)",
-                Error::Store {
-                    source:
-                        object_store::Error::PermissionDenied { .. }
-                        | object_store::Error::Unauthenticated { .. },
-                    ..
-                } => " (check the credentials)",
-                _ => "",
+            let text = e.to_string();
+            let detail = if text.contains("NoSuchBucket") {
+                " (the bucket does not exist)"
+            } else if [
+                "SignatureDoesNotMatch",
+                "InvalidAccessKeyId",
+                "AccessDenied",
+                "403",
+            ]
+            .iter()
+            .any(|code| text.contains(code))
+            {
+                " (check the credentials)"
+            } else {
+                ""
             };
-            Error::checkpoint(
-                self.display.clone(),
-                format!("is not writable: {e}{detail}"),
-            )
+            Error::NotWritable {
+                location: self.display.clone(),
+                reason: format!("{text}{detail}"),
+            }
         };
+        // Listing first: some servers (s3s-fs) create a missing bucket on the first write.
+        self.store
+            .list_with_delimiter(Some(&self.prefix))
+            .await
+            .map_err(|e| hint(Error::store(self.display.clone(), e)))?;
         self.put(&probe, Bytes::from_static(b"anygan write check"))
             .await
             .map_err(hint)?;

@@ -140,7 +140,17 @@ pub struct WorkerProcess {
 
 impl WorkerProcess {
     pub fn join(coordinator: &str, worker_id: &str) -> anyhow::Result<Self> {
+        Self::join_with_env(coordinator, worker_id, &[])
+    }
+
+    /// Like [`Self::join`], with extra environment (e.g. `ANYGAN_FAILPOINTS`).
+    pub fn join_with_env(
+        coordinator: &str,
+        worker_id: &str,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let child = Command::new(binary("worker"))
+            .envs(env.iter().copied())
             .args([
                 "join",
                 "--coordinator",
@@ -283,7 +293,17 @@ pub struct CheckpointOnDisk {
 }
 
 impl CheckpointOnDisk {
-    /// `name → sha256` of every object the manifest lists: equal maps mean bit-identical state.
+    /// SHA-256 of the parameter values: equal across runs exactly when the models are
+    /// bit-identical (the objects' bytes are not comparable across processes: burn records carry
+    /// per-process parameter ids).
+    pub fn parameters_sha256(&self) -> String {
+        self.manifest["parameters_sha256"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// `name → sha256` of every object the manifest lists.
     pub fn object_checksums(&self) -> std::collections::BTreeMap<String, String> {
         self.manifest["objects"]
             .as_array()
@@ -331,7 +351,22 @@ pub fn latest_checkpoint(output: &Path) -> anyhow::Result<Option<CheckpointOnDis
     }))
 }
 
-/// Checkpoint prefixes under `<output>/checkpoints`, sorted, each with whether it has a manifest.
+/// Whether `dir` holds a file anywhere below it (S3 has no directories: s3s-fs leaves empty
+/// ones behind when objects are deleted).
+fn holds_a_file(dir: &Path) -> anyhow::Result<bool> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_file()
+            || (entry.file_type()?.is_dir() && holds_a_file(&entry.path())?)
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Checkpoint prefixes under `<output>/checkpoints` that hold objects, sorted, each with
+/// whether it has a manifest.
 pub fn checkpoint_prefixes(output: &Path) -> anyhow::Result<Vec<(String, bool)>> {
     let mut prefixes = Vec::new();
     let dir = output.join("checkpoints");
@@ -341,10 +376,102 @@ pub fn checkpoint_prefixes(output: &Path) -> anyhow::Result<Vec<(String, bool)>>
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().to_string();
-        if entry.file_type()?.is_dir() && name.starts_with("step-") {
+        if entry.file_type()?.is_dir() && name.starts_with("step-") && holds_a_file(&entry.path())?
+        {
             prefixes.push((name, entry.path().join("MANIFEST.json").is_file()));
         }
     }
     prefixes.sort();
     Ok(prefixes)
+}
+
+/// What a [`FlakyProxy`] does with traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyMode {
+    /// Forward both ways.
+    Pass,
+    /// Close every connection, open or new: the server looks unreachable.
+    Refuse,
+}
+
+/// A TCP proxy on 127.0.0.1 in front of a real server, whose mode the test switches while a
+/// client is using it: real sockets, real connection failures.
+pub struct FlakyProxy {
+    pub port: u16,
+    mode: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FlakyProxy {
+    pub fn start(target: std::net::SocketAddr) -> anyhow::Result<Self> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        let refuse = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = std::sync::Arc::clone(&refuse);
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if flag.load(std::sync::atomic::Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let Ok(server) = std::net::TcpStream::connect(target) else {
+                    continue;
+                };
+                for (from, to) in [
+                    (client.try_clone(), server.try_clone()),
+                    (server.try_clone(), client.try_clone()),
+                ] {
+                    if let (Ok(from), Ok(to)) = (from, to) {
+                        let flag = std::sync::Arc::clone(&flag);
+                        std::thread::spawn(move || pump(from, to, flag));
+                    }
+                }
+            }
+        });
+        Ok(Self { port, mode: refuse })
+    }
+
+    pub fn set_mode(&self, mode: ProxyMode) {
+        self.mode.store(
+            mode == ProxyMode::Refuse,
+            std::sync::atomic::Ordering::SeqCst,
+        );
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+/// Copies `from` → `to` until either side closes or the proxy starts refusing.
+fn pump(
+    mut from: std::net::TcpStream,
+    mut to: std::net::TcpStream,
+    refuse: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    use std::io::{Read, Write};
+    let _ = from.set_read_timeout(Some(Duration::from_millis(50)));
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        if refuse.load(std::sync::atomic::Ordering::SeqCst) {
+            break;
+        }
+        match from.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => {
+                if to.write_all(&buffer[..n]).is_err() {
+                    break;
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break,
+        }
+    }
+    let _ = from.shutdown(std::net::Shutdown::Both);
+    let _ = to.shutdown(std::net::Shutdown::Both);
 }

@@ -156,6 +156,7 @@ impl Checkpointer {
             trainer: serde_json::to_value(&snapshot.description).map_err(|e| {
                 Error::checkpoint("trainer description", format!("cannot encode: {e}"))
             })?,
+            parameters_sha256: trainer.parameter_checksum(),
             objects: Vec::new(),
         };
         Ok((manifest, snapshot.blobs))

@@ -10,7 +10,6 @@ use anygan_proto::job::JobSpec;
 use anygan_proto::shard::ReplicaBatches;
 use anygan_proto::v1::coordinator_client::CoordinatorClient;
 use anygan_proto::v1::{self, JobPhase};
-use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tonic::transport::{Channel, Endpoint};
 
@@ -24,7 +23,6 @@ use crate::collective::{
 };
 use crate::data::{ImageDataset, load_source};
 use crate::error::{Error, Result};
-use crate::gan::params::parameter_bits;
 use crate::gan::state::Snapshot;
 use crate::gan::{Batch, GanTrainer};
 use crate::job::{gan_config, train_config};
@@ -498,16 +496,5 @@ impl Replica {
 
 /// SHA-256 over the bits of every parameter, generator then discriminator.
 pub fn parameter_checksum(trainer: &GanTrainer<TrainBackend>) -> String {
-    let mut hasher = Sha256::new();
-    for bits in parameter_bits(&trainer.generator())
-        .into_iter()
-        .chain(parameter_bits(&trainer.discriminator()))
-    {
-        hasher.update(bits.to_le_bytes());
-    }
-    hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    trainer.parameter_checksum()
 }

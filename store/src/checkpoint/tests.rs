@@ -25,6 +25,7 @@ fn manifest(step: u64) -> Manifest {
         },
         job: serde_json::json!({"job_id": "t"}),
         trainer: serde_json::Value::Null,
+        parameters_sha256: String::new(),
         objects: Vec::new(),
     }
 }

@@ -93,6 +93,25 @@ fn decode<B: AutodiffBackend, R: burn::record::Record<B>>(
 }
 
 impl<B: AutodiffBackend> GanTrainer<B> {
+    /// SHA-256 over the bits of every parameter value, generator then discriminator, in module
+    /// order. Unlike the records' bytes (which carry per-process ParamIds), it is equal across
+    /// processes exactly when the parameters are.
+    pub fn parameter_checksum(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut hasher = Sha256::new();
+        for bits in super::params::parameter_bits(&self.generator)
+            .into_iter()
+            .chain(super::params::parameter_bits(&self.discriminator))
+        {
+            hasher.update(bits.to_le_bytes());
+        }
+        hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
     /// Captures models, optimizers and position. `class_names`/`class_counts` describe the data.
     pub fn snapshot(&self, class_names: &[String], class_counts: &[usize]) -> Result<Snapshot> {
         let blobs: Vec<(String, Vec<u8>)> = vec![
