@@ -118,7 +118,10 @@ impl Default for RetryPolicy {
 pub struct CheckpointOptions {
     /// Committed checkpoints to keep (the newest; at least 1).
     pub keep: usize,
-    /// Objects above this go up as multipart uploads of parts this size (S3: at least 5 MiB).
+    /// Objects larger than this go up as multipart uploads. Below it one PUT is faster
+    /// (measured: a 9.4 MB object as two parts took 35 ms longer on s3s-fs).
+    pub multipart_threshold: usize,
+    /// Part size of multipart uploads (S3: at least 5 MiB).
     pub part_size: usize,
     /// Parts of one object in flight at once.
     pub part_concurrency: usize,
@@ -131,6 +134,7 @@ impl Default for CheckpointOptions {
     fn default() -> Self {
         Self {
             keep: 3,
+            multipart_threshold: 16 << 20,
             part_size: 8 << 20,
             part_concurrency: 4,
             object_concurrency: 4,
@@ -252,6 +256,7 @@ impl CheckpointStore {
                     location.put_large(
                         &name,
                         bytes.clone(),
+                        options.multipart_threshold,
                         options.part_size,
                         options.part_concurrency,
                     )

@@ -290,16 +290,18 @@ impl StoreLocation {
         self.put(relative, bytes).await
     }
 
-    /// Uploads `bytes` to `relative`; objects larger than `part_size` go up as a multipart
-    /// upload with up to `concurrency` parts in flight (S3 needs parts of at least 5 MiB).
+    /// Uploads `bytes` to `relative`; objects larger than `threshold` go up as a multipart
+    /// upload of `part_size` parts with up to `concurrency` in flight (S3 needs parts of at least
+    /// 5 MiB).
     pub async fn put_large(
         &self,
         relative: &str,
         bytes: Bytes,
+        threshold: usize,
         part_size: usize,
         concurrency: usize,
     ) -> Result<()> {
-        if bytes.len() <= part_size {
+        if bytes.len() <= threshold.max(part_size) {
             return self.put(relative, bytes).await;
         }
         let describe = || self.describe(relative);

@@ -40,6 +40,7 @@ fn objects(step: u64) -> Vec<(String, Bytes)> {
 fn options(keep: usize) -> CheckpointOptions {
     CheckpointOptions {
         keep,
+        multipart_threshold: 5 << 20,
         part_size: 5 << 20,
         retry: RetryPolicy {
             attempts: 2,
