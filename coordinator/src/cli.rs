@@ -163,7 +163,7 @@ fn job_spec(args: &StartArgs) -> anyhow::Result<JobSpec> {
         seed: args.seed,
         uniform_fake_labels: args.uniform_fake_labels,
         output: args.output.clone(),
-        store_options: args.data.store_options.clone(),
+        store_options: args.data.all_store_options().map_err(anyhow::Error::msg)?,
         sample_every: args.sample_every,
         checksum_every: args.checksum_every,
         checkpoint_every: args.checkpoint_every,

@@ -52,9 +52,14 @@ pub struct DataArgs {
     /// Seed of the per-class draw.
     #[arg(long, default_value_t = 0)]
     pub subset_seed: u64,
-    /// Object-store options, KEY=VALUE (e.g. aws_endpoint=http://127.0.0.1:9000).
+    /// Object-store options, KEY=VALUE (e.g. aws_endpoint=http://127.0.0.1:9000); they override
+    /// the file's and the `AWS_*` environment's.
     #[arg(long = "store-option", value_parser = parse_key_value)]
     pub store_options: Vec<(String, String)>,
+    /// A file of object-store options, one KEY=VALUE per line (`#` comments), e.g. credentials
+    /// mounted from a secret. Its values are never printed.
+    #[arg(long, env = "ANYGAN_STORE_OPTIONS_FILE")]
+    pub store_options_file: Option<std::path::PathBuf>,
 }
 
 impl DataArgs {
@@ -92,6 +97,40 @@ impl DataArgs {
     }
 }
 
+impl DataArgs {
+    /// The file's options, then the flags' (later ones win).
+    pub fn all_store_options(&self) -> Result<Vec<(String, String)>, String> {
+        let mut options = match &self.store_options_file {
+            Some(path) => read_store_options(path)?,
+            None => Vec::new(),
+        };
+        options.extend(self.store_options.iter().cloned());
+        Ok(options)
+    }
+}
+
+/// Reads a KEY=VALUE file; an error names the file and line but never echoes a value.
+pub fn read_store_options(path: &std::path::Path) -> Result<Vec<(String, String)>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("store options file {}: {e}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .map(|(index, line)| (index + 1, line.trim()))
+        .filter(|(_, line)| !line.is_empty() && !line.starts_with('#'))
+        .map(|(number, line)| {
+            line.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .filter(|(k, _)| !k.is_empty())
+                .ok_or_else(|| {
+                    format!(
+                        "store options file {} line {number}: not KEY=VALUE",
+                        path.display()
+                    )
+                })
+        })
+        .collect()
+}
+
 /// Parses `KEY=VALUE`.
 pub fn parse_key_value(raw: &str) -> Result<(String, String), String> {
     raw.split_once('=')
@@ -112,5 +151,37 @@ pub fn init_tracing(json: bool) {
         builder.json().init();
     } else {
         builder.init();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_options_file_skips_comments_and_names_bad_lines_without_values() {
+        let dir = std::env::temp_dir().join(format!("anygan-options-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let good = dir.join("good.env");
+        std::fs::write(
+            &good,
+            "# credentials\naws_access_key_id = AKIA\n\naws_secret_access_key=s3cr=t\n",
+        )
+        .expect("write");
+        assert_eq!(
+            read_store_options(&good).expect("parses"),
+            vec![
+                ("aws_access_key_id".to_string(), "AKIA".to_string()),
+                ("aws_secret_access_key".to_string(), "s3cr=t".to_string()),
+            ]
+        );
+        let bad = dir.join("bad.env");
+        std::fs::write(&bad, "aws_region=eu\nhunter2\n").expect("write");
+        let error = read_store_options(&bad).expect_err("line 2");
+        assert!(error.contains("bad.env line 2"), "{error}");
+        assert!(!error.contains("hunter2"), "{error}");
+        let missing = read_store_options(&dir.join("missing.env")).expect_err("missing");
+        assert!(missing.contains("missing.env"), "{missing}");
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

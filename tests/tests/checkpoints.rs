@@ -475,3 +475,67 @@ fn an_unreachable_store_fails_checkpoints_but_not_training() {
         "retention still applies"
     );
 }
+
+#[test]
+fn credentials_from_a_file_reach_the_bucket() {
+    let setup = setup();
+    let file = setup.data.path().join("store.env");
+    std::fs::write(
+        &file,
+        format!(
+            "# mounted from a secret\naws_endpoint={}\naws_allow_http=true\naws_region=us-east-1\n\
+             aws_access_key_id={S3_ACCESS_KEY}\naws_secret_access_key={S3_SECRET_KEY}\n",
+            setup.server.endpoint
+        ),
+    )
+    .unwrap();
+    let mut args = train_args(setup.data.path(), "s3://out/from-file", 2, 2);
+    args.extend(["--store-options-file".into(), file.to_str().unwrap().into()]);
+    let output = worker(&args, "");
+    let log = stderr(&output);
+    assert!(output.status.success(), "{log}");
+    assert!(!log.contains(S3_SECRET_KEY), "{log}");
+    assert_eq!(
+        latest_checkpoint(&setup.run_dir("from-file"))
+            .unwrap()
+            .unwrap()
+            .step,
+        2
+    );
+}
+
+#[test]
+fn the_latest_pointer_is_a_conditional_put_on_s3() {
+    use anygan_store::{Error, StoreLocation};
+    use bytes::Bytes;
+    let setup = setup();
+    let options: Vec<(String, String)> = setup
+        .options
+        .chunks(2)
+        .filter_map(|pair| pair[1].split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let root = StoreLocation::parse("s3://out/pointer", options, false).unwrap();
+        root.put_if("latest", Bytes::from_static(b"one"), None)
+            .await
+            .unwrap();
+        let err = root
+            .put_if("latest", Bytes::from_static(b"two"), None)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::PointerConflict { .. }), "{err}");
+        let (_, first) = root.get_versioned("latest").await.unwrap().unwrap();
+        root.put_if("latest", Bytes::from_static(b"two"), Some(first.clone()))
+            .await
+            .unwrap();
+        // A writer still holding the first version is refused (If-Match).
+        let err = root
+            .put_if("latest", Bytes::from_static(b"three"), Some(first))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::PointerConflict { .. }), "{err}");
+        assert_eq!(&root.get("latest").await.unwrap()[..], b"two");
+    });
+}

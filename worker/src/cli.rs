@@ -141,11 +141,8 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
         .with_width(args.width);
     probe.validate()?;
     let source = args.data.source().map_err(anyhow::Error::msg)?;
-    let dataset = runtime.block_on(load_source(
-        &source,
-        probe.image_shape(),
-        &args.data.store_options,
-    ))?;
+    let store_options = args.data.all_store_options().map_err(anyhow::Error::msg)?;
+    let dataset = runtime.block_on(load_source(&source, probe.image_shape(), &store_options))?;
     let gan = GanConfig {
         num_classes: dataset.num_classes(),
         ..probe
@@ -158,7 +155,7 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
             FakeLabelsArg::Empirical => FakeLabels::Empirical,
             FakeLabelsArg::Uniform => FakeLabels::Uniform,
         });
-    let output = StoreLocation::parse(&args.output, args.data.store_options.clone(), true)?;
+    let output = StoreLocation::parse(&args.output, store_options, true)?;
     tracing::info!(
         backend = BACKEND_NAME,
         images = dataset.len(),
