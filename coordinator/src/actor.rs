@@ -22,6 +22,16 @@ pub enum Command {
     Assignment(String, oneshot::Sender<Result<Option<v1::Assignment>>>),
     ReportStep(v1::StepReport, oneshot::Sender<Result<bool>>),
     Status(oneshot::Sender<v1::JobStatus>),
+    NextTask(String, oneshot::Sender<Result<Option<v1::TaskResponse>>>),
+    ReportTask(v1::TaskReport, oneshot::Sender<Result<()>>),
+    /// The generation plan, read from the store by the supervisor.
+    StartGeneration(
+        Box<anygan_proto::generation::GenerationPlan>,
+        oneshot::Sender<()>,
+    ),
+    /// Whether generation waits for its plan.
+    NeedsPlan(oneshot::Sender<bool>),
+    Fail(String, oneshot::Sender<()>),
 }
 
 /// Commands waiting for the state task; past this, handlers wait (backpressure).
@@ -97,6 +107,7 @@ fn log_phase(state: &JobState) {
             generation = status.generation,
             "training started"
         ),
+        v1::JobPhase::Generating => tracing::info!("training over; generating"),
         v1::JobPhase::Done => {
             tracing::info!(steps = status.target_steps, replicas_identical = ?status.replicas_identical, "job done")
         }
@@ -146,6 +157,42 @@ fn handle(state: &mut JobState, command: Command) -> bool {
         Command::Status(reply) => {
             let _ = reply.send(state.status());
             false
+        }
+        Command::NextTask(worker_id, reply) => {
+            let result = state.next_task(&worker_id, now);
+            let handed_out = matches!(&result, Ok(Some(r)) if r.task.is_some());
+            let _ = reply.send(result);
+            handed_out
+        }
+        Command::ReportTask(report, reply) => {
+            let before = state.phase_code();
+            let result = state.report_task(&report, now);
+            if report.error.is_empty() {
+                tracing::info!(worker_id = %report.worker_id, task = report.task_id, images = report.images, seconds = format!("{:.2}", report.seconds), "task done");
+            } else {
+                tracing::warn!(worker_id = %report.worker_id, task = report.task_id, error = %report.error, "task failed");
+            }
+            if before != state.phase_code() {
+                log_phase(state);
+            }
+            let _ = reply.send(result);
+            true
+        }
+        Command::StartGeneration(plan, reply) => {
+            tracing::info!(checkpoint = %plan.checkpoint, root = %plan.root, tasks = plan.tasks.len(), wanted = ?plan.classes.iter().map(|c| c.generate).collect::<Vec<_>>(), "generation planned");
+            state.start_generation(*plan);
+            let _ = reply.send(());
+            true
+        }
+        Command::NeedsPlan(reply) => {
+            let _ = reply.send(state.needs_generation_plan());
+            false
+        }
+        Command::Fail(reason, reply) => {
+            state.fail(reason);
+            log_phase(state);
+            let _ = reply.send(());
+            true
         }
     }
 }

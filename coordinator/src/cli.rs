@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use anygan_coordinator::{Timing, prepare_output, serve};
 use anygan_proto::cli::DataArgs;
+use anygan_proto::generation::{GenerationSpec, Targets};
 use anygan_proto::job::{JobSpec, ModelSpec};
+use anygan_store::{CheckpointOptions, CheckpointStore, StoreLocation};
 use anygan_proto::v1;
 use anygan_proto::v1::coordinator_client::CoordinatorClient;
 use clap::{Args, Parser, Subcommand};
@@ -30,8 +32,83 @@ struct Cli {
 enum Command {
     /// Serve a job: wait for workers, assign ranks, track steps until every replica is done.
     Start(Box<StartArgs>),
+    /// Generate the images a committed checkpoint's classes lack, with workers that join
+    /// (or --local-workers): a generation-only job, no training.
+    Generate(Box<GenerateArgs>),
     /// Print the status of a running job.
     Status(StatusArgs),
+}
+
+/// How the images each class lacks are generated.
+#[derive(Args, Debug, Clone)]
+struct GenerationArgs {
+    /// Per-class targets, comma-separated (default: every class up to the largest one).
+    #[arg(long, value_delimiter = ',')]
+    generation_targets: Vec<usize>,
+    #[arg(long, default_value_t = 0)]
+    generation_seed: u64,
+    /// Images per generator forward pass.
+    #[arg(long, default_value_t = 64)]
+    generation_batch: usize,
+    /// Images per task (a multiple of --generation-batch); tasks are spread over the workers.
+    #[arg(long, default_value_t = 512)]
+    generation_task_images: usize,
+    /// Do not write the rebalanced dataset (originals + generated, as image folders and IDX).
+    #[arg(long)]
+    no_rebalanced_set: bool,
+}
+
+impl GenerationArgs {
+    fn spec(&self) -> GenerationSpec {
+        GenerationSpec {
+            targets: if self.generation_targets.is_empty() {
+                Targets::Largest
+            } else {
+                Targets::PerClass(self.generation_targets.clone())
+            },
+            seed: self.generation_seed,
+            batch: self.generation_batch,
+            task_images: self.generation_task_images,
+            rebalanced_set: !self.no_rebalanced_set,
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+struct GenerateArgs {
+    #[arg(long, env = "ANYGAN_LISTEN", default_value = "127.0.0.1:7070")]
+    listen: SocketAddr,
+    /// The job's output: a directory or s3://bucket/prefix holding `checkpoints/`.
+    #[arg(long, env = "ANYGAN_OUTPUT", default_value = "out/job")]
+    output: String,
+    /// The checkpoint to generate from: a prefix under checkpoints/, or `latest`.
+    #[arg(long, default_value = "latest")]
+    checkpoint: String,
+    #[command(flatten)]
+    generation: GenerationArgs,
+    /// Object-store options, KEY=VALUE.
+    #[arg(long = "store-option", value_parser = anygan_proto::cli::parse_key_value)]
+    store_options: Vec<(String, String)>,
+    /// A file of object-store options, one KEY=VALUE per line.
+    #[arg(long, env = "ANYGAN_STORE_OPTIONS_FILE")]
+    store_options_file: Option<PathBuf>,
+    #[arg(long, env = "ANYGAN_JOB_ID", default_value = "anygan-generate")]
+    job_id: String,
+    #[arg(long, default_value_t = 1)]
+    min_workers: usize,
+    #[arg(long, default_value_t = 64)]
+    max_workers: usize,
+    #[arg(long, default_value_t = 1000)]
+    start_grace_ms: u64,
+    #[arg(long, default_value_t = 500)]
+    heartbeat_interval_ms: u64,
+    /// A worker silent this long is declared lost and its tasks go to others.
+    #[arg(long, default_value_t = 10_000)]
+    heartbeat_timeout_ms: u64,
+    #[arg(long, default_value_t = 0)]
+    local_workers: usize,
+    #[arg(long)]
+    worker_binary: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -105,6 +182,11 @@ struct StartArgs {
     /// with fewer workers then sees exactly the global batches of the larger one.
     #[arg(long)]
     shard_world_size: Option<usize>,
+    #[command(flatten)]
+    generation: GenerationArgs,
+    /// Train only: no generation after training.
+    #[arg(long)]
+    no_generation: bool,
     /// Also start this many `worker join` processes on this machine (0: workers join by themselves).
     #[arg(long, default_value_t = 0)]
     local_workers: usize,
@@ -135,6 +217,7 @@ pub fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Start(args) => runtime.block_on(start(*args)),
+        Command::Generate(args) => runtime.block_on(generate(*args)),
         Command::Status(args) => runtime.block_on(status(args)),
     };
     match result {
@@ -168,6 +251,8 @@ fn job_spec(args: &StartArgs) -> anyhow::Result<JobSpec> {
         checksum_every: args.checksum_every,
         checkpoint_every: args.checkpoint_every,
         keep_checkpoints: args.keep_checkpoints,
+        generation: (!args.no_generation).then(|| args.generation.spec()),
+        generate_from: None,
         min_workers: args
             .min_workers
             .max(args.local_workers.min(args.max_workers)),
@@ -189,7 +274,7 @@ async fn start(args: StartArgs) -> anyhow::Result<ExitCode> {
     // Tests and scripts read this line to learn the port.
     println!("coordinator listening on {address}");
     tracing::info!(%address, job = %spec.job_id, min_workers = spec.min_workers, max_workers = spec.max_workers, steps = spec.steps, start_step = resume.as_ref().map_or(0, |r| r.step), "serving");
-    let mut workers = spawn_local_workers(&args, address)?;
+    let workers = spawn_local_workers(args.local_workers, args.worker_binary.as_ref(), address)?;
     let timing = Timing {
         heartbeat_interval: Duration::from_millis(args.heartbeat_interval_ms),
         heartbeat_timeout: Duration::from_millis(args.heartbeat_timeout_ms),
@@ -200,6 +285,14 @@ async fn start(args: StartArgs) -> anyhow::Result<ExitCode> {
         let _ = tokio::signal::ctrl_c().await;
     };
     let status = serve(listener, spec, resume, timing, ctrl_c).await?;
+    finish(status, workers).await
+}
+
+/// Waits for local workers, prints the final status line, and turns it into the exit code.
+async fn finish(
+    status: v1::JobStatus,
+    mut workers: Vec<tokio::process::Child>,
+) -> anyhow::Result<ExitCode> {
     let mut workers_ok = true;
     for worker in &mut workers {
         workers_ok &= worker.wait().await.map(|s| s.success()).unwrap_or(false);
@@ -213,14 +306,73 @@ async fn start(args: StartArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// A generation-only job from a committed checkpoint: the job's data and model come from the
+/// checkpoint's manifest.
+async fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
+    let mut store_options = match &args.store_options_file {
+        Some(path) => {
+            anygan_proto::cli::read_store_options(path).map_err(anyhow::Error::msg)?
+        }
+        None => Vec::new(),
+    };
+    store_options.extend(args.store_options.iter().cloned());
+    let output = StoreLocation::parse(&args.output, store_options.iter().cloned(), false)?;
+    output.check_writable().await?;
+    let store = CheckpointStore::new(output.join("checkpoints"), CheckpointOptions::default())?;
+    let checkpoint = if args.checkpoint == "latest" {
+        store
+            .latest()
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("{} holds no committed checkpoint", store.location()))?
+            .prefix
+    } else {
+        args.checkpoint.clone()
+    };
+    let (manifest, _) = store.manifest(&checkpoint).await?;
+    let saved: JobSpec = serde_json::from_value(manifest.job.clone()).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: the manifest holds no job spec this coordinator reads: {e}",
+            store.location().describe(&checkpoint)
+        )
+    })?;
+    let spec = JobSpec {
+        job_id: args.job_id.clone(),
+        output: args.output.clone(),
+        store_options,
+        generation: Some(args.generation.spec()),
+        generate_from: Some(checkpoint.clone()),
+        min_workers: args.min_workers.max(args.local_workers.min(args.max_workers)),
+        max_workers: args.max_workers,
+        ..saved
+    };
+    spec.validate().map_err(anyhow::Error::msg)?;
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    let address = listener.local_addr()?;
+    println!("coordinator listening on {address}");
+    tracing::info!(%address, %checkpoint, step = manifest.step, "serving a generation-only job");
+    let workers = spawn_local_workers(args.local_workers, args.worker_binary.as_ref(), address)?;
+    let timing = Timing {
+        heartbeat_interval: Duration::from_millis(args.heartbeat_interval_ms),
+        heartbeat_timeout: Duration::from_millis(args.heartbeat_timeout_ms),
+        start_grace: Duration::from_millis(args.start_grace_ms),
+        ..Timing::default()
+    };
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let status = serve(listener, spec, None, timing, ctrl_c).await?;
+    finish(status, workers).await
+}
+
 fn spawn_local_workers(
-    args: &StartArgs,
+    count: usize,
+    worker_binary: Option<&PathBuf>,
     address: SocketAddr,
 ) -> anyhow::Result<Vec<tokio::process::Child>> {
-    if args.local_workers == 0 {
+    if count == 0 {
         return Ok(Vec::new());
     }
-    let binary = match &args.worker_binary {
+    let binary = match worker_binary {
         Some(binary) => binary.clone(),
         None => std::env::current_exe()?.with_file_name("worker"),
     };
@@ -230,7 +382,7 @@ fn spawn_local_workers(
         binary.display()
     );
     let coordinator = format!("127.0.0.1:{}", address.port());
-    (0..args.local_workers)
+    (0..count)
         .map(|index| {
             tokio::process::Command::new(&binary)
                 .args([
@@ -267,6 +419,10 @@ fn status_json(status: &v1::JobStatus) -> serde_json::Value {
         "replicas_identical": status.replicas_identical,
         "failure": status.failure,
         "images_per_second": status.images_per_second,
+        "generation_root": status.generation_root,
+        "generation": status.generation_progress.iter().map(|c| serde_json::json!({
+            "class": c.class_name, "done": c.done, "wanted": c.wanted,
+        })).collect::<Vec<_>>(),
         "workers": status.workers.iter().map(|w| serde_json::json!({
             "worker_id": w.worker_id, "rank": w.rank, "step": w.step, "device": w.device,
             "final_checksum": w.final_checksum,

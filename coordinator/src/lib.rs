@@ -3,6 +3,7 @@
 
 pub mod actor;
 pub mod error;
+pub mod generation;
 pub mod recovery;
 pub mod server;
 pub mod service;

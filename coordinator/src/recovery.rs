@@ -3,6 +3,7 @@
 //! and where a job started again resumes: the newest checkpoint that verifies, object by object.
 //! Nothing else is kept: the store is the job's memory.
 
+use anygan_proto::generation::{GenerationPlan, class_plans, plan_root, split_tasks};
 use anygan_proto::job::JobSpec;
 use anygan_store::{CheckpointOptions, CheckpointStore, StoreLocation};
 
@@ -63,4 +64,70 @@ pub async fn prepare_output(spec: &JobSpec) -> Result<Option<ResumePoint>> {
         prefix: checkpoint.prefix,
         step,
     }))
+}
+
+/// The generation plan of `spec`: the checkpoint (`generate_from`, else the one `latest`
+/// names, which is the final one once training is over), its classes and counts from the
+/// manifest, and the tasks.
+pub async fn generation_plan(spec: &JobSpec) -> Result<GenerationPlan> {
+    let generation = spec.generation.clone().ok_or_else(|| {
+        Error::InvalidJob("generation was not asked for in this job".into())
+    })?;
+    let output = StoreLocation::parse(&spec.output, spec.store_options.iter().cloned(), false)?;
+    let store = CheckpointStore::new(
+        output.join("checkpoints"),
+        CheckpointOptions {
+            keep: spec.keep_checkpoints,
+            ..CheckpointOptions::default()
+        },
+    )?;
+    let checkpoint = match &spec.generate_from {
+        Some(prefix) => prefix.clone(),
+        None => {
+            store
+                .latest()
+                .await?
+                .ok_or_else(|| Error::Checkpoint {
+                    location: store.location().to_string(),
+                    reason: "holds no committed checkpoint to generate from".into(),
+                })?
+                .prefix
+        }
+    };
+    let (manifest, _) = store.manifest(&checkpoint).await?;
+    let location = store.location().describe(&checkpoint);
+    let field = |name: &str| -> Result<serde_json::Value> {
+        manifest
+            .trainer
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::Checkpoint {
+                location: location.clone(),
+                reason: format!("its manifest's trainer description lacks `{name}`"),
+            })
+    };
+    let names: Vec<String> =
+        serde_json::from_value(field("class_names")?).map_err(|e| Error::Checkpoint {
+            location: location.clone(),
+            reason: format!("class_names: {e}"),
+        })?;
+    let counts: Vec<usize> =
+        serde_json::from_value(field("class_counts")?).map_err(|e| Error::Checkpoint {
+            location: location.clone(),
+            reason: format!("class_counts: {e}"),
+        })?;
+    let classes = class_plans(&names, &counts, &generation.targets).map_err(|reason| {
+        Error::InvalidJob(format!("generation targets for {location}: {reason}"))
+    })?;
+    let tasks = split_tasks(&classes, generation.task_images);
+    Ok(GenerationPlan {
+        root: plan_root(&checkpoint, &generation),
+        checkpoint,
+        checkpoint_step: manifest.step,
+        spec: generation,
+        classes,
+        tasks,
+        dataset: spec.dataset.clone(),
+        model: spec.model.clone(),
+    })
 }

@@ -8,7 +8,7 @@ use tonic::transport::server::TcpIncoming;
 use anygan_proto::job::JobSpec;
 use anygan_proto::v1;
 
-use crate::actor::StateHandle;
+use crate::actor::{Command, StateHandle};
 use crate::error::{Error, Result};
 use crate::recovery::ResumePoint;
 use crate::service::CoordinatorService;
@@ -47,10 +47,12 @@ pub async fn serve(
 ) -> Result<v1::JobStatus> {
     let job_spec_json =
         serde_json::to_string(&spec).map_err(|e| Error::InvalidJob(e.to_string()))?;
+    let spec_for_plan = spec.clone();
     let state = StateHandle::spawn(
         JobState::new(spec, timing.heartbeat_timeout, timing.start_grace)?.resuming_from(resume),
     );
     let service = CoordinatorService::new(state.clone(), job_spec_json, timing.heartbeat_interval);
+    let planner = tokio::spawn(plan_generation_when_due(state.clone(), spec_for_plan));
     let mut finished = state.watch();
     let job_over = async move {
         loop {
@@ -74,5 +76,39 @@ pub async fn serve(
         .add_service(service.into_server())
         .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), stop)
         .await?;
+    planner.abort();
     Ok(state.watch().borrow().clone())
+}
+
+/// Once training is over (or a generation-only job has its workers), reads the generation plan
+/// from the store and hands it to the state task; a plan that cannot be made fails the job,
+/// with the reason. The store IO stays out of the state task.
+async fn plan_generation_when_due(state: StateHandle, spec: JobSpec) {
+    let mut changes = state.watch();
+    loop {
+        let phase = changes.borrow_and_update().phase;
+        if phase == v1::JobPhase::Done as i32 || phase == v1::JobPhase::Failed as i32 {
+            return;
+        }
+        if phase == v1::JobPhase::Generating as i32
+            && matches!(state.ask(Command::NeedsPlan).await, Ok(true))
+        {
+            let command = match crate::recovery::generation_plan(&spec).await {
+                Ok(plan) => {
+                    let plan = Box::new(plan);
+                    state.ask(|reply| Command::StartGeneration(plan, reply)).await
+                }
+                Err(error) => {
+                    let reason = format!("cannot plan generation: {error}");
+                    state.ask(|reply| Command::Fail(reason, reply)).await
+                }
+            };
+            if command.is_err() {
+                return;
+            }
+        }
+        if changes.changed().await.is_err() {
+            return;
+        }
+    }
 }

@@ -104,6 +104,45 @@ impl Coordinator for CoordinatorService {
         Ok(Response::new(v1::StepAck { proceed }))
     }
 
+    /// Long-polls until a task is free or the work is over; the client's deadline bounds it.
+    async fn next_task(
+        &self,
+        request: Request<v1::TaskRequest>,
+    ) -> Result<Response<v1::TaskResponse>, Status> {
+        let worker_id = request.into_inner().worker_id;
+        let mut changes = self.state.watch();
+        loop {
+            // Mark the current status seen before asking, so a change published after the
+            // answer wakes the wait below.
+            changes.borrow_and_update();
+            let id = worker_id.clone();
+            if let Some(response) = self
+                .state
+                .ask(|reply| Command::NextTask(id, reply))
+                .await??
+            {
+                return Ok(Response::new(response));
+            }
+            if changes.changed().await.is_err() {
+                return Err(Status::unavailable("the coordinator is shutting down"));
+            }
+        }
+    }
+
+    async fn report_task(
+        &self,
+        request: Request<v1::TaskReport>,
+    ) -> Result<Response<v1::TaskAck>, Status> {
+        let report = request.into_inner();
+        if report.error.len() > 16 * 1024 {
+            return Err(Status::invalid_argument("task error text longer than 16 KiB"));
+        }
+        self.state
+            .ask(|reply| Command::ReportTask(report, reply))
+            .await??;
+        Ok(Response::new(v1::TaskAck {}))
+    }
+
     async fn get_status(
         &self,
         _request: Request<v1::StatusRequest>,

@@ -16,6 +16,7 @@ use anygan_proto::job::JobSpec;
 use anygan_proto::v1;
 
 use crate::error::{Error, Result};
+use crate::generation::{Board, Next};
 use crate::recovery::ResumePoint;
 
 /// A registered worker.
@@ -40,7 +41,14 @@ pub enum Phase {
     },
     /// Training with the members in rank order.
     Training,
-    /// Every replica reported the last step.
+    /// Training is over (every replica reported the last step, or a generation-only job has
+    /// its workers): generation tasks run. `board` is `None` until the plan is read from the
+    /// store.
+    Generating {
+        replicas_identical: bool,
+        board: Option<Box<Board>>,
+    },
+    /// Every replica reported the last step (and generation, if asked for, is complete).
     Done {
         replicas_identical: bool,
     },
@@ -65,6 +73,8 @@ pub struct JobState {
     step_seconds: Option<f64>,
     /// The checkpoint training continues from; none for a fresh job.
     resume: Option<ResumePoint>,
+    /// The generation board once every task is done, for the final status.
+    finished_board: Option<Box<Board>>,
 }
 
 impl JobState {
@@ -81,6 +91,7 @@ impl JobState {
             generation: 0,
             step_seconds: None,
             resume: None,
+            finished_board: None,
         })
     }
 
@@ -140,7 +151,8 @@ impl JobState {
             return Err(Error::DuplicateWorker(request.worker_id.clone()));
         }
         match self.phase {
-            Phase::WaitingForWorkers { .. } if self.members.len() < self.spec.max_workers => {}
+            Phase::WaitingForWorkers { .. } | Phase::Generating { .. }
+                if self.members.len() < self.spec.max_workers => {}
             Phase::WaitingForWorkers { .. } => {
                 return Err(Error::JobFull(format!(
                     "{} of {} workers",
@@ -179,6 +191,14 @@ impl JobState {
                 if self.members.len() >= self.spec.max_workers
                     || now.duration_since(reached) >= self.start_grace
                 {
+                    if self.spec.generate_from.is_some() {
+                        // Nothing to train: no ranks, no replicas to disagree.
+                        self.phase = Phase::Generating {
+                            replicas_identical: true,
+                            board: None,
+                        };
+                        return true;
+                    }
                     // Every worker's share of the batch and of the shard plan must be whole;
                     // starting anyway would only fail later, on every worker at once.
                     let world = self.members.len();
@@ -215,8 +235,118 @@ impl JobState {
                 }
                 false
             }
+            Phase::Generating { board, .. } => {
+                let timeout = self.heartbeat_timeout;
+                let lost: Vec<String> = board
+                    .as_ref()
+                    .map(|b| b.holders())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|holder| {
+                        self.members.iter().any(|m| {
+                            m.worker_id == *holder
+                                && now.duration_since(m.last_heartbeat) > timeout
+                        })
+                    })
+                    .collect();
+                let all_silent = !self.members.is_empty()
+                    && self
+                        .members
+                        .iter()
+                        .all(|m| now.duration_since(m.last_heartbeat) > timeout);
+                let Phase::Generating { board, .. } = &mut self.phase else {
+                    return false;
+                };
+                let Some(board) = board else {
+                    return false;
+                };
+                let mut changed = false;
+                for worker_id in lost {
+                    let released = board.release(&worker_id);
+                    tracing::warn!(%worker_id, tasks = ?released, "worker lost during generation; its tasks go to others");
+                    changed = true;
+                }
+                if all_silent && !board.finished() {
+                    self.phase = Phase::Failed {
+                        reason: format!(
+                            "no worker sent a heartbeat for {timeout:?}; generation cannot go on"
+                        ),
+                    };
+                    return true;
+                }
+                changed
+            }
             Phase::Done { .. } | Phase::Failed { .. } => false,
         }
+    }
+
+    /// Whether generation waits for its plan (the supervisor reads it from the store).
+    pub fn needs_generation_plan(&self) -> bool {
+        matches!(self.phase, Phase::Generating { board: None, .. })
+    }
+
+    /// Starts handing out the plan's tasks.
+    pub fn start_generation(&mut self, plan: anygan_proto::generation::GenerationPlan) {
+        if let Phase::Generating { board, .. } = &mut self.phase {
+            *board = Some(Box::new(Board::new(plan)));
+        }
+    }
+
+    /// Fails the job (e.g. the generation plan cannot be made).
+    pub fn fail(&mut self, reason: String) {
+        if !self.is_finished() {
+            self.phase = Phase::Failed { reason };
+        }
+    }
+
+    /// The next task for `worker_id`: `None` to wait for a change, a response otherwise.
+    pub fn next_task(&mut self, worker_id: &str, now: Instant) -> Result<Option<v1::TaskResponse>> {
+        let member = self.member_mut(worker_id)?;
+        member.last_heartbeat = now;
+        let finished = v1::TaskResponse {
+            task: None,
+            finished: true,
+        };
+        match &mut self.phase {
+            Phase::Generating {
+                board: Some(board), ..
+            } => Ok(match board.next(worker_id, now) {
+                Next::Task(task) => Some(*task),
+                Next::Wait => None,
+                Next::Finished => Some(finished),
+            }),
+            Phase::Generating { board: None, .. }
+            | Phase::WaitingForWorkers { .. }
+            | Phase::Training => Ok(None),
+            Phase::Done { .. } | Phase::Failed { .. } => Ok(Some(finished)),
+        }
+    }
+
+    /// Records a task's outcome; the job is done when the last task is.
+    pub fn report_task(&mut self, report: &v1::TaskReport, now: Instant) -> Result<()> {
+        self.member_mut(&report.worker_id)?.last_heartbeat = now;
+        let Phase::Generating {
+            board: Some(board),
+            replicas_identical,
+        } = &mut self.phase
+        else {
+            return Err(Error::InvalidArgument {
+                field: "task_id",
+                reason: "no generation is running".into(),
+            });
+        };
+        let replicas_identical = *replicas_identical;
+        if let Err(reason) = board.report(report) {
+            self.phase = Phase::Failed { reason };
+        } else if board.finished() {
+            // Keep the board: the final status still shows the per-class counts.
+            if let Phase::Generating { board, .. } =
+                std::mem::replace(&mut self.phase, Phase::Done { replicas_identical })
+            {
+                self.finished_board = board;
+            }
+        }
+        Ok(())
     }
 
     /// The assignment of `worker_id`, once training has started.
@@ -297,13 +427,20 @@ impl JobState {
             .iter()
             .all(|m| m.checksums.contains_key(&self.spec.steps))
         {
-            self.phase = Phase::Done {
-                replicas_identical: true,
+            self.phase = if self.spec.generation.is_some() {
+                Phase::Generating {
+                    replicas_identical: true,
+                    board: None,
+                }
+            } else {
+                Phase::Done {
+                    replicas_identical: true,
+                }
             };
         }
         Ok(
             matches!(self.phase, Phase::Training) && report.step < self.spec.steps
-                || matches!(self.phase, Phase::Done { .. }),
+                || matches!(self.phase, Phase::Done { .. } | Phase::Generating { .. }),
         )
     }
 
@@ -327,6 +464,7 @@ impl JobState {
         match self.phase {
             Phase::WaitingForWorkers { .. } => v1::JobPhase::WaitingForWorkers,
             Phase::Training => v1::JobPhase::Training,
+            Phase::Generating { .. } => v1::JobPhase::Generating,
             Phase::Done { .. } => v1::JobPhase::Done,
             Phase::Failed { .. } => v1::JobPhase::Failed,
         }
@@ -334,11 +472,21 @@ impl JobState {
 
     pub fn status(&self) -> v1::JobStatus {
         let (replicas_identical, failure) = match &self.phase {
-            Phase::Done { replicas_identical } => (Some(*replicas_identical), String::new()),
+            Phase::Done { replicas_identical } | Phase::Generating { replicas_identical, .. } => {
+                (Some(*replicas_identical), String::new())
+            }
             Phase::Failed { reason } => (None, reason.clone()),
             _ => (None, String::new()),
         };
+        let board = match &self.phase {
+            Phase::Generating {
+                board: Some(board), ..
+            } => Some(board),
+            _ => self.finished_board.as_ref(),
+        };
         v1::JobStatus {
+            generation_progress: board.map(|b| b.progress()).unwrap_or_default(),
+            generation_root: board.map(|b| b.plan().root.clone()).unwrap_or_default(),
             job_id: self.spec.job_id.clone(),
             phase: self.phase_code() as i32,
             generation: self.generation(),
@@ -407,6 +555,8 @@ mod tests {
             checksum_every: 0,
             checkpoint_every: 0,
             keep_checkpoints: 3,
+            generation: None,
+            generate_from: None,
             min_workers: min,
             max_workers: max,
             collective_timeout_ms: 1000,

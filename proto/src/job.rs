@@ -88,6 +88,13 @@ pub struct JobSpec {
     pub max_workers: usize,
     /// A collective whose peer does not answer within this fails instead of hanging.
     pub collective_timeout_ms: u64,
+    /// Class-targeted generation after training; none: training only.
+    #[serde(default)]
+    pub generation: Option<crate::generation::GenerationSpec>,
+    /// A generation-only job: no training, generate from this checkpoint (a prefix under
+    /// `<output>/checkpoints/`).
+    #[serde(default)]
+    pub generate_from: Option<String>,
     /// Lay the shard plan out for this many ranks instead of the actual world size, so a run
     /// with fewer workers replays exactly the global batches of a run with more (a multiple of
     /// the world size). None: the actual world size.
@@ -193,6 +200,12 @@ impl JobSpec {
         if self.keep_checkpoints == 0 {
             return Err("keep_checkpoints must be at least 1".into());
         }
+        if let Some(generation) = &self.generation {
+            generation.validate()?;
+        }
+        if self.generate_from.is_some() && self.generation.is_none() {
+            return Err("generate_from needs generation settings".into());
+        }
         if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
             return Err(format!(
                 "learning_rate {} must be positive",
@@ -239,6 +252,8 @@ mod tests {
             checksum_every: 0,
             checkpoint_every: 0,
             keep_checkpoints: 3,
+            generation: None,
+            generate_from: None,
             min_workers: 1,
             max_workers: 4,
             collective_timeout_ms: 1000,

@@ -3,6 +3,7 @@
 
 #[cfg(feature = "cli")]
 pub mod cli;
+pub mod generation;
 pub mod job;
 pub mod rng;
 pub mod shard;

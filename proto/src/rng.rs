@@ -18,6 +18,7 @@ pub enum Purpose {
     SampleGrid = 6,
     ShardDeal = 8,
     ShardOrder = 9,
+    Generation = 10,
 }
 
 /// A ChaCha8 stream keyed by the seed, the purpose and two indices (e.g. step and rank).

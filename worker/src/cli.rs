@@ -242,12 +242,22 @@ fn join_job(args: JoinArgs) -> anyhow::Result<()> {
         connect_timeout: Duration::from_secs(args.connect_timeout_s),
     };
     let outcome = runtime.block_on(join(config))?;
-    tracing::info!(
-        rank = outcome.rank,
-        world_size = outcome.world_size,
-        steps = outcome.steps,
-        checksum = %outcome.parameter_checksum,
-        "replica finished"
-    );
+    if let Some(training) = &outcome.training {
+        tracing::info!(
+            rank = training.rank,
+            world_size = training.world_size,
+            steps = training.steps,
+            checksum = %training.parameter_checksum,
+            "replica finished"
+        );
+    }
+    if outcome.tasks.tasks > 0 {
+        tracing::info!(
+            tasks = outcome.tasks.tasks,
+            images = outcome.tasks.images,
+            seconds = format!("{:.2}", outcome.tasks.seconds),
+            "generation tasks finished"
+        );
+    }
     Ok(())
 }

@@ -45,9 +45,17 @@ pub struct JoinConfig {
     pub connect_timeout: Duration,
 }
 
-/// How a replica's training ended.
+/// What a worker did in a job.
 #[derive(Debug, Clone)]
 pub struct JoinOutcome {
+    /// None in a generation-only job.
+    pub training: Option<TrainingOutcome>,
+    pub tasks: TaskSummary,
+}
+
+/// How a replica's training ended.
+#[derive(Debug, Clone)]
+pub struct TrainingOutcome {
     pub rank: usize,
     pub world_size: usize,
     pub steps: u64,
@@ -137,17 +145,66 @@ pub async fn join(config: JoinConfig) -> Result<JoinOutcome> {
         Arc::clone(&progress),
     ));
 
+    let runtime = tokio::runtime::Handle::current();
+    let work = async {
+        let training = match spec.generate_from {
+            None => Some(
+                train_replica(
+                    &spec,
+                    &config.worker_id,
+                    &address,
+                    client.clone(),
+                    inbox,
+                    Arc::clone(&progress),
+                )
+                .await?,
+            ),
+            Some(_) => None,
+        };
+        // A replica that failed never gets here: it does not go on to generation.
+        let tasks = match spec.generation {
+            Some(_) => run_tasks(&mut client, &config.worker_id, &address, &spec, &runtime).await?,
+            None => TaskSummary::default(),
+        };
+        Ok(JoinOutcome { training, tasks })
+    };
+    let outcome = work.await;
+    stop(&progress, heartbeats, stop_server, server).await;
+    outcome
+}
+
+async fn stop(
+    progress: &Progress,
+    heartbeats: tokio::task::JoinHandle<()>,
+    stop_server: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<Result<()>>,
+) {
+    progress.finished.store(true, Ordering::Relaxed);
+    heartbeats.abort();
+    let _ = stop_server.send(());
+    let _ = server.await;
+}
+
+/// Trains this replica: data, assignment, ring, and the training thread.
+async fn train_replica(
+    spec: &JobSpec,
+    worker_id: &str,
+    address: &str,
+    mut client: CoordinatorClient<Channel>,
+    inbox: Arc<Inbox>,
+    progress: Arc<Progress>,
+) -> Result<TrainingOutcome> {
     // Data first: loading can take a while and the assignment waits for the slowest worker.
-    let probe = gan_config(&spec, 1);
+    let probe = gan_config(spec, 1);
     probe.validate()?;
     let dataset = load_source(&spec.dataset, probe.image_shape(), &spec.store_options).await?;
-    let assignment = wait_for_assignment(&mut client, &config.worker_id, &address).await?;
+    let assignment = wait_for_assignment(&mut client, worker_id, address).await?;
     let rank = assignment.rank as usize;
     let world_size = assignment.world_size as usize;
     let right = assignment
         .peers
         .get((rank + 1) % world_size)
-        .ok_or_else(|| coordinator_error(&address, "assignment lacks the right neighbour"))?;
+        .ok_or_else(|| coordinator_error(address, "assignment lacks the right neighbour"))?;
     inbox.reset(assignment.generation).await;
     progress
         .generation
@@ -166,13 +223,13 @@ pub async fn join(config: JoinConfig) -> Result<JoinOutcome> {
     );
 
     let replica = Replica {
-        spec,
+        spec: spec.clone(),
         dataset,
         assignment,
-        worker_id: config.worker_id.clone(),
-        coordinator: address.clone(),
+        worker_id: worker_id.to_string(),
+        coordinator: address.to_string(),
         client,
-        progress: Arc::clone(&progress),
+        progress,
         runtime: tokio::runtime::Handle::current(),
     };
     // Training blocks for seconds at a time: it gets a thread of its own so heartbeats and the
@@ -187,14 +244,113 @@ pub async fn join(config: JoinConfig) -> Result<JoinOutcome> {
             path: "training thread".into(),
             source,
         })?;
-    let outcome = finished
+    finished
         .await
-        .map_err(|_| Error::config("training", "the training thread panicked"))?;
-    progress.finished.store(true, Ordering::Relaxed);
-    heartbeats.abort();
-    let _ = stop_server.send(());
-    let _ = server.await;
-    outcome
+        .map_err(|_| Error::config("training", "the training thread panicked"))?
+}
+
+/// What this worker's generation tasks came to.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TaskSummary {
+    pub tasks: u64,
+    pub images: u64,
+    pub seconds: f64,
+}
+
+/// Pulls tasks until the coordinator says the work is over; each runs on a blocking thread
+/// (the generator is CPU/GPU bound) while heartbeats go on. A task's error is reported, not
+/// fatal: the coordinator retries it elsewhere and fails the job if it keeps failing.
+async fn run_tasks(
+    client: &mut CoordinatorClient<Channel>,
+    worker_id: &str,
+    address: &str,
+    spec: &JobSpec,
+    runtime: &tokio::runtime::Handle,
+) -> Result<TaskSummary> {
+    let output = StoreLocation::parse(&spec.output, spec.store_options.iter().cloned(), true)?;
+    let mut summary = TaskSummary::default();
+    let mut cache: Option<crate::generate::LoadedGenerator> = None;
+    loop {
+        let mut request = tonic::Request::new(v1::TaskRequest {
+            worker_id: worker_id.to_string(),
+        });
+        request.set_timeout(Duration::from_secs(30));
+        let response = match client.next_task(request).await {
+            Ok(response) => response.into_inner(),
+            Err(status) if status.code() == tonic::Code::DeadlineExceeded => continue,
+            Err(status) => {
+                return Err(coordinator_error(
+                    address,
+                    format!("gave no task: {}", status.message()),
+                ));
+            }
+        };
+        if response.finished {
+            return Ok(summary);
+        }
+        let Some(task) = response.task else {
+            continue;
+        };
+        let output = output.clone();
+        let io = runtime.clone();
+        let store_options = spec.store_options.clone();
+        let (task_id, result, returned_cache) = tokio::task::spawn_blocking(move || {
+            let device = crate::backend::device(0);
+            match task {
+                v1::task_response::Task::Generate(task) => {
+                    let result = crate::generate::run_generation_task(
+                        &task, &output, &mut cache, &io, &device,
+                    );
+                    (task.task_id, result, cache)
+                }
+                v1::task_response::Task::Assemble(task) => {
+                    let result = serde_json::from_str(&task.plan_json)
+                        .map_err(|e| Error::config("plan_json", e.to_string()))
+                        .and_then(|plan| {
+                            crate::generate::run_assemble(&plan, &output, &store_options, &io)
+                        });
+                    (task.task_id, result, cache)
+                }
+            }
+        })
+        .await
+        .map_err(|e| Error::config("generation", format!("the task thread panicked: {e}")))?;
+        cache = returned_cache;
+        let report = match &result {
+            Ok(outcome) => {
+                summary.tasks += 1;
+                summary.images += outcome.images;
+                summary.seconds += outcome.seconds;
+                tracing::info!(
+                    task = task_id,
+                    images = outcome.images,
+                    seconds = format!("{:.2}", outcome.seconds),
+                    images_per_s = format!("{:.0}", outcome.images as f64 / outcome.seconds.max(1e-9)),
+                    "task done"
+                );
+                v1::TaskReport {
+                    worker_id: worker_id.to_string(),
+                    task_id,
+                    error: String::new(),
+                    images: outcome.images,
+                    seconds: outcome.seconds,
+                }
+            }
+            Err(error) => {
+                tracing::error!(task = task_id, %error, "task failed");
+                v1::TaskReport {
+                    worker_id: worker_id.to_string(),
+                    task_id,
+                    error: error.to_string(),
+                    images: 0,
+                    seconds: 0.0,
+                }
+            }
+        };
+        client.report_task(report).await.map_err(|status| {
+            coordinator_error(address, format!("refused a task report: {}", status.message()))
+        })?;
+    }
 }
 
 /// What the heartbeat task and the training thread share.
@@ -274,7 +430,7 @@ struct Replica {
 }
 
 impl Replica {
-    fn train(mut self, ring: RingAllReduce) -> Result<JoinOutcome> {
+    fn train(mut self, ring: RingAllReduce) -> Result<TrainingOutcome> {
         let spec = &self.spec;
         let rank = self.assignment.rank as usize;
         let world_size = self.assignment.world_size as usize;
@@ -450,7 +606,7 @@ impl Replica {
                 "checkpoints"
             );
         }
-        Ok(JoinOutcome {
+        Ok(TrainingOutcome {
             rank,
             world_size,
             steps: trainer.step(),

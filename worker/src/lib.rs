@@ -7,6 +7,7 @@ pub mod collective;
 pub mod data;
 pub mod error;
 pub mod gan;
+pub mod generate;
 pub mod job;
 pub mod join;
 pub mod outputs;

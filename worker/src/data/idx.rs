@@ -155,6 +155,18 @@ pub fn parse_idx_pair(
     ImageDataset::new(shape, images.data, labels, class_names)
 }
 
+/// An IDX file of unsigned bytes with the given dimensions (`data` in row-major order).
+pub fn encode_idx(dims: &[usize], data: &[u8]) -> Result<Vec<u8>> {
+    let mut out = vec![0, 0, 0x08, dims.len() as u8];
+    for &dim in dims {
+        let dim = u32::try_from(dim)
+            .map_err(|_| Error::config("idx", format!("dimension {dim} does not fit IDX")))?;
+        out.extend(dim.to_be_bytes());
+    }
+    out.extend_from_slice(data);
+    Ok(out)
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

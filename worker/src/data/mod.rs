@@ -8,7 +8,7 @@ mod source;
 mod subset;
 
 pub use folder::{ImageFolderEntry, decode_image_folder};
-pub use idx::{IdxArray, parse_idx, parse_idx_pair};
+pub use idx::{IdxArray, encode_idx, parse_idx, parse_idx_pair};
 pub use sampler::EpochSampler;
 pub use source::{DatasetLayout, DatasetSpec, load_dataset, load_source};
 pub use subset::{
@@ -211,7 +211,7 @@ impl ImageDataset {
 }
 
 /// Converts channel-first pixels into an `image` crate buffer (gray or RGB).
-pub(crate) fn chw_to_dynamic_image(chw: &[u8], shape: ImageShape) -> Result<image::DynamicImage> {
+pub fn chw_to_dynamic_image(chw: &[u8], shape: ImageShape) -> Result<image::DynamicImage> {
     let (w, h) = (shape.width as u32, shape.height as u32);
     let plane = shape.height * shape.width;
     let invalid = || {

@@ -26,6 +26,21 @@ pub fn generate_images<B: Backend>(
     let (seed, purpose, a, b) = noise_key;
     let mut noise = vec![0f32; labels.len() * config.latent_dim];
     fill_standard_normal(&mut stream(seed, purpose, a, b), &mut noise);
+    generate_from_noise(generator, config, labels, noise, device)
+}
+
+/// Generates one image per label from the given noise (`labels.len() × latent_dim` values),
+/// returned as 8-bit channel-first pixels, image after image.
+pub fn generate_from_noise<B: Backend>(
+    generator: &Generator<B>,
+    config: &GanConfig,
+    labels: &[u16],
+    noise: Vec<f32>,
+    device: &B::Device,
+) -> Vec<u8> {
+    if labels.is_empty() {
+        return Vec::new();
+    }
     let noise = Tensor::<B, 2>::from_data(
         TensorData::new(noise, [labels.len(), config.latent_dim]),
         device,
@@ -92,7 +107,7 @@ pub fn grid_png(pixels: &[u8], shape: ImageShape, rows: usize, columns: usize) -
     encode_png(&image::DynamicImage::ImageRgb8(canvas), "sample grid")
 }
 
-pub(crate) fn encode_png(image: &image::DynamicImage, what: &str) -> Result<Vec<u8>> {
+pub fn encode_png(image: &image::DynamicImage, what: &str) -> Result<Vec<u8>> {
     let mut out = std::io::Cursor::new(Vec::new());
     image
         .write_to(&mut out, image::ImageFormat::Png)

@@ -1,0 +1,311 @@
+//! The generation task board: which tasks are open, held by whom, done. Pure state, owned by
+//! the job state. Workers pull tasks; a task held by a worker that is lost goes back to the
+//! queue; a task that fails is retried elsewhere a few times before the job fails. Once every
+//! generation task is done, one assemble task (contact sheet, rebalanced set, manifest) runs.
+
+use std::time::Instant;
+
+use anygan_proto::generation::{GenerationPlan, class_folder};
+use anygan_proto::v1;
+
+/// A task that failed this many times fails the job: the error is not the worker's.
+pub const MAX_TASK_FAILURES: u32 = 3;
+
+#[derive(Debug, Clone, PartialEq)]
+enum Slot {
+    Open,
+    Held { worker_id: String, since: Instant },
+    Done,
+}
+
+#[derive(Debug, Clone)]
+struct Task {
+    slot: Slot,
+    failures: u32,
+}
+
+/// What a worker asking for work gets.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Next {
+    Task(Box<v1::TaskResponse>),
+    /// Every open task is held by someone else: ask again when something changes.
+    Wait,
+    /// All done.
+    Finished,
+}
+
+/// The tasks of one generation plan plus the final assemble task.
+#[derive(Debug, Clone)]
+pub struct Board {
+    plan: GenerationPlan,
+    plan_json: String,
+    /// `plan.tasks` in order, then the assemble task (id = `plan.tasks.len()`).
+    tasks: Vec<Task>,
+}
+
+impl Board {
+    pub fn new(plan: GenerationPlan) -> Self {
+        let plan_json = serde_json::to_string(&plan).unwrap_or_default(); // plain data
+        let tasks = vec![
+            Task {
+                slot: Slot::Open,
+                failures: 0
+            };
+            plan.tasks.len() + 1
+        ];
+        Self {
+            plan,
+            plan_json,
+            tasks,
+        }
+    }
+
+    pub fn plan(&self) -> &GenerationPlan {
+        &self.plan
+    }
+
+    fn assemble_id(&self) -> usize {
+        self.plan.tasks.len()
+    }
+
+    fn generation_done(&self) -> bool {
+        self.tasks[..self.assemble_id()]
+            .iter()
+            .all(|t| t.slot == Slot::Done)
+    }
+
+    pub fn finished(&self) -> bool {
+        self.tasks.iter().all(|t| t.slot == Slot::Done)
+    }
+
+    /// Hands `worker_id` the next open task (generation tasks in order, then assemble).
+    pub fn next(&mut self, worker_id: &str, now: Instant) -> Next {
+        if self.finished() {
+            return Next::Finished;
+        }
+        let assemble = self.assemble_id();
+        let open = (0..assemble)
+            .find(|&id| self.tasks[id].slot == Slot::Open)
+            .or_else(|| {
+                (self.generation_done() && self.tasks[assemble].slot == Slot::Open)
+                    .then_some(assemble)
+            });
+        let Some(id) = open else {
+            return Next::Wait;
+        };
+        self.tasks[id].slot = Slot::Held {
+            worker_id: worker_id.to_string(),
+            since: now,
+        };
+        Next::Task(Box::new(self.describe(id)))
+    }
+
+    fn describe(&self, id: usize) -> v1::TaskResponse {
+        if id == self.assemble_id() {
+            return v1::TaskResponse {
+                task: Some(v1::task_response::Task::Assemble(v1::AssembleTask {
+                    task_id: id as u64,
+                    plan_json: self.plan_json.clone(),
+                })),
+                finished: false,
+            };
+        }
+        let range = self.plan.tasks[id];
+        let class = &self.plan.classes[range.class];
+        v1::TaskResponse {
+            task: Some(v1::task_response::Task::Generate(v1::GenerationTask {
+                task_id: range.id,
+                checkpoint: self.plan.checkpoint.clone(),
+                root: self.plan.root.clone(),
+                class_index: range.class as u32,
+                class_folder: class_folder(class.index, &class.name),
+                first_index: range.first,
+                count: range.count,
+                seed: self.plan.spec.seed,
+                batch_size: self.plan.spec.batch as u32,
+            })),
+            finished: false,
+        }
+    }
+
+    /// Records a task's outcome. A success counts whoever reports it (a re-run writes the same
+    /// bytes); a failure reopens the task if the reporter held it. Returns an error (which fails
+    /// the job) when a task failed too often.
+    pub fn report(&mut self, report: &v1::TaskReport) -> Result<(), String> {
+        let Some(task) = self.tasks.get_mut(report.task_id as usize) else {
+            return Err(format!(
+                "worker {} reported unknown task {}",
+                report.worker_id, report.task_id
+            ));
+        };
+        if report.error.is_empty() {
+            task.slot = Slot::Done;
+            return Ok(());
+        }
+        let held_by_reporter =
+            matches!(&task.slot, Slot::Held { worker_id, .. } if *worker_id == report.worker_id);
+        if held_by_reporter {
+            task.failures += 1;
+            task.slot = Slot::Open;
+            if task.failures >= MAX_TASK_FAILURES {
+                return Err(format!(
+                    "task {} failed {} times, last on worker {}: {}",
+                    report.task_id, task.failures, report.worker_id, report.error
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Reopens every task `worker_id` holds (it was lost); returns their ids.
+    pub fn release(&mut self, worker_id: &str) -> Vec<u64> {
+        let mut released = Vec::new();
+        for (id, task) in self.tasks.iter_mut().enumerate() {
+            if matches!(&task.slot, Slot::Held { worker_id: holder, .. } if holder == worker_id) {
+                task.slot = Slot::Open;
+                released.push(id as u64);
+            }
+        }
+        released
+    }
+
+    /// Workers holding a task.
+    pub fn holders(&self) -> Vec<String> {
+        self.tasks
+            .iter()
+            .filter_map(|t| match &t.slot {
+                Slot::Held { worker_id, .. } => Some(worker_id.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Images done and wanted per class.
+    pub fn progress(&self) -> Vec<v1::ClassProgress> {
+        self.plan
+            .classes
+            .iter()
+            .map(|class| v1::ClassProgress {
+                class_name: class.name.clone(),
+                done: self
+                    .plan
+                    .tasks
+                    .iter()
+                    .zip(&self.tasks)
+                    .filter(|(range, task)| range.class == class.index && task.slot == Slot::Done)
+                    .map(|(range, _)| range.count)
+                    .sum(),
+                wanted: class.generate as u64,
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anygan_proto::generation::{GenerationSpec, Targets, class_plans, split_tasks};
+    use anygan_proto::job::{DatasetFormat, DatasetSource, ModelSpec};
+
+    fn plan() -> GenerationPlan {
+        let names = vec!["a".to_string(), "b".to_string()];
+        let classes = class_plans(&names, &[200, 40], &Targets::Largest).unwrap_or_default();
+        let spec = GenerationSpec {
+            batch: 32,
+            task_images: 64,
+            ..GenerationSpec::default()
+        };
+        GenerationPlan {
+            checkpoint: "step-1".into(),
+            checkpoint_step: 1,
+            root: "generations/x".into(),
+            tasks: split_tasks(&classes, spec.task_images),
+            spec,
+            classes,
+            dataset: DatasetSource {
+                location: "d".into(),
+                format: DatasetFormat::Folder,
+                class_counts: None,
+                subset_seed: 0,
+            },
+            model: ModelSpec::default(),
+        }
+    }
+
+    fn task_id(next: &Next) -> u64 {
+        match next {
+            Next::Task(response) => match &response.task {
+                Some(v1::task_response::Task::Generate(t)) => t.task_id,
+                Some(v1::task_response::Task::Assemble(t)) => t.task_id,
+                None => u64::MAX,
+            },
+            _ => u64::MAX,
+        }
+    }
+
+    fn done(worker: &str, id: u64) -> v1::TaskReport {
+        v1::TaskReport {
+            worker_id: worker.into(),
+            task_id: id,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn tasks_go_out_once_then_assemble_then_finished() {
+        let mut board = Board::new(plan());
+        let now = Instant::now();
+        // 160 images of class b in tasks of 64: 64, 64, 32.
+        assert_eq!(board.plan().tasks.len(), 3);
+        let first = board.next("w0", now);
+        let second = board.next("w1", now);
+        let third = board.next("w0", now);
+        assert_eq!((task_id(&first), task_id(&second), task_id(&third)), (0, 1, 2));
+        assert_eq!(board.next("w1", now), Next::Wait, "assemble waits for generation");
+        for id in 0..3 {
+            board.report(&done("w0", id)).unwrap();
+        }
+        assert_eq!(board.progress()[1].done, 160);
+        assert_eq!(board.progress()[1].wanted, 160);
+        assert_eq!(board.progress()[0].wanted, 0);
+        let assemble = board.next("w1", now);
+        assert!(matches!(&assemble, Next::Task(r) if matches!(r.task, Some(v1::task_response::Task::Assemble(_)))));
+        assert_eq!(board.next("w0", now), Next::Wait);
+        board.report(&done("w1", 3)).unwrap();
+        assert!(board.finished());
+        assert_eq!(board.next("w0", now), Next::Finished);
+    }
+
+    #[test]
+    fn a_lost_workers_tasks_are_handed_out_again() {
+        let mut board = Board::new(plan());
+        let now = Instant::now();
+        let held = task_id(&board.next("dead", now));
+        assert_eq!(board.release("dead"), vec![held]);
+        assert_eq!(task_id(&board.next("alive", now)), held, "reassigned");
+        // The dead worker's late success still counts (same bytes); a late failure does not
+        // reopen a task it no longer holds.
+        let failed = v1::TaskReport {
+            error: "disk full".into(),
+            ..done("dead", held)
+        };
+        board.report(&failed).unwrap();
+        assert_eq!(board.holders(), vec!["alive".to_string()]);
+    }
+
+    #[test]
+    fn a_task_failing_everywhere_fails_the_job() {
+        let mut board = Board::new(plan());
+        let now = Instant::now();
+        for attempt in 1..=MAX_TASK_FAILURES {
+            let id = task_id(&board.next("w", now));
+            assert_eq!(id, 0);
+            let result = board.report(&v1::TaskReport {
+                error: "cannot decode generator.mpk".into(),
+                ..done("w", id)
+            });
+            assert_eq!(result.is_err(), attempt == MAX_TASK_FAILURES, "{result:?}");
+        }
+        assert!(board.report(&done("w", 99)).is_err(), "unknown task");
+    }
+}

@@ -1,0 +1,295 @@
+//! Class-targeted generation: how many images each class lacks, and how that work is cut into
+//! tasks. Pure arithmetic, shared by the coordinator (which plans) and the workers (which run
+//! tasks and assemble the result).
+//!
+//! Image `i` of class `c` always has the file name `gen-<i:06>.png` and the noise of the
+//! stream keyed by (seed, generation, c, i), and tasks are cut at multiples of the batch size,
+//! so every image belongs to exactly one batch whatever task carries it: a task run twice, or
+//! by another worker after its first worker died, writes the same bytes to the same names.
+//! Duplicates are impossible by construction and gaps are found by counting.
+
+use serde::{Deserialize, Serialize};
+
+use crate::job::{DatasetSource, ModelSpec};
+
+/// What each class should reach.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "counts", rename_all = "kebab-case")]
+pub enum Targets {
+    /// Every class up to the largest class's count.
+    Largest,
+    /// One target per class; a class already above its target gets nothing.
+    PerClass(Vec<usize>),
+}
+
+/// Generation settings of a job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GenerationSpec {
+    pub targets: Targets,
+    /// Seed of the generation noise (independent of the training seed).
+    pub seed: u64,
+    /// Images per generator forward pass.
+    pub batch: usize,
+    /// Images per task, a multiple of `batch`: small enough to spread over the workers and to
+    /// lose little when a worker dies, large enough to amortize loading the generator.
+    pub task_images: usize,
+    /// Also write originals + generated as one dataset (image folders and IDX).
+    pub rebalanced_set: bool,
+}
+
+impl Default for GenerationSpec {
+    fn default() -> Self {
+        Self {
+            targets: Targets::Largest,
+            seed: 0,
+            batch: 64,
+            task_images: 512,
+            rebalanced_set: true,
+        }
+    }
+}
+
+impl GenerationSpec {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.batch == 0 {
+            return Err("generation batch must be positive".into());
+        }
+        if self.task_images == 0 || !self.task_images.is_multiple_of(self.batch) {
+            return Err(format!(
+                "generation task_images {} must be a positive multiple of the batch {}",
+                self.task_images, self.batch
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One class's numbers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClassPlan {
+    pub index: usize,
+    pub name: String,
+    /// Images of the class in the training data.
+    pub original: usize,
+    pub target: usize,
+    /// `target - original`, or 0 when the class already reaches its target.
+    pub generate: usize,
+}
+
+/// A contiguous range of one class's image indices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskRange {
+    pub id: u64,
+    pub class: usize,
+    pub first: u64,
+    pub count: u64,
+}
+
+/// Everything a generation run needs and records: written as its manifest at the end.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GenerationPlan {
+    /// Checkpoint prefix under `<output>/checkpoints/` whose generator is used.
+    pub checkpoint: String,
+    pub checkpoint_step: u64,
+    /// Where this run writes, relative to the job's output.
+    pub root: String,
+    pub spec: GenerationSpec,
+    pub classes: Vec<ClassPlan>,
+    pub tasks: Vec<TaskRange>,
+    /// The training data (for the rebalanced set) and the model.
+    pub dataset: DatasetSource,
+    pub model: ModelSpec,
+}
+
+/// Per-class numbers for `counts` (the training data's) against `targets`.
+pub fn class_plans(
+    names: &[String],
+    counts: &[usize],
+    targets: &Targets,
+) -> Result<Vec<ClassPlan>, String> {
+    if names.len() != counts.len() {
+        return Err(format!(
+            "{} class names for {} class counts",
+            names.len(),
+            counts.len()
+        ));
+    }
+    let wanted: Vec<usize> = match targets {
+        Targets::Largest => {
+            let largest = counts.iter().copied().max().unwrap_or(0);
+            vec![largest; counts.len()]
+        }
+        Targets::PerClass(per_class) => {
+            if per_class.len() != counts.len() {
+                return Err(format!(
+                    "{} generation targets for {} classes",
+                    per_class.len(),
+                    counts.len()
+                ));
+            }
+            per_class.clone()
+        }
+    };
+    Ok(names
+        .iter()
+        .zip(counts)
+        .zip(wanted)
+        .enumerate()
+        .map(|(index, ((name, &original), target))| ClassPlan {
+            index,
+            name: name.clone(),
+            original,
+            target,
+            generate: target.saturating_sub(original),
+        })
+        .collect())
+}
+
+/// Cuts every class's deficit into tasks of `task_images` (the last of a class shorter),
+/// numbered from 0 in class order.
+pub fn split_tasks(classes: &[ClassPlan], task_images: usize) -> Vec<TaskRange> {
+    let task_images = task_images.max(1) as u64;
+    let mut tasks = Vec::new();
+    for class in classes {
+        let total = class.generate as u64;
+        let mut first = 0;
+        while first < total {
+            let count = task_images.min(total - first);
+            tasks.push(TaskRange {
+                id: tasks.len() as u64,
+                class: class.index,
+                first,
+                count,
+            });
+            first += count;
+        }
+    }
+    tasks
+}
+
+/// The folder of class `index` in image-folder layouts: the index first, so folders sort in
+/// class order (anygan's folder reader sorts them), then the name made path-safe
+/// (`T-shirt/top` → `00-T-shirt_top`).
+pub fn class_folder(index: usize, name: &str) -> String {
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{index:02}-{safe}")
+}
+
+/// File name of generated image `index` of a class (zero-padded, so names sort in index
+/// order).
+pub fn image_name(index: u64) -> String {
+    format!("gen-{index:06}.png")
+}
+
+/// A directory name for a plan: the checkpoint plus a short hash of the seed and targets, so
+/// the same request lands in the same place (idempotent) and a different one never mixes in.
+pub fn plan_root(checkpoint: &str, spec: &GenerationSpec) -> String {
+    use std::hash::{Hash, Hasher};
+    // FNV-1a: stable across Rust versions, unlike DefaultHasher.
+    struct Fnv(u64);
+    impl Hasher for Fnv {
+        fn finish(&self) -> u64 {
+            self.0
+        }
+        fn write(&mut self, bytes: &[u8]) {
+            for byte in bytes {
+                self.0 = (self.0 ^ u64::from(*byte)).wrapping_mul(0x100_0000_01b3);
+            }
+        }
+    }
+    let mut hasher = Fnv(0xcbf2_9ce4_8422_2325);
+    spec.seed.hash(&mut hasher);
+    serde_json::to_string(&spec.targets)
+        .unwrap_or_default()
+        .hash(&mut hasher);
+    spec.batch.hash(&mut hasher);
+    format!("generations/{checkpoint}-{:08x}", hasher.finish() as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("c{i}")).collect()
+    }
+
+    #[test]
+    fn deficits_against_the_largest_class() {
+        let plans = class_plans(&names(4), &[4000, 40, 350, 4000], &Targets::Largest).unwrap();
+        let generate: Vec<usize> = plans.iter().map(|p| p.generate).collect();
+        assert_eq!(generate, vec![0, 3960, 3650, 0]);
+        assert!(plans.iter().all(|p| p.target == 4000));
+        assert_eq!(plans[1].name, "c1");
+        assert_eq!(plans[1].original, 40);
+    }
+
+    #[test]
+    fn user_targets_and_classes_already_above_them() {
+        let plans = class_plans(
+            &names(3),
+            &[500, 40, 100],
+            &Targets::PerClass(vec![300, 100, 100]),
+        )
+        .unwrap();
+        let generate: Vec<usize> = plans.iter().map(|p| p.generate).collect();
+        assert_eq!(generate, vec![0, 60, 0], "above or at the target: nothing");
+        let wrong = class_plans(&names(3), &[1, 2, 3], &Targets::PerClass(vec![5, 5]));
+        assert!(wrong.unwrap_err().contains("2 generation targets for 3 classes"));
+        assert!(class_plans(&names(2), &[1, 2, 3], &Targets::Largest).is_err());
+    }
+
+    #[test]
+    fn tasks_cover_each_deficit_exactly_in_aligned_ranges() {
+        let plans = class_plans(&names(3), &[1000, 0, 1000 - 1030 % 1000], &Targets::Largest)
+            .unwrap();
+        let tasks = split_tasks(&plans, 256);
+        for plan in &plans {
+            let mine: Vec<&TaskRange> = tasks.iter().filter(|t| t.class == plan.index).collect();
+            let mut next = 0;
+            for task in &mine {
+                assert_eq!(task.first, next, "contiguous, no overlap");
+                assert_eq!(task.first % 256, 0, "aligned");
+                next += task.count;
+            }
+            assert_eq!(next, plan.generate as u64, "no gap at the end");
+        }
+        let ids: Vec<u64> = tasks.iter().map(|t| t.id).collect();
+        assert_eq!(ids, (0..tasks.len() as u64).collect::<Vec<_>>());
+        // 1000 → 4 tasks (256, 256, 256, 232); 970 → 4.
+        assert_eq!(tasks.iter().filter(|t| t.class == 1).count(), 4);
+        assert_eq!(tasks.iter().find(|t| t.class == 1 && t.first == 768).unwrap().count, 232);
+        assert!(split_tasks(&class_plans(&names(1), &[5], &Targets::Largest).unwrap(), 64)
+            .is_empty());
+    }
+
+    #[test]
+    fn spec_validation_and_stable_roots() {
+        assert!(GenerationSpec::default().validate().is_ok());
+        let unaligned = GenerationSpec {
+            task_images: 100,
+            ..GenerationSpec::default()
+        };
+        assert!(unaligned.validate().unwrap_err().contains("multiple of the batch"));
+        let root = plan_root("step-0000000300-abcd", &GenerationSpec::default());
+        assert_eq!(root, plan_root("step-0000000300-abcd", &GenerationSpec::default()));
+        let other_seed = GenerationSpec {
+            seed: 1,
+            ..GenerationSpec::default()
+        };
+        assert_ne!(root, plan_root("step-0000000300-abcd", &other_seed));
+        assert!(root.starts_with("generations/step-0000000300-abcd-"));
+        assert_eq!(image_name(42), "gen-000042.png");
+        assert_eq!(class_folder(0, "T-shirt/top"), "00-T-shirt_top");
+        assert_eq!(class_folder(9, "Ankle boot"), "09-Ankle_boot");
+    }
+}
