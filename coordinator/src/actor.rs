@@ -85,12 +85,14 @@ async fn run(
             }
             _ = ticker.tick() => {
                 let before = state.phase_code();
-                state.tick(Instant::now());
+                let changed = state.tick(Instant::now());
                 let after = state.phase_code();
                 if before != after {
                     log_phase(&state);
                 }
-                before != after
+                // Published on any change (e.g. tasks released by a lost worker), so
+                // long-polls waiting for one wake up.
+                changed || before != after
             }
         };
         if changed {

@@ -9,9 +9,9 @@ use anygan_coordinator::{Timing, prepare_output, serve};
 use anygan_proto::cli::DataArgs;
 use anygan_proto::generation::{GenerationSpec, Targets};
 use anygan_proto::job::{JobSpec, ModelSpec};
-use anygan_store::{CheckpointOptions, CheckpointStore, StoreLocation};
 use anygan_proto::v1;
 use anygan_proto::v1::coordinator_client::CoordinatorClient;
+use anygan_store::{CheckpointOptions, CheckpointStore, StoreLocation};
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
@@ -310,9 +310,7 @@ async fn finish(
 /// checkpoint's manifest.
 async fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
     let mut store_options = match &args.store_options_file {
-        Some(path) => {
-            anygan_proto::cli::read_store_options(path).map_err(anyhow::Error::msg)?
-        }
+        Some(path) => anygan_proto::cli::read_store_options(path).map_err(anyhow::Error::msg)?,
         None => Vec::new(),
     };
     store_options.extend(args.store_options.iter().cloned());
@@ -341,7 +339,9 @@ async fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
         store_options,
         generation: Some(args.generation.spec()),
         generate_from: Some(checkpoint.clone()),
-        min_workers: args.min_workers.max(args.local_workers.min(args.max_workers)),
+        min_workers: args
+            .min_workers
+            .max(args.local_workers.min(args.max_workers)),
         max_workers: args.max_workers,
         ..saved
     };

@@ -260,8 +260,15 @@ mod tests {
         let first = board.next("w0", now);
         let second = board.next("w1", now);
         let third = board.next("w0", now);
-        assert_eq!((task_id(&first), task_id(&second), task_id(&third)), (0, 1, 2));
-        assert_eq!(board.next("w1", now), Next::Wait, "assemble waits for generation");
+        assert_eq!(
+            (task_id(&first), task_id(&second), task_id(&third)),
+            (0, 1, 2)
+        );
+        assert_eq!(
+            board.next("w1", now),
+            Next::Wait,
+            "assemble waits for generation"
+        );
         for id in 0..3 {
             board.report(&done("w0", id)).unwrap();
         }
@@ -269,7 +276,9 @@ mod tests {
         assert_eq!(board.progress()[1].wanted, 160);
         assert_eq!(board.progress()[0].wanted, 0);
         let assemble = board.next("w1", now);
-        assert!(matches!(&assemble, Next::Task(r) if matches!(r.task, Some(v1::task_response::Task::Assemble(_)))));
+        assert!(
+            matches!(&assemble, Next::Task(r) if matches!(r.task, Some(v1::task_response::Task::Assemble(_))))
+        );
         assert_eq!(board.next("w0", now), Next::Wait);
         board.report(&done("w1", 3)).unwrap();
         assert!(board.finished());

@@ -70,9 +70,10 @@ pub async fn prepare_output(spec: &JobSpec) -> Result<Option<ResumePoint>> {
 /// names, which is the final one once training is over), its classes and counts from the
 /// manifest, and the tasks.
 pub async fn generation_plan(spec: &JobSpec) -> Result<GenerationPlan> {
-    let generation = spec.generation.clone().ok_or_else(|| {
-        Error::InvalidJob("generation was not asked for in this job".into())
-    })?;
+    let generation = spec
+        .generation
+        .clone()
+        .ok_or_else(|| Error::InvalidJob("generation was not asked for in this job".into()))?;
     let output = StoreLocation::parse(&spec.output, spec.store_options.iter().cloned(), false)?;
     let store = CheckpointStore::new(
         output.join("checkpoints"),

@@ -96,7 +96,9 @@ async fn plan_generation_when_due(state: StateHandle, spec: JobSpec) {
             let command = match crate::recovery::generation_plan(&spec).await {
                 Ok(plan) => {
                     let plan = Box::new(plan);
-                    state.ask(|reply| Command::StartGeneration(plan, reply)).await
+                    state
+                        .ask(|reply| Command::StartGeneration(plan, reply))
+                        .await
                 }
                 Err(error) => {
                     let reason = format!("cannot plan generation: {error}");

@@ -12,6 +12,8 @@ use crate::actor::{Command, StateHandle};
 /// Largest request or response the coordinator handles; its messages are small, so anything
 /// bigger is refused (OUT_OF_RANGE) before it is buffered.
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+/// How long a NextTask call waits for a free task before answering "nothing yet".
+const NEXT_TASK_POLL: Duration = Duration::from_secs(10);
 
 /// Serves the coordinator's RPCs for one job.
 #[derive(Debug, Clone)]
@@ -111,6 +113,9 @@ impl Coordinator for CoordinatorService {
     ) -> Result<Response<v1::TaskResponse>, Status> {
         let worker_id = request.into_inner().worker_id;
         let mut changes = self.state.watch();
+        // Answer "nothing yet" before a client's deadline would cut the call.
+        let give_up = tokio::time::sleep(NEXT_TASK_POLL);
+        tokio::pin!(give_up);
         loop {
             // Mark the current status seen before asking, so a change published after the
             // answer wakes the wait below.
@@ -123,8 +128,14 @@ impl Coordinator for CoordinatorService {
             {
                 return Ok(Response::new(response));
             }
-            if changes.changed().await.is_err() {
-                return Err(Status::unavailable("the coordinator is shutting down"));
+            tokio::select! {
+                changed = changes.changed() => if changed.is_err() {
+                    return Err(Status::unavailable("the coordinator is shutting down"));
+                },
+                _ = &mut give_up => return Ok(Response::new(v1::TaskResponse {
+                    task: None,
+                    finished: false,
+                })),
             }
         }
     }
@@ -135,7 +146,9 @@ impl Coordinator for CoordinatorService {
     ) -> Result<Response<v1::TaskAck>, Status> {
         let report = request.into_inner();
         if report.error.len() > 16 * 1024 {
-            return Err(Status::invalid_argument("task error text longer than 16 KiB"));
+            return Err(Status::invalid_argument(
+                "task error text longer than 16 KiB",
+            ));
         }
         self.state
             .ask(|reply| Command::ReportTask(report, reply))

@@ -244,8 +244,7 @@ impl JobState {
                     .into_iter()
                     .filter(|holder| {
                         self.members.iter().any(|m| {
-                            m.worker_id == *holder
-                                && now.duration_since(m.last_heartbeat) > timeout
+                            m.worker_id == *holder && now.duration_since(m.last_heartbeat) > timeout
                         })
                     })
                     .collect();
@@ -472,9 +471,10 @@ impl JobState {
 
     pub fn status(&self) -> v1::JobStatus {
         let (replicas_identical, failure) = match &self.phase {
-            Phase::Done { replicas_identical } | Phase::Generating { replicas_identical, .. } => {
-                (Some(*replicas_identical), String::new())
-            }
+            Phase::Done { replicas_identical }
+            | Phase::Generating {
+                replicas_identical, ..
+            } => (Some(*replicas_identical), String::new()),
             Phase::Failed { reason } => (None, reason.clone()),
             _ => (None, String::new()),
         };

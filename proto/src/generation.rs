@@ -244,14 +244,18 @@ mod tests {
         let generate: Vec<usize> = plans.iter().map(|p| p.generate).collect();
         assert_eq!(generate, vec![0, 60, 0], "above or at the target: nothing");
         let wrong = class_plans(&names(3), &[1, 2, 3], &Targets::PerClass(vec![5, 5]));
-        assert!(wrong.unwrap_err().contains("2 generation targets for 3 classes"));
+        assert!(
+            wrong
+                .unwrap_err()
+                .contains("2 generation targets for 3 classes")
+        );
         assert!(class_plans(&names(2), &[1, 2, 3], &Targets::Largest).is_err());
     }
 
     #[test]
     fn tasks_cover_each_deficit_exactly_in_aligned_ranges() {
-        let plans = class_plans(&names(3), &[1000, 0, 1000 - 1030 % 1000], &Targets::Largest)
-            .unwrap();
+        let plans =
+            class_plans(&names(3), &[1000, 0, 1000 - 1030 % 1000], &Targets::Largest).unwrap();
         let tasks = split_tasks(&plans, 256);
         for plan in &plans {
             let mine: Vec<&TaskRange> = tasks.iter().filter(|t| t.class == plan.index).collect();
@@ -267,9 +271,21 @@ mod tests {
         assert_eq!(ids, (0..tasks.len() as u64).collect::<Vec<_>>());
         // 1000 → 4 tasks (256, 256, 256, 232); 970 → 4.
         assert_eq!(tasks.iter().filter(|t| t.class == 1).count(), 4);
-        assert_eq!(tasks.iter().find(|t| t.class == 1 && t.first == 768).unwrap().count, 232);
-        assert!(split_tasks(&class_plans(&names(1), &[5], &Targets::Largest).unwrap(), 64)
-            .is_empty());
+        assert_eq!(
+            tasks
+                .iter()
+                .find(|t| t.class == 1 && t.first == 768)
+                .unwrap()
+                .count,
+            232
+        );
+        assert!(
+            split_tasks(
+                &class_plans(&names(1), &[5], &Targets::Largest).unwrap(),
+                64
+            )
+            .is_empty()
+        );
     }
 
     #[test]
@@ -279,9 +295,17 @@ mod tests {
             task_images: 100,
             ..GenerationSpec::default()
         };
-        assert!(unaligned.validate().unwrap_err().contains("multiple of the batch"));
+        assert!(
+            unaligned
+                .validate()
+                .unwrap_err()
+                .contains("multiple of the batch")
+        );
         let root = plan_root("step-0000000300-abcd", &GenerationSpec::default());
-        assert_eq!(root, plan_root("step-0000000300-abcd", &GenerationSpec::default()));
+        assert_eq!(
+            root,
+            plan_root("step-0000000300-abcd", &GenerationSpec::default())
+        );
         let other_seed = GenerationSpec {
             seed: 1,
             ..GenerationSpec::default()

@@ -3,6 +3,7 @@
 //! relaxed load of a parsed-once list. Points:
 //! - `abort-before-manifest=STEP`: a checkpoint of STEP uploaded its objects, not its manifest.
 //! - `abort-after-step=STEP`: training finished STEP (worker).
+//! - `abort-mid-generation=N`: the N-th batch of generated images this process wrote.
 
 use std::sync::OnceLock;
 
@@ -29,4 +30,29 @@ pub fn hit(name: &str, value: u64) {
         eprintln!("failpoint {name}={value}: aborting");
         std::process::abort();
     }
+}
+
+/// Counts calls of `name` in this process and aborts on the armed one (1-based).
+pub fn hit_nth(name: &str) {
+    use std::sync::Mutex;
+    static COUNTS: Mutex<Vec<(String, u64)>> = Mutex::new(Vec::new());
+    let Some(armed) = parsed().iter().find(|(n, _)| n == name).map(|(_, v)| *v) else {
+        return;
+    };
+    let count = {
+        let mut counts = COUNTS
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match counts.iter_mut().find(|(n, _)| n == name) {
+            Some((_, count)) => {
+                *count += 1;
+                *count
+            }
+            None => {
+                counts.push((name.to_string(), 1));
+                1
+            }
+        }
+    };
+    hit(name, if count == armed { armed } else { u64::MAX });
 }

@@ -62,8 +62,17 @@ pub struct CoordinatorProcess {
 impl CoordinatorProcess {
     /// Starts `coordinator start --listen 127.0.0.1:0 <args>` and waits for its address.
     pub fn start(args: &[&str], deadline: Duration) -> anyhow::Result<Self> {
+        Self::start_subcommand("start", args, deadline)
+    }
+
+    /// `coordinator <subcommand> --listen 127.0.0.1:0 <args>` (`start` or `generate`).
+    pub fn start_subcommand(
+        subcommand: &str,
+        args: &[&str],
+        deadline: Duration,
+    ) -> anyhow::Result<Self> {
         let mut child = Command::new(binary("coordinator"))
-            .arg("start")
+            .arg(subcommand)
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .env("ANYGAN_LOG", "info")

@@ -87,7 +87,10 @@ pub fn run_generation_task(
     device: &burn::tensor::Device<ComputeBackend>,
 ) -> Result<TaskOutcome> {
     let started = Instant::now();
-    if cache.as_ref().is_none_or(|c| c.checkpoint != task.checkpoint) {
+    if cache
+        .as_ref()
+        .is_none_or(|c| c.checkpoint != task.checkpoint)
+    {
         *cache = Some(LoadedGenerator::load(output, &task.checkpoint, io, device)?);
     }
     let Some(loaded) = cache.as_ref() else {
@@ -118,7 +121,13 @@ pub fn run_generation_task(
         let mut noise = vec![0f32; count * config.latent_dim];
         for (offset, chunk) in noise.chunks_mut(config.latent_dim).enumerate() {
             let index = start + offset as u64;
-            image_noise(task.seed, u64::from(task.class_index), index, config.latent_dim, chunk);
+            image_noise(
+                task.seed,
+                u64::from(task.class_index),
+                index,
+                config.latent_dim,
+                chunk,
+            );
         }
         let labels = vec![task.class_index as u16; count];
         let pixels = generate_from_noise(&loaded.generator, config, &labels, noise, device);
@@ -131,7 +140,7 @@ pub fn run_generation_task(
             })
             .collect::<Result<Vec<_>>>()?;
         io.block_on(put_all(&folder, files))?;
-        anygan_store::failpoint::hit("abort-mid-generation", task.task_id);
+        anygan_store::failpoint::hit_nth("abort-mid-generation");
         start = stop;
     }
     Ok(TaskOutcome {
@@ -270,7 +279,10 @@ pub fn run_assemble(
     let mut generated: Vec<Vec<(String, Bytes)>> = Vec::new();
     for (class, folder) in plan.classes.iter().zip(&folders) {
         let names: Vec<String> = (0..class.generate as u64).map(image_name).collect();
-        let bytes = io.block_on(get_all(&root.join(&format!("images/{folder}")), names.clone()))?;
+        let bytes = io.block_on(get_all(
+            &root.join(&format!("images/{folder}")),
+            names.clone(),
+        ))?;
         generated.push(names.into_iter().zip(bytes).collect());
     }
 
@@ -299,7 +311,15 @@ pub fn run_assemble(
                 ),
             ));
         }
-        write_rebalanced(&root, &dataset, &folders, &generated, shape, io, &mut rebalanced)?;
+        write_rebalanced(
+            &root,
+            &dataset,
+            &folders,
+            &generated,
+            shape,
+            io,
+            &mut rebalanced,
+        )?;
     }
 
     let manifest = GenerationManifest {

@@ -277,7 +277,15 @@ async fn run_tasks(
         request.set_timeout(Duration::from_secs(30));
         let response = match client.next_task(request).await {
             Ok(response) => response.into_inner(),
-            Err(status) if status.code() == tonic::Code::DeadlineExceeded => continue,
+            // A client-side timeout surfaces as CANCELLED ("Timeout expired").
+            Err(status)
+                if matches!(
+                    status.code(),
+                    tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+                ) =>
+            {
+                continue;
+            }
             Err(status) => {
                 return Err(coordinator_error(
                     address,
@@ -325,7 +333,8 @@ async fn run_tasks(
                     task = task_id,
                     images = outcome.images,
                     seconds = format!("{:.2}", outcome.seconds),
-                    images_per_s = format!("{:.0}", outcome.images as f64 / outcome.seconds.max(1e-9)),
+                    images_per_s =
+                        format!("{:.0}", outcome.images as f64 / outcome.seconds.max(1e-9)),
                     "task done"
                 );
                 v1::TaskReport {
@@ -348,7 +357,10 @@ async fn run_tasks(
             }
         };
         client.report_task(report).await.map_err(|status| {
-            coordinator_error(address, format!("refused a task report: {}", status.message()))
+            coordinator_error(
+                address,
+                format!("refused a task report: {}", status.message()),
+            )
         })?;
     }
 }
@@ -404,7 +416,13 @@ async fn wait_for_assignment(
         request.set_timeout(Duration::from_secs(30));
         match client.get_assignment(request).await {
             Ok(response) => return Ok(response.into_inner()),
-            Err(status) if status.code() == tonic::Code::DeadlineExceeded => {
+            // A client-side timeout surfaces as CANCELLED ("Timeout expired").
+            Err(status)
+                if matches!(
+                    status.code(),
+                    tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+                ) =>
+            {
                 tracing::info!(%worker_id, "still waiting for enough workers");
             }
             Err(status) => {
