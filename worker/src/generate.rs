@@ -44,6 +44,14 @@ pub struct LoadedGenerator {
 }
 
 impl LoadedGenerator {
+    pub fn generator(&self) -> &Generator<ComputeBackend> {
+        &self.generator
+    }
+
+    pub fn config(&self) -> &GanConfig {
+        &self.config
+    }
+
     /// Loads (and verifies) the generator of `checkpoint` under `output`.
     pub fn load(
         output: &StoreLocation,
