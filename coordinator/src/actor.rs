@@ -170,7 +170,10 @@ fn handle(state: &mut JobState, command: Command) -> bool {
             let before = state.phase_code();
             let result = state.report_task(&report, now);
             if report.error.is_empty() {
-                tracing::info!(worker_id = %report.worker_id, task = report.task_id, images = report.images, seconds = format!("{:.2}", report.seconds), "task done");
+                let progress = state.status().generation_progress;
+                let done: u64 = progress.iter().map(|c| c.done).sum();
+                let wanted: u64 = progress.iter().map(|c| c.wanted).sum();
+                tracing::info!(worker_id = %report.worker_id, task = report.task_id, images = report.images, seconds = format!("{:.2}", report.seconds), done, wanted, "task done");
             } else {
                 tracing::warn!(worker_id = %report.worker_id, task = report.task_id, error = %report.error, "task failed");
             }
