@@ -6,6 +6,7 @@ pub mod checkpointing;
 pub mod collective;
 pub mod data;
 pub mod error;
+pub mod eval;
 pub mod gan;
 pub mod generate;
 pub mod job;

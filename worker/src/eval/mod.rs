@@ -1,0 +1,4 @@
+//! Evaluation: does anygan fix the imbalance? The metrics of BENCHMARK.md and (next) the fixed
+//! classifier trained on each rebalancing method.
+
+pub mod metrics;
