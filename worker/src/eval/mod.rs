@@ -1,4 +1,5 @@
 //! Evaluation: does anygan fix the imbalance? The metrics of BENCHMARK.md and (next) the fixed
 //! classifier trained on each rebalancing method.
 
+pub mod classifier;
 pub mod metrics;

@@ -82,7 +82,7 @@ type DiscriminatorOptim<B> = OptimizerAdaptor<Adam, Discriminator<B>, B>;
 
 /// Serializes model initialization: burn draws initial weights from a process-global RNG, so
 /// two trainers initialized at once on different threads would interleave their draws.
-static INIT_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+pub(crate) static INIT_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// The models, their optimizers and the step counter.
 pub struct GanTrainer<B: AutodiffBackend> {

@@ -1,0 +1,264 @@
+//! The one classifier every rebalancing method is judged with: a small CNN, identical for all
+//! methods, seeds and data, trained with Adam and (weighted) cross-entropy.
+//!
+//! Architecture (28×28 or 32×32, C channels, K classes, width w = 32):
+//! Conv(C→w, 3×3, pad 1) → ReLU → MaxPool 2 → Conv(w→2w, 3×3, pad 1) → ReLU → MaxPool 2
+//! → flatten → Linear(2w·(S/4)², 128) → ReLU → Linear(128, K).
+
+use burn::module::AutodiffModule;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
+use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
+use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+use burn::prelude::*;
+use burn::tensor::activation::{log_softmax, relu};
+use burn::tensor::backend::AutodiffBackend;
+
+use crate::data::{EpochSampler, ImageDataset};
+use crate::error::{Error, Result};
+use crate::gan::params::force_init;
+
+/// Hidden units of the first fully connected layer.
+const HIDDEN: usize = 128;
+
+/// The classifier's shape.
+#[derive(Config, Debug, PartialEq)]
+pub struct ClassifierConfig {
+    pub num_classes: usize,
+    #[config(default = 1)]
+    pub channels: usize,
+    #[config(default = 28)]
+    pub image_size: usize,
+    #[config(default = 32)]
+    pub width: usize,
+}
+
+/// How it is trained: the same for every method.
+#[derive(Config, Debug, PartialEq)]
+pub struct ClassifierTraining {
+    #[config(default = 10)]
+    pub epochs: usize,
+    #[config(default = 128)]
+    pub batch_size: usize,
+    #[config(default = 1e-3)]
+    pub learning_rate: f64,
+    #[config(default = 0)]
+    pub seed: u64,
+}
+
+#[derive(Module, Debug)]
+pub struct Classifier<B: Backend> {
+    conv1: Conv2d<B>,
+    conv2: Conv2d<B>,
+    pool: MaxPool2d,
+    hidden: Linear<B>,
+    output: Linear<B>,
+}
+
+impl ClassifierConfig {
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Classifier<B>> {
+        if !self.image_size.is_multiple_of(4) || self.image_size == 0 {
+            return Err(Error::config(
+                "image_size",
+                format!("{} is not a positive multiple of 4", self.image_size),
+            ));
+        }
+        let reduced = self.image_size / 4;
+        Ok(Classifier {
+            conv1: Conv2dConfig::new([self.channels, self.width], [3, 3])
+                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                .init(device),
+            conv2: Conv2dConfig::new([self.width, 2 * self.width], [3, 3])
+                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                .init(device),
+            pool: MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
+            hidden: LinearConfig::new(2 * self.width * reduced * reduced, HIDDEN).init(device),
+            output: LinearConfig::new(HIDDEN, self.num_classes).init(device),
+        })
+    }
+}
+
+impl<B: Backend> Classifier<B> {
+    /// Logits `[n, K]` of images `[n, C, S, S]` in [-1, 1].
+    pub fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
+        let x = self.pool.forward(relu(self.conv1.forward(images)));
+        let x = self.pool.forward(relu(self.conv2.forward(x)));
+        let x: Tensor<B, 2> = x.flatten(1, 3);
+        self.output.forward(relu(self.hidden.forward(x)))
+    }
+}
+
+fn images_tensor<B: Backend>(dataset: &ImageDataset, values: Vec<f32>, n: usize, device: &B::Device) -> Tensor<B, 4> {
+    let shape = dataset.shape();
+    Tensor::from_data(
+        TensorData::new(values, [n, shape.channels, shape.height, shape.width]),
+        device,
+    )
+}
+
+/// Mean cross-entropy, each image weighted by its class's weight and normalized by the batch's
+/// total weight (PyTorch's `CrossEntropyLoss(weight=...)`); unweighted when `weights` is None.
+fn cross_entropy<B: Backend>(
+    logits: Tensor<B, 2>,
+    labels: &[u16],
+    weights: Option<&[f32]>,
+    device: &B::Device,
+) -> Tensor<B, 1> {
+    let n = labels.len();
+    let targets: Vec<i64> = labels.iter().map(|&l| i64::from(l)).collect();
+    let targets = Tensor::<B, 2, Int>::from_data(TensorData::new(targets, [n, 1]), device);
+    let picked = log_softmax(logits, 1).gather(1, targets).reshape([n]);
+    let per_image: Vec<f32> = labels
+        .iter()
+        .map(|&l| weights.map_or(1.0, |w| w[usize::from(l)]))
+        .collect();
+    let total: f32 = per_image.iter().sum::<f32>().max(f32::MIN_POSITIVE);
+    let per_image = Tensor::<B, 1>::from_data(TensorData::new(per_image, [n]), device);
+    (picked * per_image).sum().neg() / total
+}
+
+/// Trains a fresh classifier on `data` (deterministic for a seed: initialization and epoch
+/// order come from it) and returns it ready for inference.
+pub fn train_classifier<B: AutodiffBackend>(
+    data: &ImageDataset,
+    config: &ClassifierConfig,
+    training: &ClassifierTraining,
+    class_weights: Option<&[f32]>,
+    device: &B::Device,
+) -> Result<Classifier<B::InnerBackend>> {
+    if let Some(weights) = class_weights
+        && weights.len() != config.num_classes
+    {
+        return Err(Error::config(
+            "class_weights",
+            format!("{} weights for {} classes", weights.len(), config.num_classes),
+        ));
+    }
+    let mut model = {
+        let _guard = crate::gan::train::INIT_LOCK
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        B::seed(device, training.seed);
+        force_init(config.init::<B>(device)?)
+    };
+    let mut optim = AdamConfig::new().init();
+    let batch = training.batch_size.min(data.len()).max(1);
+    let mut sampler = EpochSampler::new(data.len(), batch, training.seed)?;
+    let steps = sampler.batches_per_epoch() * training.epochs as u64;
+    for step in 0..steps {
+        let (values, labels) = data.normalized_batch(sampler.batch(step));
+        let images = images_tensor::<B>(data, values, labels.len(), device);
+        let loss = cross_entropy(model.forward(images), &labels, class_weights, device);
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(training.learning_rate, model, grads);
+    }
+    Ok(model.valid())
+}
+
+/// The predicted class of every image, in batches.
+pub fn predict<B: Backend>(
+    model: &Classifier<B>,
+    data: &ImageDataset,
+    device: &B::Device,
+) -> Vec<u16> {
+    let mut predicted = Vec::with_capacity(data.len());
+    let indices: Vec<usize> = (0..data.len()).collect();
+    for chunk in indices.chunks(512) {
+        let (values, _) = data.normalized_batch(chunk);
+        let logits = model.forward(images_tensor::<B>(data, values, chunk.len(), device));
+        let classes = logits.argmax(1).reshape([chunk.len()]);
+        predicted.extend(
+            classes
+                .into_data()
+                .convert::<i64>()
+                .into_vec::<i64>()
+                .unwrap_or_default() // converted just above
+                .into_iter()
+                .map(|c| c as u16),
+        );
+    }
+    predicted
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::TrainBackend;
+    use crate::data::ImageShape;
+    use crate::eval::metrics::ConfusionMatrix;
+
+    /// Class 0: bright left half; class 1: bright top half; a little per-image variation.
+    fn two_patterns(per_class: usize) -> ImageDataset {
+        let mut pixels = Vec::new();
+        let mut labels = Vec::new();
+        for i in 0..2 * per_class {
+            let class = i % 2;
+            for y in 0..28 {
+                for x in 0..28 {
+                    let on = if class == 0 { x < 14 } else { y < 14 };
+                    pixels.push(if on { 200 + (i % 7) as u8 } else { 20 + (i % 5) as u8 });
+                }
+            }
+            labels.push(class as u16);
+        }
+        let shape = ImageShape {
+            channels: 1,
+            height: 28,
+            width: 28,
+        };
+        ImageDataset::new(shape, pixels, labels, vec!["left".into(), "top".into()])
+            .expect("dataset")
+    }
+
+    fn recalls(weights: Option<&[f32]>) -> Vec<f64> {
+        let data = two_patterns(32);
+        let config = ClassifierConfig::new(2).with_width(4);
+        let training = ClassifierTraining::new().with_epochs(3).with_batch_size(16);
+        let device = Default::default();
+        let model =
+            train_classifier::<TrainBackend>(&data, &config, &training, weights, &device)
+                .expect("trains");
+        let predicted = predict(&model, &data, &device);
+        ConfusionMatrix::from_labels(data.labels(), &predicted, 2)
+            .expect("matrix")
+            .recalls()
+    }
+
+    #[test]
+    fn learns_two_patterns() {
+        assert_eq!(recalls(None), vec![1.0, 1.0]);
+    }
+
+    #[test]
+    fn class_weights_steer_the_loss() {
+        // With class 0 weighted 0, nothing pushes the model towards class 0.
+        let ignored = recalls(Some(&[0.0, 1.0]));
+        assert_eq!(ignored[1], 1.0);
+        assert!(ignored[0] < 0.5, "{ignored:?}");
+    }
+
+    #[test]
+    fn same_seed_same_predictions_and_bad_weights_refused() {
+        let data = two_patterns(8);
+        let config = ClassifierConfig::new(2).with_width(4);
+        let training = ClassifierTraining::new().with_epochs(1).with_batch_size(8);
+        let device = Default::default();
+        let a = train_classifier::<TrainBackend>(&data, &config, &training, None, &device)
+            .expect("trains");
+        let b = train_classifier::<TrainBackend>(&data, &config, &training, None, &device)
+            .expect("trains");
+        let logits = |m: &Classifier<_>| {
+            let (values, _) = data.normalized_batch(&[0, 1, 2]);
+            m.forward(images_tensor::<crate::backend::ComputeBackend>(&data, values, 3, &device))
+                .into_data()
+                .convert::<f32>()
+                .into_vec::<f32>()
+                .expect("f32")
+        };
+        assert_eq!(logits(&a), logits(&b));
+        let err = train_classifier::<TrainBackend>(&data, &config, &training, Some(&[1.0]), &device)
+            .err()
+            .expect("one weight for two classes");
+        assert!(err.to_string().contains("class_weights"), "{err}");
+    }
+}
