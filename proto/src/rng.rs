@@ -19,6 +19,7 @@ pub enum Purpose {
     ShardDeal = 8,
     ShardOrder = 9,
     Generation = 10,
+    Oversampling = 11,
 }
 
 /// A ChaCha8 stream keyed by the seed, the purpose and two indices (e.g. step and rank).

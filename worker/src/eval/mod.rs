@@ -2,4 +2,5 @@
 //! classifier trained on each rebalancing method.
 
 pub mod classifier;
+pub mod methods;
 pub mod metrics;

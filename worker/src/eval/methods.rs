@@ -1,0 +1,236 @@
+//! The rebalancing methods compared by the evaluation, each turning the long-tailed training
+//! set into what the classifier trains on: (a) as it is, (b) random oversampling, (c) class
+//! weights by effective number, (d) plus anygan's generated images, (e) pixel-space SMOTE.
+
+use rand::Rng;
+
+use super::metrics::effective_number_weights;
+use crate::data::ImageDataset;
+use crate::error::{Error, Result};
+use crate::rng::{Purpose, stream};
+
+/// β of the effective-number weights (BENCHMARK.md).
+pub const EFFECTIVE_NUMBER_BETA: f64 = 0.9999;
+/// Neighbours SMOTE interpolates towards (Chawla et al.'s default).
+pub const SMOTE_NEIGHBOURS: usize = 5;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    LongTail,
+    RandomOversampling,
+    ClassWeighted,
+    Anygan,
+    Smote,
+}
+
+impl Method {
+    pub const ALL: [Method; 5] = [
+        Method::LongTail,
+        Method::RandomOversampling,
+        Method::ClassWeighted,
+        Method::Anygan,
+        Method::Smote,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Method::LongTail => "(a) long-tailed as is",
+            Method::RandomOversampling => "(b) random oversampling",
+            Method::ClassWeighted => "(c) class-weighted CE (β=0.9999)",
+            Method::Anygan => "(d) anygan cDCGAN",
+            Method::Smote => "(e) pixel SMOTE",
+        }
+    }
+}
+
+/// What the classifier trains on for one method.
+#[derive(Debug, Clone)]
+pub struct TrainingSet {
+    pub data: ImageDataset,
+    pub class_weights: Option<Vec<f32>>,
+}
+
+/// Builds the training set of `method`. `rebalanced` (originals + generated) is needed for
+/// [`Method::Anygan`] only; `target` is the per-class count oversampling and SMOTE reach.
+pub fn training_set(
+    method: Method,
+    long_tail: &ImageDataset,
+    rebalanced: Option<&ImageDataset>,
+    target: usize,
+    seed: u64,
+) -> Result<TrainingSet> {
+    let data = match method {
+        Method::LongTail | Method::ClassWeighted => long_tail.clone(),
+        Method::RandomOversampling => random_oversample(long_tail, target, seed)?,
+        Method::Anygan => rebalanced
+            .ok_or_else(|| Error::config("generation", "method (d) needs anygan's rebalanced set"))?
+            .clone(),
+        Method::Smote => smote(long_tail, target, SMOTE_NEIGHBOURS, seed)?,
+    };
+    let class_weights = (method == Method::ClassWeighted).then(|| {
+        effective_number_weights(&long_tail.class_counts(), EFFECTIVE_NUMBER_BETA)
+            .into_iter()
+            .map(|w| w as f32)
+            .collect()
+    });
+    Ok(TrainingSet {
+        data,
+        class_weights,
+    })
+}
+
+fn indices_by_class(data: &ImageDataset) -> Vec<Vec<usize>> {
+    let mut by_class = vec![Vec::new(); data.num_classes()];
+    for (i, &label) in data.labels().iter().enumerate() {
+        by_class[usize::from(label)].push(i);
+    }
+    by_class
+}
+
+/// Every original plus copies drawn with replacement until each class holds `target`.
+pub fn random_oversample(data: &ImageDataset, target: usize, seed: u64) -> Result<ImageDataset> {
+    let mut chosen: Vec<usize> = (0..data.len()).collect();
+    for (class, members) in indices_by_class(data).iter().enumerate() {
+        if members.is_empty() {
+            continue;
+        }
+        let mut rng = stream(seed, Purpose::Oversampling, class as u64, 0);
+        for _ in members.len()..target {
+            chosen.push(members[rng.random_range(0..members.len())]);
+        }
+    }
+    data.select(&chosen)
+}
+
+/// Pixel-space SMOTE: each class gets `target - n` synthetic images, each a random point on the
+/// segment between a random member and one of its `k` nearest same-class neighbours
+/// (Euclidean distance on pixels). A class with one image gets copies of it.
+pub fn smote(data: &ImageDataset, target: usize, k: usize, seed: u64) -> Result<ImageDataset> {
+    let size = data.shape().pixel_count();
+    let mut pixels: Vec<u8> = (0..data.len())
+        .flat_map(|i| data.image(i).iter().copied())
+        .collect();
+    let mut labels = data.labels().to_vec();
+    for (class, members) in indices_by_class(data).iter().enumerate() {
+        if members.is_empty() || members.len() >= target {
+            continue;
+        }
+        let neighbours = nearest_neighbours(data, members, k);
+        let mut rng = stream(seed, Purpose::Oversampling, class as u64, 1);
+        for _ in members.len()..target {
+            let pick = rng.random_range(0..members.len());
+            let base = data.image(members[pick]);
+            let synthetic: Vec<u8> = match neighbours[pick].as_slice() {
+                [] => base.to_vec(),
+                near => {
+                    let other = data.image(members[near[rng.random_range(0..near.len())]]);
+                    let gap: f32 = rng.random();
+                    base.iter()
+                        .zip(other)
+                        .map(|(&a, &b)| {
+                            (f32::from(a) + gap * (f32::from(b) - f32::from(a))).round() as u8
+                        })
+                        .collect()
+                }
+            };
+            debug_assert_eq!(synthetic.len(), size);
+            pixels.extend(synthetic);
+            labels.push(class as u16);
+        }
+    }
+    ImageDataset::new(data.shape(), pixels, labels, data.class_names().to_vec())
+}
+
+/// For each member (by position in `members`), the positions of its `k` nearest other members.
+fn nearest_neighbours(data: &ImageDataset, members: &[usize], k: usize) -> Vec<Vec<usize>> {
+    members
+        .iter()
+        .enumerate()
+        .map(|(me, &record)| {
+            let mine = data.image(record);
+            let mut distances: Vec<(u64, usize)> = members
+                .iter()
+                .enumerate()
+                .filter(|(other, _)| *other != me)
+                .map(|(other, &r)| {
+                    let d = mine
+                        .iter()
+                        .zip(data.image(r))
+                        .map(|(&a, &b)| {
+                            let d = i64::from(a) - i64::from(b);
+                            (d * d) as u64
+                        })
+                        .sum();
+                    (d, other)
+                })
+                .collect();
+            distances.sort_unstable();
+            distances.into_iter().take(k).map(|(_, other)| other).collect()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::ImageShape;
+
+    /// Class 0: 6 images of level 10·i; class 1: 2 images, levels 100 and 200. 2×2 pixels.
+    fn tiny() -> ImageDataset {
+        let mut pixels = Vec::new();
+        let mut labels = Vec::new();
+        for i in 0..6u8 {
+            pixels.extend([10 * i; 4]);
+            labels.push(0);
+        }
+        for level in [100u8, 200] {
+            pixels.extend([level; 4]);
+            labels.push(1);
+        }
+        let shape = ImageShape {
+            channels: 1,
+            height: 2,
+            width: 2,
+        };
+        ImageDataset::new(shape, pixels, labels, vec!["a".into(), "b".into()]).unwrap()
+    }
+
+    #[test]
+    fn oversampling_reaches_the_target_with_copies_of_members() {
+        let data = random_oversample(&tiny(), 6, 1).unwrap();
+        assert_eq!(data.class_counts(), vec![6, 6]);
+        for i in 0..data.len() {
+            if data.labels()[i] == 1 {
+                assert!(matches!(data.image(i)[0], 100 | 200));
+            }
+        }
+        assert_eq!(random_oversample(&tiny(), 6, 1).unwrap(), data, "seeded");
+    }
+
+    #[test]
+    fn smote_interpolates_between_same_class_neighbours() {
+        let data = smote(&tiny(), 6, 5, 3).unwrap();
+        assert_eq!(data.class_counts(), vec![6, 6]);
+        for i in 8..12 {
+            assert_eq!(data.labels()[i], 1);
+            let level = data.image(i)[0];
+            assert!((100..=200).contains(&level), "on the segment: {level}");
+            assert!(data.image(i).iter().all(|&p| p == level), "same gap for every pixel");
+        }
+        // The 6 originals of class 0 are kept and nothing is added to it.
+        assert_eq!(&data.labels()[..6], &[0; 6]);
+    }
+
+    #[test]
+    fn methods_build_their_sets() {
+        let data = tiny();
+        let weighted = training_set(Method::ClassWeighted, &data, None, 6, 0).unwrap();
+        let weights = weighted.class_weights.unwrap();
+        assert!(weights[1] > weights[0], "the rare class weighs more");
+        assert_eq!(weighted.data, data);
+        assert!(training_set(Method::LongTail, &data, None, 6, 0).unwrap().class_weights.is_none());
+        let err = training_set(Method::Anygan, &data, None, 6, 0).unwrap_err();
+        assert!(err.to_string().contains("rebalanced"), "{err}");
+    }
+}
