@@ -57,10 +57,11 @@ fn main() {
         .unwrap()
         .prefix;
     drop(trainer);
-    let generator =
-        LoadedGenerator::load(&output, &checkpoint, runtime.handle(), &device).unwrap();
+    let generator = LoadedGenerator::load(&output, &checkpoint, runtime.handle(), &device).unwrap();
 
-    println!("generation, W={width}, {images} images per measurement, backend {BACKEND_NAME}, one worker");
+    println!(
+        "generation, W={width}, {images} images per measurement, backend {BACKEND_NAME}, one worker"
+    );
     println!();
     println!("| batch | forward only (img/s) | whole task: forward + PNG + write (img/s) |");
     println!("|---:|---:|---:|");

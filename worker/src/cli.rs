@@ -35,6 +35,40 @@ enum Command {
     Train(TrainArgs),
     /// Join a coordinator's job and train one data-parallel replica on this device.
     Join(JoinArgs),
+    /// Train the fixed classifier on the long-tailed set with each rebalancing method (and
+    /// anygan's generated images) and report ACSA, GM, GM-ovr, macro-F1 and per-class recall.
+    Evaluate(EvaluateArgs),
+}
+
+#[derive(Args, Debug)]
+struct EvaluateArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// A generation run's root (`<output>/generations/<...>`, a directory or s3://...): its
+    /// `rebalanced/idx` set is method (d). Without it, (d) is skipped.
+    #[arg(long)]
+    generation: Option<String>,
+    /// Methods, comma-separated: long-tail, random-oversampling, class-weighted, anygan, smote.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "long-tail,random-oversampling,class-weighted,anygan,smote"
+    )]
+    methods: Vec<String>,
+    #[arg(long, value_delimiter = ',', default_value = "0,1,2")]
+    seeds: Vec<u64>,
+    #[arg(long, default_value_t = 10)]
+    epochs: usize,
+    #[arg(long, default_value_t = 128)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    learning_rate: f64,
+    /// Width of the classifier's first convolution.
+    #[arg(long, default_value_t = 32)]
+    classifier_width: usize,
+    /// Where report.md and results.json go: a directory or s3://bucket/prefix.
+    #[arg(long, default_value = "out/eval")]
+    output: String,
 }
 
 #[derive(Args, Debug)]
@@ -116,6 +150,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Train(args) => train(args),
         Command::Join(args) => join_job(args),
+        Command::Evaluate(args) => evaluate(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -259,5 +294,115 @@ fn join_job(args: JoinArgs) -> anyhow::Result<()> {
             "generation tasks finished"
         );
     }
+    Ok(())
+}
+
+fn evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
+    use anygan_proto::job::{DatasetFormat, DatasetSource};
+    use anygan_worker::data::LONG_TAIL_TEST_COUNTS;
+    use anygan_worker::eval::classifier::ClassifierTraining;
+    use anygan_worker::eval::methods::Method;
+    use anygan_worker::eval::run::{EvaluationSpec, TestSet, markdown_report};
+
+    let runtime = runtime()?;
+    let store_options = args.data.all_store_options().map_err(anyhow::Error::msg)?;
+    let source = args.data.source().map_err(anyhow::Error::msg)?;
+    let shape = GanConfig::new(1).image_shape();
+    let long_tail = runtime.block_on(load_source(&source, shape, &store_options))?;
+    let test_source = DatasetSource {
+        format: match &source.format {
+            DatasetFormat::FashionMnist { .. } => DatasetFormat::FashionMnist { test: true },
+            _ => anyhow::bail!(
+                "the evaluation's test sets come from --format fashion-mnist's test split"
+            ),
+        },
+        class_counts: None,
+        ..source.clone()
+    };
+    let balanced = runtime.block_on(load_source(&test_source, shape, &store_options))?;
+    let imbalanced_indices = anygan_worker::data::per_class_subset(
+        balanced.labels(),
+        &LONG_TAIL_TEST_COUNTS,
+        args.data.subset_seed,
+    )?;
+    let imbalanced = balanced.select(&imbalanced_indices)?;
+    let rebalanced = match &args.generation {
+        Some(root) => {
+            let classes: Vec<String> = long_tail.class_names().to_vec();
+            let idx = DatasetSource {
+                location: format!("{}/rebalanced/idx", root.trim_end_matches('/')),
+                format: DatasetFormat::Idx {
+                    images: "images.idx".into(),
+                    labels: "labels.idx".into(),
+                    class_names: classes,
+                },
+                class_counts: None,
+                subset_seed: 0,
+            };
+            Some(runtime.block_on(load_source(&idx, shape, &store_options))?)
+        }
+        None => None,
+    };
+    let mut methods = Vec::new();
+    for name in &args.methods {
+        let method: Method = serde_json::from_value(serde_json::Value::String(name.clone()))
+            .map_err(|_| anyhow::anyhow!("--methods: unknown method `{name}`"))?;
+        if method == Method::Anygan && rebalanced.is_none() {
+            tracing::warn!("no --generation given: skipping method (d)");
+            continue;
+        }
+        methods.push(method);
+    }
+    let target = long_tail.class_counts().into_iter().max().unwrap_or(0);
+    let spec = EvaluationSpec {
+        methods,
+        seeds: args.seeds.clone(),
+        training: ClassifierTraining::new()
+            .with_epochs(args.epochs)
+            .with_batch_size(args.batch_size)
+            .with_learning_rate(args.learning_rate),
+        width: args.classifier_width,
+        target,
+    };
+    tracing::info!(
+        train = ?long_tail.class_counts(),
+        rebalanced = ?rebalanced.as_ref().map(|r| r.class_counts()),
+        balanced_test = balanced.len(),
+        imbalanced_test = imbalanced.len(),
+        methods = ?spec.methods,
+        seeds = ?spec.seeds,
+        epochs = args.epochs,
+        "evaluating"
+    );
+    let tests = [
+        TestSet {
+            name: "balanced".into(),
+            data: balanced,
+        },
+        TestSet {
+            name: "imbalanced".into(),
+            data: imbalanced,
+        },
+    ];
+    let results =
+        anygan_worker::eval::run::evaluate(&long_tail, rebalanced.as_ref(), &tests, &spec, |r| {
+            tracing::info!(
+                method = r.method.label(),
+                seed = r.seed,
+                test = %r.test_set,
+                acsa = format!("{:.2}", 100.0 * r.metrics.acsa),
+                gm_ovr = format!("{:.2}", 100.0 * r.metrics.gm_ovr),
+                macro_f1 = format!("{:.2}", 100.0 * r.metrics.macro_f1),
+                train_images = r.train_images,
+                train_s = format!("{:.0}", r.train_seconds),
+                "scored"
+            )
+        })?;
+    let report = markdown_report(&results, long_tail.class_names());
+    println!("{report}");
+    let output = StoreLocation::parse(&args.output, store_options, true)?;
+    runtime.block_on(output.put("report.md", report))?;
+    runtime.block_on(output.put("results.json", serde_json::to_vec_pretty(&results)?))?;
+    tracing::info!(output = %output, "wrote report.md and results.json");
     Ok(())
 }

@@ -88,7 +88,12 @@ impl<B: Backend> Classifier<B> {
     }
 }
 
-fn images_tensor<B: Backend>(dataset: &ImageDataset, values: Vec<f32>, n: usize, device: &B::Device) -> Tensor<B, 4> {
+fn images_tensor<B: Backend>(
+    dataset: &ImageDataset,
+    values: Vec<f32>,
+    n: usize,
+    device: &B::Device,
+) -> Tensor<B, 4> {
     let shape = dataset.shape();
     Tensor::from_data(
         TensorData::new(values, [n, shape.channels, shape.height, shape.width]),
@@ -131,7 +136,11 @@ pub fn train_classifier<B: AutodiffBackend>(
     {
         return Err(Error::config(
             "class_weights",
-            format!("{} weights for {} classes", weights.len(), config.num_classes),
+            format!(
+                "{} weights for {} classes",
+                weights.len(),
+                config.num_classes
+            ),
         ));
     }
     let mut model = {
@@ -196,7 +205,11 @@ mod tests {
             for y in 0..28 {
                 for x in 0..28 {
                     let on = if class == 0 { x < 14 } else { y < 14 };
-                    pixels.push(if on { 200 + (i % 7) as u8 } else { 20 + (i % 5) as u8 });
+                    pixels.push(if on {
+                        200 + (i % 7) as u8
+                    } else {
+                        20 + (i % 5) as u8
+                    });
                 }
             }
             labels.push(class as u16);
@@ -215,9 +228,8 @@ mod tests {
         let config = ClassifierConfig::new(2).with_width(4);
         let training = ClassifierTraining::new().with_epochs(3).with_batch_size(16);
         let device = Default::default();
-        let model =
-            train_classifier::<TrainBackend>(&data, &config, &training, weights, &device)
-                .expect("trains");
+        let model = train_classifier::<TrainBackend>(&data, &config, &training, weights, &device)
+            .expect("trains");
         let predicted = predict(&model, &data, &device);
         ConfusionMatrix::from_labels(data.labels(), &predicted, 2)
             .expect("matrix")
@@ -249,16 +261,19 @@ mod tests {
             .expect("trains");
         let logits = |m: &Classifier<_>| {
             let (values, _) = data.normalized_batch(&[0, 1, 2]);
-            m.forward(images_tensor::<crate::backend::ComputeBackend>(&data, values, 3, &device))
-                .into_data()
-                .convert::<f32>()
-                .into_vec::<f32>()
-                .expect("f32")
+            m.forward(images_tensor::<crate::backend::ComputeBackend>(
+                &data, values, 3, &device,
+            ))
+            .into_data()
+            .convert::<f32>()
+            .into_vec::<f32>()
+            .expect("f32")
         };
         assert_eq!(logits(&a), logits(&b));
-        let err = train_classifier::<TrainBackend>(&data, &config, &training, Some(&[1.0]), &device)
-            .err()
-            .expect("one weight for two classes");
+        let err =
+            train_classifier::<TrainBackend>(&data, &config, &training, Some(&[1.0]), &device)
+                .err()
+                .expect("one weight for two classes");
         assert!(err.to_string().contains("class_weights"), "{err}");
     }
 }

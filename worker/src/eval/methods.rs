@@ -166,7 +166,11 @@ fn nearest_neighbours(data: &ImageDataset, members: &[usize], k: usize) -> Vec<V
                 })
                 .collect();
             distances.sort_unstable();
-            distances.into_iter().take(k).map(|(_, other)| other).collect()
+            distances
+                .into_iter()
+                .take(k)
+                .map(|(_, other)| other)
+                .collect()
         })
         .collect()
 }
@@ -216,7 +220,10 @@ mod tests {
             assert_eq!(data.labels()[i], 1);
             let level = data.image(i)[0];
             assert!((100..=200).contains(&level), "on the segment: {level}");
-            assert!(data.image(i).iter().all(|&p| p == level), "same gap for every pixel");
+            assert!(
+                data.image(i).iter().all(|&p| p == level),
+                "same gap for every pixel"
+            );
         }
         // The 6 originals of class 0 are kept and nothing is added to it.
         assert_eq!(&data.labels()[..6], &[0; 6]);
@@ -229,7 +236,12 @@ mod tests {
         let weights = weighted.class_weights.unwrap();
         assert!(weights[1] > weights[0], "the rare class weighs more");
         assert_eq!(weighted.data, data);
-        assert!(training_set(Method::LongTail, &data, None, 6, 0).unwrap().class_weights.is_none());
+        assert!(
+            training_set(Method::LongTail, &data, None, 6, 0)
+                .unwrap()
+                .class_weights
+                .is_none()
+        );
         let err = training_set(Method::Anygan, &data, None, 6, 0).unwrap_err();
         assert!(err.to_string().contains("rebalanced"), "{err}");
     }

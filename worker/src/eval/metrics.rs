@@ -197,9 +197,11 @@ mod tests {
             example().counts,
             vec![vec![3, 1, 0], vec![2, 2, 0], vec![0, 2, 0]]
         );
-        assert!(ConfusionMatrix::from_labels(&[0, 3], &[0, 0], 3)
-            .unwrap_err()
-            .contains("record 1"));
+        assert!(
+            ConfusionMatrix::from_labels(&[0, 3], &[0, 0], 3)
+                .unwrap_err()
+                .contains("record 1")
+        );
         assert!(ConfusionMatrix::from_labels(&[0], &[0, 1], 3).is_err());
     }
 
@@ -242,10 +244,8 @@ mod tests {
         assert!(close(weights[1], 2.0 * raw[1] / sum));
         assert!(close(weights.iter().sum::<f64>(), 2.0));
         // BENCHMARK's long tail with β = 0.9999: rarer classes weigh more, 40 vs 4000 ≈ 63×.
-        let long_tail = effective_number_weights(
-            &[4000, 2000, 1000, 750, 500, 350, 200, 100, 60, 40],
-            0.9999,
-        );
+        let long_tail =
+            effective_number_weights(&[4000, 2000, 1000, 750, 500, 350, 200, 100, 60, 40], 0.9999);
         assert!(long_tail.windows(2).all(|w| w[0] < w[1]));
         let ratio = long_tail[9] / long_tail[0];
         let expected = (1.0 - 0.9999f64.powi(4000)) / (1.0 - 0.9999f64.powi(40));

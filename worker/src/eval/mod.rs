@@ -4,3 +4,4 @@
 pub mod classifier;
 pub mod methods;
 pub mod metrics;
+pub mod run;

@@ -1,0 +1,166 @@
+//! Running the evaluation: every method × seed trains the fixed classifier and is scored on the
+//! balanced and the imbalanced test set; the results become a markdown table and a JSON file.
+
+use std::time::Instant;
+
+use super::classifier::{ClassifierConfig, ClassifierTraining, predict, train_classifier};
+use super::methods::{Method, training_set};
+use super::metrics::{ConfusionMatrix, Metrics, mean_std};
+use crate::backend::TrainBackend;
+use crate::data::ImageDataset;
+use crate::error::Result;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct EvaluationSpec {
+    pub methods: Vec<Method>,
+    pub seeds: Vec<u64>,
+    pub training: ClassifierTraining,
+    pub width: usize,
+    /// Per-class count oversampling and SMOTE reach (the largest class's by default).
+    pub target: usize,
+}
+
+/// A test set with its name.
+#[derive(Debug, Clone)]
+pub struct TestSet {
+    pub name: String,
+    pub data: ImageDataset,
+}
+
+/// One classifier's scores on one test set.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct RunResult {
+    pub method: Method,
+    pub seed: u64,
+    pub test_set: String,
+    pub train_images: usize,
+    pub train_seconds: f64,
+    pub metrics: Metrics,
+    pub confusion: ConfusionMatrix,
+}
+
+/// Trains and scores every method × seed; `on_result` sees each result as it comes.
+pub fn evaluate(
+    long_tail: &ImageDataset,
+    rebalanced: Option<&ImageDataset>,
+    test_sets: &[TestSet],
+    spec: &EvaluationSpec,
+    mut on_result: impl FnMut(&RunResult),
+) -> Result<Vec<RunResult>> {
+    let device = crate::backend::device(0);
+    let shape = long_tail.shape();
+    let config = ClassifierConfig::new(long_tail.num_classes())
+        .with_channels(shape.channels)
+        .with_image_size(shape.height)
+        .with_width(spec.width);
+    let mut results = Vec::new();
+    for &method in &spec.methods {
+        for &seed in &spec.seeds {
+            let set = training_set(method, long_tail, rebalanced, spec.target, seed)?;
+            let training = ClassifierTraining {
+                seed,
+                ..spec.training.clone()
+            };
+            let started = Instant::now();
+            let model = train_classifier::<TrainBackend>(
+                &set.data,
+                &config,
+                &training,
+                set.class_weights.as_deref(),
+                &device,
+            )?;
+            let train_seconds = started.elapsed().as_secs_f64();
+            for test in test_sets {
+                let predicted = predict(&model, &test.data, &device);
+                let confusion = ConfusionMatrix::from_labels(
+                    test.data.labels(),
+                    &predicted,
+                    long_tail.num_classes(),
+                )
+                .map_err(|reason| crate::error::Error::config("predictions", reason))?;
+                let result = RunResult {
+                    method,
+                    seed,
+                    test_set: test.name.clone(),
+                    train_images: set.data.len(),
+                    train_seconds,
+                    metrics: confusion.metrics(),
+                    confusion,
+                };
+                on_result(&result);
+                results.push(result);
+            }
+        }
+    }
+    Ok(results)
+}
+
+fn cell(values: &[f64]) -> String {
+    let (mean, std) = mean_std(values);
+    format!("{:.2} ± {:.2}", 100.0 * mean, 100.0 * std)
+}
+
+/// The BENCHMARK.md-style table: per method and test set, ACSA / GM / GM-ovr / macro-F1 in %,
+/// mean ± std over seeds; then per-class recall (mean over seeds) per method.
+pub fn markdown_report(results: &[RunResult], class_names: &[String]) -> String {
+    let mut methods: Vec<Method> = Vec::new();
+    let mut tests: Vec<String> = Vec::new();
+    for r in results {
+        if !methods.contains(&r.method) {
+            methods.push(r.method);
+        }
+        if !tests.contains(&r.test_set) {
+            tests.push(r.test_set.clone());
+        }
+    }
+    let mut out = String::new();
+    for test in &tests {
+        out.push_str(&format!(
+            "\n#### {test} test set (%, mean ± std over seeds)\n\n| method | ACSA | GM | GM-ovr | macro-F1 | seeds |\n|---|---|---|---|---|---|\n"
+        ));
+        for &method in &methods {
+            let runs: Vec<&RunResult> = results
+                .iter()
+                .filter(|r| r.method == method && &r.test_set == test)
+                .collect();
+            let pick =
+                |f: fn(&Metrics) -> f64| runs.iter().map(|r| f(&r.metrics)).collect::<Vec<_>>();
+            out.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} |\n",
+                method.label(),
+                cell(&pick(|m| m.acsa)),
+                cell(&pick(|m| m.gm)),
+                cell(&pick(|m| m.gm_ovr)),
+                cell(&pick(|m| m.macro_f1)),
+                runs.len()
+            ));
+        }
+        out.push_str(&format!(
+            "\nPer-class recall on the {test} test set (%, mean over seeds):\n\n| method | {} |\n|---|{}\n",
+            class_names.join(" | "),
+            "---|".repeat(class_names.len())
+        ));
+        for &method in &methods {
+            let runs: Vec<&RunResult> = results
+                .iter()
+                .filter(|r| r.method == method && &r.test_set == test)
+                .collect();
+            let recalls: Vec<String> = (0..class_names.len())
+                .map(|k| {
+                    let values: Vec<f64> = runs
+                        .iter()
+                        .map(|r| r.metrics.recalls.get(k).copied().unwrap_or(0.0))
+                        .collect();
+                    format!("{:.1}", 100.0 * mean_std(&values).0)
+                })
+                .collect();
+            out.push_str(&format!(
+                "| {} | {} |\n",
+                method.label(),
+                recalls.join(" | ")
+            ));
+        }
+    }
+    out
+}
