@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anygan_coordinator::{Timing, prepare_output, serve};
 use anygan_proto::cli::DataArgs;
-use anygan_proto::generation::{GenerationSpec, Targets};
+use anygan_proto::generation::{EvaluationSettings, GenerationSpec, Targets};
 use anygan_proto::job::{JobSpec, ModelSpec};
 use anygan_proto::v1;
 use anygan_proto::v1::coordinator_client::CoordinatorClient;
@@ -74,6 +74,46 @@ impl GenerationArgs {
     }
 }
 
+/// The evaluation scheduled after generation (Fashion-MNIST data only: it needs the test split).
+#[derive(Args, Debug, Clone)]
+struct EvaluationArgs {
+    /// No evaluation after generation.
+    #[arg(long)]
+    no_evaluation: bool,
+    /// Methods: long-tail, random-oversampling, class-weighted, anygan, smote.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "long-tail,random-oversampling,class-weighted,anygan,smote"
+    )]
+    eval_methods: Vec<String>,
+    #[arg(long, value_delimiter = ',', default_value = "0,1,2")]
+    eval_seeds: Vec<u64>,
+    /// Classifier epochs (the benchmark uses 10; 2 keeps the main job short on CPU).
+    #[arg(long, default_value_t = 2)]
+    eval_epochs: usize,
+    #[arg(long, default_value_t = 128)]
+    eval_batch_size: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    eval_learning_rate: f64,
+    /// Width of the classifier's first convolution.
+    #[arg(long, default_value_t = 32)]
+    eval_width: usize,
+}
+
+impl EvaluationArgs {
+    fn settings(&self) -> Option<EvaluationSettings> {
+        (!self.no_evaluation).then(|| EvaluationSettings {
+            methods: self.eval_methods.clone(),
+            seeds: self.eval_seeds.clone(),
+            epochs: self.eval_epochs,
+            batch_size: self.eval_batch_size,
+            learning_rate: self.eval_learning_rate,
+            width: self.eval_width,
+        })
+    }
+}
+
 #[derive(Args, Debug)]
 struct GenerateArgs {
     #[arg(long, env = "ANYGAN_LISTEN", default_value = "127.0.0.1:7070")]
@@ -86,6 +126,8 @@ struct GenerateArgs {
     checkpoint: String,
     #[command(flatten)]
     generation: GenerationArgs,
+    #[command(flatten)]
+    evaluation: EvaluationArgs,
     /// Object-store options, KEY=VALUE.
     #[arg(long = "store-option", value_parser = anygan_proto::cli::parse_key_value)]
     store_options: Vec<(String, String)>,
@@ -184,6 +226,8 @@ struct StartArgs {
     shard_world_size: Option<usize>,
     #[command(flatten)]
     generation: GenerationArgs,
+    #[command(flatten)]
+    evaluation: EvaluationArgs,
     /// Train only: no generation after training.
     #[arg(long)]
     no_generation: bool,
@@ -252,6 +296,7 @@ fn job_spec(args: &StartArgs) -> anyhow::Result<JobSpec> {
         checkpoint_every: args.checkpoint_every,
         keep_checkpoints: args.keep_checkpoints,
         generation: (!args.no_generation).then(|| args.generation.spec()),
+        evaluation: args.evaluation.settings(),
         generate_from: None,
         min_workers: args
             .min_workers
@@ -338,6 +383,7 @@ async fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
         output: args.output.clone(),
         store_options,
         generation: Some(args.generation.spec()),
+        evaluation: args.evaluation.settings(),
         generate_from: Some(checkpoint.clone()),
         min_workers: args
             .min_workers

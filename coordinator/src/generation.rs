@@ -20,39 +20,73 @@ enum Slot {
 
 #[derive(Debug, Clone)]
 struct Task {
+    kind: Kind,
+    /// Tasks of a stage are handed out once every task of earlier stages is done.
+    stage: usize,
     slot: Slot,
     failures: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Kind {
+    /// `plan.tasks[index]`.
+    Generate(usize),
+    Assemble,
+    Evaluate {
+        method: String,
+        seed: u64,
+    },
+    Report,
 }
 
 /// What a worker asking for work gets.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Next {
     Task(Box<v1::TaskResponse>),
-    /// Every open task is held by someone else: ask again when something changes.
+    /// Every open task is held by someone else (or waits for an earlier stage): ask again
+    /// when something changes.
     Wait,
     /// All done.
     Finished,
 }
 
-/// The tasks of one generation plan plus the final assemble task.
+/// The tasks of one generation plan: generation tasks, then the assemble task, then (when the
+/// plan asks for it) one evaluation task per method and seed, then the report. Task ids are
+/// positions in that order.
 #[derive(Debug, Clone)]
 pub struct Board {
     plan: GenerationPlan,
     plan_json: String,
-    /// `plan.tasks` in order, then the assemble task (id = `plan.tasks.len()`).
     tasks: Vec<Task>,
 }
 
 impl Board {
     pub fn new(plan: GenerationPlan) -> Self {
         let plan_json = serde_json::to_string(&plan).unwrap_or_default(); // plain data
-        let tasks = vec![
-            Task {
-                slot: Slot::Open,
-                failures: 0
-            };
-            plan.tasks.len() + 1
-        ];
+        let task = |kind, stage| Task {
+            kind,
+            stage,
+            slot: Slot::Open,
+            failures: 0,
+        };
+        let mut tasks: Vec<Task> = (0..plan.tasks.len())
+            .map(|index| task(Kind::Generate(index), 0))
+            .collect();
+        tasks.push(task(Kind::Assemble, 1));
+        if let Some(evaluation) = &plan.evaluation {
+            for method in &evaluation.methods {
+                for &seed in &evaluation.seeds {
+                    tasks.push(task(
+                        Kind::Evaluate {
+                            method: method.clone(),
+                            seed,
+                        },
+                        2,
+                    ));
+                }
+            }
+            tasks.push(task(Kind::Report, 3));
+        }
         Self {
             plan,
             plan_json,
@@ -64,33 +98,29 @@ impl Board {
         &self.plan
     }
 
-    fn assemble_id(&self) -> usize {
-        self.plan.tasks.len()
-    }
-
-    fn generation_done(&self) -> bool {
-        self.tasks[..self.assemble_id()]
-            .iter()
-            .all(|t| t.slot == Slot::Done)
-    }
-
     pub fn finished(&self) -> bool {
         self.tasks.iter().all(|t| t.slot == Slot::Done)
     }
 
-    /// Hands `worker_id` the next open task (generation tasks in order, then assemble).
+    /// The earliest stage with a task not done.
+    fn current_stage(&self) -> Option<usize> {
+        self.tasks
+            .iter()
+            .filter(|t| t.slot != Slot::Done)
+            .map(|t| t.stage)
+            .min()
+    }
+
+    /// Hands `worker_id` the next open task of the current stage.
     pub fn next(&mut self, worker_id: &str, now: Instant) -> Next {
-        if self.finished() {
+        let Some(stage) = self.current_stage() else {
             return Next::Finished;
-        }
-        let assemble = self.assemble_id();
-        let open = (0..assemble)
-            .find(|&id| self.tasks[id].slot == Slot::Open)
-            .or_else(|| {
-                (self.generation_done() && self.tasks[assemble].slot == Slot::Open)
-                    .then_some(assemble)
-            });
-        let Some(id) = open else {
+        };
+        let Some(id) = self
+            .tasks
+            .iter()
+            .position(|t| t.stage == stage && t.slot == Slot::Open)
+        else {
             return Next::Wait;
         };
         self.tasks[id].slot = Slot::Held {
@@ -101,29 +131,41 @@ impl Board {
     }
 
     fn describe(&self, id: usize) -> v1::TaskResponse {
-        if id == self.assemble_id() {
-            return v1::TaskResponse {
-                task: Some(v1::task_response::Task::Assemble(v1::AssembleTask {
-                    task_id: id as u64,
-                    plan_json: self.plan_json.clone(),
-                })),
-                finished: false,
-            };
-        }
-        let range = self.plan.tasks[id];
-        let class = &self.plan.classes[range.class];
+        use v1::task_response::Task as Wire;
+        let task_id = id as u64;
+        let wire = match &self.tasks[id].kind {
+            Kind::Generate(index) => {
+                let range = self.plan.tasks[*index];
+                let class = &self.plan.classes[range.class];
+                Wire::Generate(v1::GenerationTask {
+                    task_id,
+                    checkpoint: self.plan.checkpoint.clone(),
+                    root: self.plan.root.clone(),
+                    class_index: range.class as u32,
+                    class_folder: class_folder(class.index, &class.name),
+                    first_index: range.first,
+                    count: range.count,
+                    seed: self.plan.spec.seed,
+                    batch_size: self.plan.spec.batch as u32,
+                })
+            }
+            Kind::Assemble => Wire::Assemble(v1::AssembleTask {
+                task_id,
+                plan_json: self.plan_json.clone(),
+            }),
+            Kind::Evaluate { method, seed } => Wire::Evaluate(v1::EvaluateTask {
+                task_id,
+                plan_json: self.plan_json.clone(),
+                method: method.clone(),
+                seed: *seed,
+            }),
+            Kind::Report => Wire::Report(v1::ReportTask {
+                task_id,
+                plan_json: self.plan_json.clone(),
+            }),
+        };
         v1::TaskResponse {
-            task: Some(v1::task_response::Task::Generate(v1::GenerationTask {
-                task_id: range.id,
-                checkpoint: self.plan.checkpoint.clone(),
-                root: self.plan.root.clone(),
-                class_index: range.class as u32,
-                class_folder: class_folder(class.index, &class.name),
-                first_index: range.first,
-                count: range.count,
-                seed: self.plan.spec.seed,
-                batch_size: self.plan.spec.batch as u32,
-            })),
+            task: Some(wire),
             finished: false,
         }
     }
@@ -188,12 +230,15 @@ impl Board {
             .map(|class| v1::ClassProgress {
                 class_name: class.name.clone(),
                 done: self
-                    .plan
                     .tasks
                     .iter()
-                    .zip(&self.tasks)
-                    .filter(|(range, task)| range.class == class.index && task.slot == Slot::Done)
-                    .map(|(range, _)| range.count)
+                    .filter(|task| task.slot == Slot::Done)
+                    .filter_map(|task| match task.kind {
+                        Kind::Generate(index) => Some(self.plan.tasks[index]),
+                        _ => None,
+                    })
+                    .filter(|range| range.class == class.index)
+                    .map(|range| range.count)
                     .sum(),
                 wanted: class.generate as u64,
             })
@@ -229,6 +274,7 @@ mod tests {
                 subset_seed: 0,
             },
             model: ModelSpec::default(),
+            evaluation: None,
         }
     }
 
@@ -237,6 +283,8 @@ mod tests {
             Next::Task(response) => match &response.task {
                 Some(v1::task_response::Task::Generate(t)) => t.task_id,
                 Some(v1::task_response::Task::Assemble(t)) => t.task_id,
+                Some(v1::task_response::Task::Evaluate(t)) => t.task_id,
+                Some(v1::task_response::Task::Report(t)) => t.task_id,
                 None => u64::MAX,
             },
             _ => u64::MAX,
@@ -283,6 +331,35 @@ mod tests {
         board.report(&done("w1", 3)).unwrap();
         assert!(board.finished());
         assert_eq!(board.next("w0", now), Next::Finished);
+    }
+
+    #[test]
+    fn evaluation_runs_after_assembly_and_the_report_last() {
+        let mut plan = plan();
+        plan.evaluation = Some(anygan_proto::generation::EvaluationSettings {
+            methods: vec!["long-tail".into(), "anygan".into()],
+            seeds: vec![0, 1],
+            ..Default::default()
+        });
+        let mut board = Board::new(plan);
+        let now = Instant::now();
+        for id in 0..4 {
+            assert_eq!(task_id(&board.next("w", now)), id);
+            board.report(&done("w", id)).unwrap();
+        }
+        // Four evaluation tasks may run at once; the report waits for all of them.
+        let evaluations: Vec<u64> = (0..4).map(|_| task_id(&board.next("w", now))).collect();
+        assert_eq!(evaluations, vec![4, 5, 6, 7]);
+        assert_eq!(board.next("w", now), Next::Wait);
+        for id in 4..8 {
+            board.report(&done("w", id)).unwrap();
+        }
+        let report = board.next("w", now);
+        assert!(
+            matches!(&report, Next::Task(r) if matches!(r.task, Some(v1::task_response::Task::Report(_))))
+        );
+        board.report(&done("w", 8)).unwrap();
+        assert_eq!(board.next("w", now), Next::Finished);
     }
 
     #[test]

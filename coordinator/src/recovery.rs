@@ -4,7 +4,7 @@
 //! Nothing else is kept: the store is the job's memory.
 
 use anygan_proto::generation::{GenerationPlan, class_plans, plan_root, split_tasks};
-use anygan_proto::job::JobSpec;
+use anygan_proto::job::{DatasetFormat, JobSpec};
 use anygan_store::{CheckpointOptions, CheckpointStore, StoreLocation};
 
 use crate::error::{Error, Result};
@@ -121,7 +121,19 @@ pub async fn generation_plan(spec: &JobSpec) -> Result<GenerationPlan> {
         Error::InvalidJob(format!("generation targets for {location}: {reason}"))
     })?;
     let tasks = split_tasks(&classes, generation.task_images);
+    // The evaluation's test sets are Fashion-MNIST's test split; other data is not evaluated.
+    let evaluation = match (&spec.evaluation, &spec.dataset.format) {
+        (Some(settings), DatasetFormat::FashionMnist { .. }) => Some(settings.clone()),
+        (Some(_), _) => {
+            tracing::warn!(
+                "evaluation needs a dataset with a test split (--format fashion-mnist); skipping it"
+            );
+            None
+        }
+        (None, _) => None,
+    };
     Ok(GenerationPlan {
+        evaluation,
         root: plan_root(&checkpoint, &generation),
         checkpoint,
         checkpoint_step: manifest.step,

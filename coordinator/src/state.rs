@@ -556,6 +556,7 @@ mod tests {
             checkpoint_every: 0,
             keep_checkpoints: 3,
             generation: None,
+            evaluation: None,
             generate_from: None,
             min_workers: min,
             max_workers: max,

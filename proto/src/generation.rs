@@ -64,6 +64,42 @@ impl GenerationSpec {
     }
 }
 
+/// The evaluation scheduled after generation (issue 6): the fixed classifier trained per
+/// method and seed, then one report. Runs only when the data has a test split (Fashion-MNIST).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvaluationSettings {
+    /// `long-tail`, `random-oversampling`, `class-weighted`, `anygan`, `smote`.
+    pub methods: Vec<String>,
+    pub seeds: Vec<u64>,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    /// Width of the classifier's first convolution.
+    pub width: usize,
+}
+
+impl Default for EvaluationSettings {
+    fn default() -> Self {
+        Self {
+            methods: [
+                "long-tail",
+                "random-oversampling",
+                "class-weighted",
+                "anygan",
+                "smote",
+            ]
+            .iter()
+            .map(|m| m.to_string())
+            .collect(),
+            seeds: vec![0, 1, 2],
+            epochs: 2,
+            batch_size: 128,
+            learning_rate: 1e-3,
+            width: 32,
+        }
+    }
+}
+
 /// One class's numbers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClassPlan {
@@ -99,6 +135,9 @@ pub struct GenerationPlan {
     /// The training data (for the rebalanced set) and the model.
     pub dataset: DatasetSource,
     pub model: ModelSpec,
+    /// The evaluation after generation, if any.
+    #[serde(default)]
+    pub evaluation: Option<EvaluationSettings>,
 }
 
 /// Per-class numbers for `counts` (the training data's) against `targets`.

@@ -91,6 +91,9 @@ pub struct JobSpec {
     /// Class-targeted generation after training; none: training only.
     #[serde(default)]
     pub generation: Option<crate::generation::GenerationSpec>,
+    /// The evaluation after generation; none: no evaluation.
+    #[serde(default)]
+    pub evaluation: Option<crate::generation::EvaluationSettings>,
     /// A generation-only job: no training, generate from this checkpoint (a prefix under
     /// `<output>/checkpoints/`).
     #[serde(default)]
@@ -253,6 +256,7 @@ mod tests {
             checkpoint_every: 0,
             keep_checkpoints: 3,
             generation: None,
+            evaluation: None,
             generate_from: None,
             min_workers: 1,
             max_workers: 4,

@@ -249,6 +249,10 @@ async fn train_replica(
         .map_err(|_| Error::config("training", "the training thread panicked"))?
 }
 
+fn parse_plan(json: &str) -> Result<anygan_proto::generation::GenerationPlan> {
+    serde_json::from_str(json).map_err(|e| Error::config("plan_json", e.to_string()))
+}
+
 /// What this worker's generation tasks came to.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TaskSummary {
@@ -312,11 +316,27 @@ async fn run_tasks(
                     (task.task_id, result, cache)
                 }
                 v1::task_response::Task::Assemble(task) => {
-                    let result = serde_json::from_str(&task.plan_json)
-                        .map_err(|e| Error::config("plan_json", e.to_string()))
-                        .and_then(|plan| {
-                            crate::generate::run_assemble(&plan, &output, &store_options, &io)
-                        });
+                    let result = parse_plan(&task.plan_json).and_then(|plan| {
+                        crate::generate::run_assemble(&plan, &output, &store_options, &io)
+                    });
+                    (task.task_id, result, cache)
+                }
+                v1::task_response::Task::Evaluate(task) => {
+                    let result = parse_plan(&task.plan_json).and_then(|plan| {
+                        crate::eval::tasks::run_evaluate_task(
+                            &plan,
+                            &task.method,
+                            task.seed,
+                            &output,
+                            &store_options,
+                            &io,
+                        )
+                    });
+                    (task.task_id, result, cache)
+                }
+                v1::task_response::Task::Report(task) => {
+                    let result = parse_plan(&task.plan_json)
+                        .and_then(|plan| crate::eval::tasks::run_report_task(&plan, &output, &io));
                     (task.task_id, result, cache)
                 }
             }

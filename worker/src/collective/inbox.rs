@@ -45,17 +45,29 @@ impl Inbox {
         *self.generation.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Accepts chunks of `generation` from now on and drops anything older still queued.
+    /// Accepts chunks of `generation` from now on: queued chunks of other generations are
+    /// dropped, chunks of this one that arrived early are kept.
     pub async fn reset(&self, generation: u64) {
         *self.generation.lock().unwrap_or_else(|p| p.into_inner()) = generation;
         let mut receiver = self.receiver.lock().await;
-        while receiver.try_recv().is_ok() {}
+        let mut early = Vec::new();
+        while let Ok(chunk) = receiver.try_recv() {
+            if chunk.generation == generation {
+                early.push(chunk);
+            }
+        }
+        for chunk in early {
+            // Room is certain: these came out of this very queue.
+            let _ = self.sender.try_send(chunk);
+        }
     }
 
-    /// Queues a chunk from the left neighbour; refused when its generation is not current.
+    /// Queues a chunk from the left neighbour. A chunk of an older generation is refused
+    /// (fencing); one of a newer generation is kept for when this worker learns its assignment:
+    /// a neighbour can start the first step while this worker is still loading its data.
     pub(crate) async fn deliver(&self, chunk: RingChunk) -> Result<(), String> {
         let current = self.generation();
-        if chunk.generation != current {
+        if chunk.generation < current {
             return Err(format!(
                 "chunk of generation {} from rank {}, current generation is {current}",
                 chunk.generation, chunk.sender_rank
@@ -77,5 +89,35 @@ impl Inbox {
     /// The receiving half, for the one ring loop of this worker.
     pub(crate) async fn receiver(&self) -> tokio::sync::MutexGuard<'_, mpsc::Receiver<RingChunk>> {
         self.receiver.lock().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(generation: u64, hop: u32) -> RingChunk {
+        RingChunk {
+            generation,
+            hop,
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn early_chunks_wait_for_their_generation_and_stale_ones_are_refused() {
+        let inbox = Inbox::default();
+        inbox.reset(1).await;
+        // The neighbour already runs generation 2; this worker has not been told yet.
+        inbox.deliver(chunk(2, 7)).await.expect("kept for later");
+        assert!(inbox.deliver(chunk(0, 1)).await.is_err(), "older: fenced");
+        inbox.deliver(chunk(3, 9)).await.expect("kept");
+        inbox.reset(2).await;
+        let mut receiver = inbox.receiver().await;
+        assert_eq!(receiver.try_recv().expect("kept").hop, 7);
+        assert!(
+            receiver.try_recv().is_err(),
+            "generation 3's chunk was dropped at reset(2)"
+        );
     }
 }

@@ -5,3 +5,4 @@ pub mod classifier;
 pub mod methods;
 pub mod metrics;
 pub mod run;
+pub mod tasks;

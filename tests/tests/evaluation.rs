@@ -1,0 +1,127 @@
+//! The evaluation scheduled by the coordinator after generation, on the real Fashion-MNIST files
+//! (Debian's `dataset-fashion-mnist`, installed by `.ci/run`) with tiny settings: every method
+//! trains the classifier on its set, both test sets are scored, the report gathers them.
+#![allow(clippy::expect_used, clippy::unwrap_used)] // a test fails loudly on broken setup
+
+use std::time::Duration;
+
+use anygan_tests::{CoordinatorProcess, WorkerProcess};
+
+const FASHION_MNIST: &str = "/usr/share/datasets/fashion-mnist";
+
+#[test]
+fn train_generate_evaluate_on_fashion_mnist() {
+    assert!(
+        std::path::Path::new(FASHION_MNIST).is_dir(),
+        "apt-get install dataset-fashion-mnist (.ci/run does)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("out");
+    let args: Vec<String> = [
+        "--class-counts",
+        "24,12,8,8,6,6,4,4,4,4",
+        "--width",
+        "8",
+        "--latent-dim",
+        "16",
+        "--global-batch",
+        "8",
+        "--steps",
+        "4",
+        "--sample-every",
+        "0",
+        "--min-workers",
+        "2",
+        "--max-workers",
+        "2",
+        "--start-grace-ms",
+        "0",
+        "--generation-batch",
+        "16",
+        "--generation-task-images",
+        "64",
+        "--eval-seeds",
+        "0",
+        "--eval-epochs",
+        "1",
+        "--eval-width",
+        "4",
+        "--eval-batch-size",
+        "32",
+        "--output",
+        output.to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let deadline = Duration::from_secs(300);
+    let coordinator = CoordinatorProcess::start(&args, deadline).unwrap();
+    let mut workers: Vec<WorkerProcess> = ["w0", "w1"]
+        .iter()
+        .map(|id| WorkerProcess::join(&coordinator.address, id).unwrap())
+        .collect();
+    let (status, success) = coordinator.wait(deadline).unwrap();
+    for worker in &mut workers {
+        assert!(worker.wait(deadline).unwrap());
+    }
+    assert!(success, "{status}");
+    let root = output.join(status["generation_root"].as_str().unwrap());
+    let evaluation = root.join("evaluation");
+
+    let results: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(evaluation.join("results.json")).unwrap()).unwrap();
+    assert_eq!(results.len(), 5 * 2, "5 methods × 1 seed × 2 test sets");
+    for result in &results {
+        let metrics = &result["metrics"];
+        for name in ["acsa", "gm", "gm_ovr", "macro_f1"] {
+            let value = metrics[name].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&value), "{name} = {value}");
+        }
+        assert_eq!(metrics["recalls"].as_array().unwrap().len(), 10);
+        let confusion: u64 = result["confusion"]["counts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|row| row.as_array().unwrap().iter().map(|c| c.as_u64().unwrap()))
+            .sum();
+        let expected = if result["test_set"] == "balanced" {
+            10_000
+        } else {
+            2_249
+        };
+        assert_eq!(confusion, expected, "every test image scored once");
+    }
+    let sizes: Vec<(String, u64)> = results
+        .iter()
+        .filter(|r| r["test_set"] == "balanced")
+        .map(|r| {
+            (
+                r["method"].as_str().unwrap().to_string(),
+                r["train_images"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        sizes,
+        vec![
+            ("long-tail".to_string(), 80),
+            ("random-oversampling".to_string(), 240),
+            ("class-weighted".to_string(), 80),
+            ("anygan".to_string(), 240),
+            ("smote".to_string(), 240),
+        ],
+        "each method trains on its own set: 80 originals, or every class at 24"
+    );
+    let report = std::fs::read_to_string(evaluation.join("report.md")).unwrap();
+    for needle in [
+        "(a) long-tailed as is",
+        "(d) anygan cDCGAN",
+        "(e) pixel SMOTE",
+        "balanced test set",
+        "imbalanced test set",
+        "DeepSMOTE",
+    ] {
+        assert!(report.contains(needle), "{needle} missing from:\n{report}");
+    }
+}

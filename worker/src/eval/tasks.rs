@@ -1,0 +1,228 @@
+//! The evaluation as tasks of a job (scheduled by the coordinator after generation): one task
+//! trains and scores the classifier for one method and seed and writes its results; the report
+//! task gathers them all. Under `<generation root>/evaluation/`: `runs/<method>-seed<N>.json`,
+//! then `report.md` and `results.json`.
+
+use anygan_proto::generation::{EvaluationSettings, GenerationPlan};
+use anygan_proto::job::{DatasetFormat, DatasetSource};
+use anygan_store::StoreLocation;
+
+use super::classifier::ClassifierTraining;
+use super::methods::Method;
+use super::run::{EvaluationSpec, RunResult, TestSet, evaluate, markdown_report};
+use crate::data::{ImageDataset, ImageShape, LONG_TAIL_TEST_COUNTS, load_source, per_class_subset};
+use crate::error::{Error, Result};
+use crate::generate::TaskOutcome;
+
+/// Where evaluation results go under a generation root.
+pub const EVALUATION_DIR: &str = "evaluation";
+
+fn shape(plan: &GenerationPlan) -> ImageShape {
+    ImageShape {
+        channels: plan.model.channels,
+        height: plan.model.image_size,
+        width: plan.model.image_size,
+    }
+}
+
+fn settings(plan: &GenerationPlan) -> Result<&EvaluationSettings> {
+    plan.evaluation
+        .as_ref()
+        .ok_or_else(|| Error::config("evaluation", "the plan has no evaluation settings"))
+}
+
+fn parse_method(name: &str) -> Result<Method> {
+    serde_json::from_value(serde_json::Value::String(name.to_string()))
+        .map_err(|_| Error::config("method", format!("unknown evaluation method `{name}`")))
+}
+
+/// The balanced test split and BENCHMARK's imbalanced subset of it.
+async fn test_sets(
+    plan: &GenerationPlan,
+    store_options: &[(String, String)],
+) -> Result<Vec<TestSet>> {
+    let DatasetFormat::FashionMnist { .. } = plan.dataset.format else {
+        return Err(Error::config(
+            "evaluation",
+            "the test sets come from Fashion-MNIST's test split",
+        ));
+    };
+    let source = DatasetSource {
+        format: DatasetFormat::FashionMnist { test: true },
+        class_counts: None,
+        ..plan.dataset.clone()
+    };
+    let balanced = load_source(&source, shape(plan), store_options).await?;
+    let mut sets = Vec::new();
+    if balanced.num_classes() == LONG_TAIL_TEST_COUNTS.len() {
+        let indices = per_class_subset(
+            balanced.labels(),
+            &LONG_TAIL_TEST_COUNTS,
+            plan.dataset.subset_seed,
+        )?;
+        sets.push(TestSet {
+            name: "imbalanced".into(),
+            data: balanced.select(&indices)?,
+        });
+    }
+    sets.insert(
+        0,
+        TestSet {
+            name: "balanced".into(),
+            data: balanced,
+        },
+    );
+    Ok(sets)
+}
+
+/// The rebalanced set (originals + generated) the generation run wrote as IDX.
+async fn rebalanced(
+    plan: &GenerationPlan,
+    root: &StoreLocation,
+    class_names: &[String],
+    store_options: &[(String, String)],
+) -> Result<ImageDataset> {
+    let source = DatasetSource {
+        location: root.join("rebalanced/idx").to_string(),
+        format: DatasetFormat::Idx {
+            images: "images.idx".into(),
+            labels: "labels.idx".into(),
+            class_names: class_names.to_vec(),
+        },
+        class_counts: None,
+        subset_seed: 0,
+    };
+    load_source(&source, shape(plan), store_options).await
+}
+
+/// Trains and scores the classifier for one method and seed; writes its results.
+pub fn run_evaluate_task(
+    plan: &GenerationPlan,
+    method: &str,
+    seed: u64,
+    output: &StoreLocation,
+    store_options: &[(String, String)],
+    io: &tokio::runtime::Handle,
+) -> Result<TaskOutcome> {
+    let started = std::time::Instant::now();
+    let settings = settings(plan)?;
+    let method = parse_method(method)?;
+    let root = output.join(&plan.root);
+    let long_tail = io.block_on(load_source(&plan.dataset, shape(plan), store_options))?;
+    let tests = io.block_on(test_sets(plan, store_options))?;
+    let rebalanced = if method == Method::Anygan {
+        Some(io.block_on(rebalanced(
+            plan,
+            &root,
+            long_tail.class_names(),
+            store_options,
+        ))?)
+    } else {
+        None
+    };
+    let spec = EvaluationSpec {
+        methods: vec![method],
+        seeds: vec![seed],
+        training: ClassifierTraining::new()
+            .with_epochs(settings.epochs)
+            .with_batch_size(settings.batch_size)
+            .with_learning_rate(settings.learning_rate),
+        width: settings.width,
+        target: long_tail.class_counts().into_iter().max().unwrap_or(0),
+    };
+    let results = evaluate(&long_tail, rebalanced.as_ref(), &tests, &spec, |r| {
+        tracing::info!(
+            method = r.method.label(),
+            seed = r.seed,
+            test = %r.test_set,
+            acsa = format!("{:.2}", 100.0 * r.metrics.acsa),
+            gm_ovr = format!("{:.2}", 100.0 * r.metrics.gm_ovr),
+            macro_f1 = format!("{:.2}", 100.0 * r.metrics.macro_f1),
+            train_images = r.train_images,
+            train_s = format!("{:.0}", r.train_seconds),
+            "scored"
+        );
+    })?;
+    let name = format!(
+        "{EVALUATION_DIR}/runs/{}-seed{seed}.json",
+        method_key(method)
+    );
+    let json = serde_json::to_vec_pretty(&results).map_err(|e| Error::Encode {
+        what: name.clone(),
+        reason: e.to_string(),
+    })?;
+    io.block_on(root.put(&name, json))?;
+    Ok(TaskOutcome {
+        images: results.first().map_or(0, |r| r.train_images as u64),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+fn method_key(method: Method) -> String {
+    serde_json::to_value(method)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// Gathers every run's results into `report.md` and `results.json`; a missing run is an error
+/// naming it.
+pub fn run_report_task(
+    plan: &GenerationPlan,
+    output: &StoreLocation,
+    io: &tokio::runtime::Handle,
+) -> Result<TaskOutcome> {
+    let started = std::time::Instant::now();
+    let settings = settings(plan)?;
+    let root = output.join(&plan.root);
+    let mut results: Vec<RunResult> = Vec::new();
+    for method in &settings.methods {
+        let key = method_key(parse_method(method)?);
+        for seed in &settings.seeds {
+            let name = format!("{EVALUATION_DIR}/runs/{key}-seed{seed}.json");
+            let bytes = io.block_on(root.get(&name))?;
+            let runs: Vec<RunResult> = serde_json::from_slice(&bytes).map_err(|e| {
+                Error::checkpoint(root.describe(&name), format!("is not a run result: {e}"))
+            })?;
+            results.extend(runs);
+        }
+    }
+    let class_names: Vec<String> = plan.classes.iter().map(|c| c.name.clone()).collect();
+    let mut report = format!(
+        "# anygan evaluation\n\nGenerator: checkpoint `{}` (step {}), generation `{}`.\n\
+         Classifier: small CNN (width {}), Adam lr {}, batch {}, {} epochs, seeds {:?}.\n",
+        plan.checkpoint,
+        plan.checkpoint_step,
+        plan.root,
+        settings.width,
+        settings.learning_rate,
+        settings.batch_size,
+        settings.epochs,
+        settings.seeds
+    );
+    report.push_str(&markdown_report(&results, &class_names));
+    report.push_str(PUBLISHED);
+    io.block_on(root.put(&format!("{EVALUATION_DIR}/report.md"), report))?;
+    let json = serde_json::to_vec_pretty(&results).map_err(|e| Error::Encode {
+        what: "results.json".into(),
+        reason: e.to_string(),
+    })?;
+    io.block_on(root.put(&format!("{EVALUATION_DIR}/results.json"), json))?;
+    tracing::info!(runs = results.len(), location = %root.join(EVALUATION_DIR), "evaluation report written");
+    Ok(TaskOutcome {
+        images: 0,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// BENCHMARK.md's published rows, to read beside ours (their protocol: ResNet-18, 5-fold CV).
+const PUBLISHED: &str = "
+#### Published (DeepSMOTE, IEEE TNNLS 2022; ResNet-18, 5-fold CV), ACSA / GM-ovr / macro-F1 %
+
+| method | imbalanced test | balanced test |
+|---|---|---|
+| SMOTE | 67.94 / 74.84 / 67.12 | 70.58 / 76.39 / 68.06 |
+| BAGAN | 82.50 / 90.51 / 82.96 | 81.48 / 89.31 / 80.93 |
+| GAMO | 83.05 / 90.76 / 83.00 | 83.03 / 90.26 / 82.50 |
+| DeepSMOTE | 84.88 / 91.63 / 83.79 | 83.63 / 90.61 / 83.27 |
+";
