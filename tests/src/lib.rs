@@ -227,31 +227,53 @@ impl S3Server {
         for bucket in buckets {
             std::fs::create_dir_all(root.path().join(bucket))?;
         }
-        // Ask the kernel for a free port, then hand it to the server.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let child = Command::new(binary)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        // Port 0: the server binds a free port itself and logs it. Choosing a free port here
+        // and handing it over would race with every other test binding ports meanwhile.
+        let mut child = Command::new(binary)
+            .args(["--host", "127.0.0.1", "--port", "0"])
             .args(["--access-key", S3_ACCESS_KEY, "--secret-key", S3_SECRET_KEY])
             .arg(root.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()
             .context("starting s3s-fs")?;
-        let server = Self {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-            root,
-        };
-        let until = Instant::now() + deadline;
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if Instant::now() > until {
-                bail!("s3s-fs did not listen on port {port} within {deadline:?}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let (send, lines) = mpsc::channel::<String>();
+        let stdout = child.stdout.take().context("s3s-fs stdout")?;
+        let stderr = child.stderr.take().context("s3s-fs stderr")?;
+        for stream in [
+            Box::new(stdout) as Box<dyn std::io::Read + Send>,
+            Box::new(stderr),
+        ] {
+            let send = send.clone();
+            // Keeps draining after the address is found, so the server never blocks on a pipe.
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let _ = send.send(line);
+                }
+            });
         }
-        Ok(server)
+        let until = Instant::now() + deadline;
+        let endpoint = loop {
+            let left = until.saturating_duration_since(Instant::now());
+            let line = lines
+                .recv_timeout(left)
+                .context("s3s-fs did not report its address in time")?;
+            if let Some(at) = line.find("server is running at http://") {
+                let rest = &line[at + "server is running at ".len()..];
+                let address: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '/' | '.'))
+                    .collect();
+                break address;
+            }
+        };
+        Ok(Self {
+            child,
+            endpoint,
+            root,
+        })
     }
 
     /// `--store-option` arguments that reach this server with the given keys.
