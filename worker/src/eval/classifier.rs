@@ -270,10 +270,11 @@ mod tests {
             .expect("f32")
         };
         assert_eq!(logits(&a), logits(&b));
-        let err =
+        let Err(err) =
             train_classifier::<TrainBackend>(&data, &config, &training, Some(&[1.0]), &device)
-                .err()
-                .expect("one weight for two classes");
+        else {
+            panic!("one weight for two classes must be refused");
+        };
         assert!(err.to_string().contains("class_weights"), "{err}");
     }
 }
