@@ -113,6 +113,19 @@ fn train_generate_evaluate_on_fashion_mnist() {
         ],
         "each method trains on its own set: 80 originals, or every class at 24"
     );
+    for test in ["balanced", "imbalanced"] {
+        let bars = image::open(evaluation.join(format!("recall-{test}.png"))).unwrap();
+        assert_eq!(
+            bars.width(),
+            2 * 10 + 10 * (5 * 6 + 10),
+            "10 classes × 5 methods"
+        );
+        for method in ["long-tail", "anygan", "smote"] {
+            let confusion =
+                image::open(evaluation.join(format!("confusion-{method}-{test}.png"))).unwrap();
+            assert_eq!(confusion.width(), 10 * 16 + 2);
+        }
+    }
     let report = std::fs::read_to_string(evaluation.join("report.md")).unwrap();
     for needle in [
         "(a) long-tailed as is",

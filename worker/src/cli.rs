@@ -398,9 +398,14 @@ fn evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
                 "scored"
             )
         })?;
-    let report = markdown_report(&results, long_tail.class_names());
+    let mut report = markdown_report(&results, long_tail.class_names());
+    let (pictures, legend) = anygan_worker::eval::run::charts(&results)?;
+    report.push_str(&legend);
     println!("{report}");
     let output = StoreLocation::parse(&args.output, store_options, true)?;
+    for (name, png) in pictures {
+        runtime.block_on(output.put(&name, png))?;
+    }
     runtime.block_on(output.put("report.md", report))?;
     runtime.block_on(output.put("results.json", serde_json::to_vec_pretty(&results)?))?;
     tracing::info!(output = %output, "wrote report.md and results.json");

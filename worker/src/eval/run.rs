@@ -164,3 +164,73 @@ pub fn markdown_report(results: &[RunResult], class_names: &[String]) -> String 
     }
     out
 }
+
+/// The report's pictures: per test set, per-class recall by method (mean over seeds) as
+/// `recall-<test>.png`, and each method's confusion matrix of its first seed as
+/// `confusion-<method>-<test>.png`. Returns (file name, PNG) pairs and the legend text.
+pub fn charts(results: &[RunResult]) -> Result<(Vec<(String, Vec<u8>)>, String)> {
+    use super::charts::{confusion_png, recall_bars_png};
+    let mut methods: Vec<Method> = Vec::new();
+    let mut tests: Vec<String> = Vec::new();
+    for r in results {
+        if !methods.contains(&r.method) {
+            methods.push(r.method);
+        }
+        if !tests.contains(&r.test_set) {
+            tests.push(r.test_set.clone());
+        }
+    }
+    let key = |m: Method| {
+        serde_json::to_value(m)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    };
+    let mut files = Vec::new();
+    for test in &tests {
+        let recalls: Vec<Vec<f64>> = methods
+            .iter()
+            .map(|&m| {
+                let runs: Vec<&RunResult> = results
+                    .iter()
+                    .filter(|r| r.method == m && &r.test_set == test)
+                    .collect();
+                let classes = runs.first().map_or(0, |r| r.metrics.recalls.len());
+                (0..classes)
+                    .map(|k| {
+                        mean_std(
+                            &runs
+                                .iter()
+                                .map(|r| r.metrics.recalls[k])
+                                .collect::<Vec<_>>(),
+                        )
+                        .0
+                    })
+                    .collect()
+            })
+            .collect();
+        files.push((format!("recall-{test}.png"), recall_bars_png(&recalls)?));
+        for &m in &methods {
+            if let Some(first) = results
+                .iter()
+                .find(|r| r.method == m && &r.test_set == test)
+            {
+                files.push((
+                    format!("confusion-{}-{test}.png", key(m)),
+                    confusion_png(&first.confusion)?,
+                ));
+            }
+        }
+    }
+    let colours = ["grey", "blue", "orange", "green", "red", "purple"];
+    let legend = format!(
+        "\nPictures: `recall-<test>.png` — per class (left to right, class order), one bar per method: {}; grid lines at 25/50/75/100 %. `confusion-<method>-<test>.png` — rows true class, columns prediction, darker = larger share of the row, diagonal in green (first seed).\n",
+        methods
+            .iter()
+            .enumerate()
+            .map(|(i, m)| format!("{} {}", colours[i % colours.len()], m.label()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok((files, legend))
+}

@@ -201,7 +201,12 @@ pub fn run_report_task(
         settings.seeds
     );
     report.push_str(&markdown_report(&results, &class_names));
+    let (pictures, legend) = super::run::charts(&results)?;
+    report.push_str(&legend);
     report.push_str(PUBLISHED);
+    for (name, png) in pictures {
+        io.block_on(root.put(&format!("{EVALUATION_DIR}/{name}"), png))?;
+    }
     io.block_on(root.put(&format!("{EVALUATION_DIR}/report.md"), report))?;
     let json = serde_json::to_vec_pretty(&results).map_err(|e| Error::Encode {
         what: "results.json".into(),
