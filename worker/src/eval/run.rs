@@ -165,10 +165,13 @@ pub fn markdown_report(results: &[RunResult], class_names: &[String]) -> String 
     out
 }
 
+/// A picture and its file name.
+pub type NamedPng = (String, Vec<u8>);
+
 /// The report's pictures: per test set, per-class recall by method (mean over seeds) as
 /// `recall-<test>.png`, and each method's confusion matrix of its first seed as
 /// `confusion-<method>-<test>.png`. Returns (file name, PNG) pairs and the legend text.
-pub fn charts(results: &[RunResult]) -> Result<(Vec<(String, Vec<u8>)>, String)> {
+pub fn charts(results: &[RunResult]) -> Result<(Vec<NamedPng>, String)> {
     use super::charts::{confusion_png, recall_bars_png};
     let mut methods: Vec<Method> = Vec::new();
     let mut tests: Vec<String> = Vec::new();
