@@ -320,12 +320,31 @@ async fn start(args: StartArgs) -> anyhow::Result<ExitCode> {
     println!("coordinator listening on {address}");
     tracing::info!(%address, job = %spec.job_id, min_workers = spec.min_workers, max_workers = spec.max_workers, steps = spec.steps, start_step = resume.as_ref().map_or(0, |r| r.step), "serving");
     let workers = spawn_local_workers(args.local_workers, args.worker_binary.as_ref(), address)?;
-    let timing = Timing {
-        heartbeat_interval: Duration::from_millis(args.heartbeat_interval_ms),
-        heartbeat_timeout: Duration::from_millis(args.heartbeat_timeout_ms),
-        start_grace: Duration::from_millis(args.start_grace_ms),
+    let timing = timing(
+        args.heartbeat_interval_ms,
+        args.heartbeat_timeout_ms,
+        args.start_grace_ms,
+    );
+    serve_until_done(listener, spec, resume, timing, workers).await
+}
+
+fn timing(heartbeat_interval_ms: u64, heartbeat_timeout_ms: u64, start_grace_ms: u64) -> Timing {
+    Timing {
+        heartbeat_interval: Duration::from_millis(heartbeat_interval_ms),
+        heartbeat_timeout: Duration::from_millis(heartbeat_timeout_ms),
+        start_grace: Duration::from_millis(start_grace_ms),
         ..Timing::default()
-    };
+    }
+}
+
+/// Serves the job until it ends (or Ctrl-C), then waits for local workers and reports.
+async fn serve_until_done(
+    listener: tokio::net::TcpListener,
+    spec: JobSpec,
+    resume: Option<anygan_coordinator::ResumePoint>,
+    timing: Timing,
+    workers: Vec<tokio::process::Child>,
+) -> anyhow::Result<ExitCode> {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -397,17 +416,12 @@ async fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
     println!("coordinator listening on {address}");
     tracing::info!(%address, %checkpoint, step = manifest.step, "serving a generation-only job");
     let workers = spawn_local_workers(args.local_workers, args.worker_binary.as_ref(), address)?;
-    let timing = Timing {
-        heartbeat_interval: Duration::from_millis(args.heartbeat_interval_ms),
-        heartbeat_timeout: Duration::from_millis(args.heartbeat_timeout_ms),
-        start_grace: Duration::from_millis(args.start_grace_ms),
-        ..Timing::default()
-    };
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let status = serve(listener, spec, None, timing, ctrl_c).await?;
-    finish(status, workers).await
+    let timing = timing(
+        args.heartbeat_interval_ms,
+        args.heartbeat_timeout_ms,
+        args.start_grace_ms,
+    );
+    serve_until_done(listener, spec, None, timing, workers).await
 }
 
 fn spawn_local_workers(

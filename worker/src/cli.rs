@@ -384,20 +384,13 @@ fn evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
             data: imbalanced,
         },
     ];
-    let results =
-        anygan_worker::eval::run::evaluate(&long_tail, rebalanced.as_ref(), &tests, &spec, |r| {
-            tracing::info!(
-                method = r.method.label(),
-                seed = r.seed,
-                test = %r.test_set,
-                acsa = format!("{:.2}", 100.0 * r.metrics.acsa),
-                gm_ovr = format!("{:.2}", 100.0 * r.metrics.gm_ovr),
-                macro_f1 = format!("{:.2}", 100.0 * r.metrics.macro_f1),
-                train_images = r.train_images,
-                train_s = format!("{:.0}", r.train_seconds),
-                "scored"
-            )
-        })?;
+    let results = anygan_worker::eval::run::evaluate(
+        &long_tail,
+        rebalanced.as_ref(),
+        &tests,
+        &spec,
+        anygan_worker::eval::run::log_result,
+    )?;
     let mut report = markdown_report(&results, long_tail.class_names());
     let (pictures, legend) = anygan_worker::eval::run::charts(&results)?;
     report.push_str(&legend);

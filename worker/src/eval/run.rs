@@ -96,6 +96,21 @@ pub fn evaluate(
     Ok(results)
 }
 
+/// One log line per scored run.
+pub fn log_result(r: &RunResult) {
+    tracing::info!(
+        method = r.method.label(),
+        seed = r.seed,
+        test = %r.test_set,
+        acsa = format!("{:.2}", 100.0 * r.metrics.acsa),
+        gm_ovr = format!("{:.2}", 100.0 * r.metrics.gm_ovr),
+        macro_f1 = format!("{:.2}", 100.0 * r.metrics.macro_f1),
+        train_images = r.train_images,
+        train_s = format!("{:.0}", r.train_seconds),
+        "scored"
+    );
+}
+
 fn cell(values: &[f64]) -> String {
     let (mean, std) = mean_std(values);
     format!("{:.2} ± {:.2}", 100.0 * mean, 100.0 * std)

@@ -130,19 +130,13 @@ pub fn run_evaluate_task(
         width: settings.width,
         target: long_tail.class_counts().into_iter().max().unwrap_or(0),
     };
-    let results = evaluate(&long_tail, rebalanced.as_ref(), &tests, &spec, |r| {
-        tracing::info!(
-            method = r.method.label(),
-            seed = r.seed,
-            test = %r.test_set,
-            acsa = format!("{:.2}", 100.0 * r.metrics.acsa),
-            gm_ovr = format!("{:.2}", 100.0 * r.metrics.gm_ovr),
-            macro_f1 = format!("{:.2}", 100.0 * r.metrics.macro_f1),
-            train_images = r.train_images,
-            train_s = format!("{:.0}", r.train_seconds),
-            "scored"
-        );
-    })?;
+    let results = evaluate(
+        &long_tail,
+        rebalanced.as_ref(),
+        &tests,
+        &spec,
+        super::run::log_result,
+    )?;
     let name = format!(
         "{EVALUATION_DIR}/runs/{}-seed{seed}.json",
         method_key(method)
