@@ -7,14 +7,15 @@ use super::metrics::ConfusionMatrix;
 use crate::error::Result;
 use crate::gan::sample::encode_png;
 
-/// Bar colours by method, in the order methods are listed (the report's legend says which).
+/// Bar colours by the method's position in the run's method list (grey, blue, orange, green,
+/// red, purple); the report's legend names the method of each colour.
 pub const METHOD_COLOURS: [[u8; 3]; 6] = [
-    [120, 120, 120], // (a) grey
-    [31, 119, 180],  // (b) blue
-    [255, 127, 14],  // (c) orange
-    [44, 160, 44],   // (d) green
-    [214, 39, 40],   // (e) red
-    [148, 103, 189], // purple
+    [120, 120, 120],
+    [31, 119, 180],
+    [255, 127, 14],
+    [44, 160, 44],
+    [214, 39, 40],
+    [148, 103, 189],
 ];
 const BAR: u32 = 6;
 const GROUP_GAP: u32 = 10;
