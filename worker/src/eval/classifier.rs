@@ -143,13 +143,9 @@ pub fn train_classifier<B: AutodiffBackend>(
             ),
         ));
     }
-    let mut model = {
-        let _guard = crate::gan::train::INIT_LOCK
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        B::seed(device, training.seed);
-        force_init(config.init::<B>(device)?)
-    };
+    let mut model = crate::gan::train::seeded_init::<B, _>(device, training.seed, || {
+        config.init::<B>(device).map(force_init)
+    })?;
     let mut optim = AdamConfig::new().init();
     let batch = training.batch_size.min(data.len()).max(1);
     let mut sampler = EpochSampler::new(data.len(), batch, training.seed)?;

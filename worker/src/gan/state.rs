@@ -220,7 +220,16 @@ pub fn load_generator_only<B: burn::prelude::Backend>(
     device: &B::Device,
 ) -> Result<Generator<B>> {
     let bytes = snapshot.blob(GENERATOR)?;
-    let (generator, _) = snapshot.description.config.gan.init::<B>(device)?;
+    // Its initial values are overwritten by the record, but drawing them must not interleave
+    // with another thread's seeded initialization.
+    let (generator, _) = super::train::seeded_init::<B, _>(device, 0, || {
+        snapshot
+            .description
+            .config
+            .gan
+            .init::<B>(device)
+            .map(|(g, d)| (super::params::force_init(g), d))
+    })?;
     let expected = parameter_shapes(&generator);
     let record = Recorder::<B>::load(&ByteRecorder::default(), bytes, device)
         .map_err(|e| Error::checkpoint(GENERATOR, format!("cannot decode: {e}")))?;

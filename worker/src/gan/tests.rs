@@ -2,7 +2,7 @@
 
 use burn::prelude::*;
 
-use super::params::{named_tensors, parameter_bits, parameter_count};
+use super::params::{force_init, named_tensors, parameter_bits, parameter_count};
 use super::sample::generate_images;
 use super::state::{Snapshot, generator_safetensors, load_generator_only};
 use super::*;
@@ -11,6 +11,16 @@ use crate::rng::Purpose;
 use anygan_store::StoreLocation;
 
 type Train = TrainBackend;
+
+/// Both networks, initialized under the init lock (other tests seed the shared RNG meanwhile).
+fn locked_init(config: &GanConfig) -> (Generator<ComputeBackend>, Discriminator<ComputeBackend>) {
+    super::train::seeded_init::<ComputeBackend, _>(&Default::default(), 0, || {
+        let (g, d) = config
+            .init::<ComputeBackend>(&Default::default())
+            .expect("init");
+        (force_init(g), force_init(d))
+    })
+}
 
 fn tiny_config(seed: u64) -> TrainConfig {
     TrainConfig::new(GanConfig::new(2).with_width(8).with_latent_dim(16))
@@ -68,7 +78,7 @@ fn output_shapes_for_both_presets() {
             3,
         ),
     ] {
-        let (generator, discriminator) = config.init::<ComputeBackend>(&device).expect("init");
+        let (generator, discriminator) = locked_init(&config);
         let noise = Tensor::<ComputeBackend, 2>::zeros([5, config.latent_dim], &device);
         let labels = Tensor::<ComputeBackend, 1, Int>::from_data(
             TensorData::new(vec![0i32, 1, 2, 0, 1], [5]),
@@ -93,9 +103,7 @@ fn standard_model_parameter_count_matches_the_recipe() {
         + (w * 49 + 1);
     let discriminator =
         10 * 50 + (50 * 784 + 784) + (2 * w * 9 + w) + (w * w * 9 + w) + (w * 49 + 1);
-    let (g, d) = GanConfig::new(10)
-        .init::<ComputeBackend>(&Default::default())
-        .expect("init");
+    let (g, d) = locked_init(&GanConfig::new(10));
     assert_eq!(parameter_count(&g), generator);
     assert_eq!(parameter_count(&d), discriminator);
 }

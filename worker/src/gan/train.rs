@@ -81,8 +81,24 @@ type GeneratorOptim<B> = OptimizerAdaptor<Adam, Generator<B>, B>;
 type DiscriminatorOptim<B> = OptimizerAdaptor<Adam, Discriminator<B>, B>;
 
 /// Serializes model initialization: burn draws initial weights from a process-global RNG, so
-/// two trainers initialized at once on different threads would interleave their draws.
-pub(crate) static INIT_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+/// two models initialized at once on different threads would interleave their draws. Every
+/// initialization in this crate goes through [`seeded_init`].
+static INIT_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Runs `init` holding the init lock with the backend's RNG seeded by `seed`. `init` must
+/// materialize every parameter it creates (burn initializes lazily, at first use), e.g. with
+/// [`force_init`], so that no draw happens later, outside the lock.
+pub(crate) fn seeded_init<B: Backend, T>(
+    device: &B::Device,
+    seed: u64,
+    init: impl FnOnce() -> T,
+) -> T {
+    let _guard = INIT_LOCK
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    B::seed(device, seed);
+    init()
+}
 
 /// The models, their optimizers and the step counter.
 pub struct GanTrainer<B: AutodiffBackend> {
@@ -126,15 +142,11 @@ impl<B: AutodiffBackend> GanTrainer<B> {
                 format!("{} is not positive", config.learning_rate),
             ));
         }
-        let (generator, discriminator) = {
-            let _guard = INIT_LOCK
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            B::seed(device, config.seed);
+        let (generator, discriminator) = seeded_init::<B, _>(device, config.seed, || {
             let (generator, discriminator) = config.gan.init::<B>(device)?;
             // Parameters initialize lazily; draw them all while the seed is ours.
-            (force_init(generator), force_init(discriminator))
-        };
+            Ok::<_, Error>((force_init(generator), force_init(discriminator)))
+        })?;
         let label_cdf = label_cdf(config.fake_labels, class_counts)?;
         Ok(Self {
             generator_optim: config.adam().init(),
