@@ -14,6 +14,7 @@ pub mod join;
 pub mod outputs;
 pub mod rng;
 pub mod single;
+pub mod tasks;
 
 pub use anygan_store::StoreLocation;
 pub use error::{Error, Result};
