@@ -380,7 +380,7 @@ async fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
     store_options.extend(args.store_options.iter().cloned());
     let output = StoreLocation::parse(&args.output, store_options.iter().cloned(), false)?;
     output.check_writable().await?;
-    let store = CheckpointStore::new(output.join("checkpoints"), CheckpointOptions::default())?;
+    let store = CheckpointStore::for_output(&output, CheckpointOptions::default())?;
     let checkpoint = if args.checkpoint == "latest" {
         store
             .latest()

@@ -21,8 +21,8 @@ pub struct ResumePoint {
 pub async fn prepare_output(spec: &JobSpec) -> Result<Option<ResumePoint>> {
     let output = StoreLocation::parse(&spec.output, spec.store_options.iter().cloned(), true)?;
     output.check_writable().await?;
-    let store = CheckpointStore::new(
-        output.join("checkpoints"),
+    let store = CheckpointStore::for_output(
+        &output,
         CheckpointOptions {
             keep: spec.keep_checkpoints,
             ..CheckpointOptions::default()
@@ -75,8 +75,8 @@ pub async fn generation_plan(spec: &JobSpec) -> Result<GenerationPlan> {
         .clone()
         .ok_or_else(|| Error::InvalidJob("generation was not asked for in this job".into()))?;
     let output = StoreLocation::parse(&spec.output, spec.store_options.iter().cloned(), false)?;
-    let store = CheckpointStore::new(
-        output.join("checkpoints"),
+    let store = CheckpointStore::for_output(
+        &output,
         CheckpointOptions {
             keep: spec.keep_checkpoints,
             ..CheckpointOptions::default()

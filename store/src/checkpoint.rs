@@ -23,6 +23,8 @@ use crate::error::{Error, Result};
 use crate::location::StoreLocation;
 use crate::{failpoint, sha256_hex};
 
+/// Where a job's checkpoints live under its output location.
+pub const CHECKPOINTS_DIR: &str = "checkpoints";
 /// The manifest object inside each checkpoint prefix.
 pub const MANIFEST: &str = "MANIFEST.json";
 /// The pointer object at the root of the checkpoints location.
@@ -218,6 +220,11 @@ impl CheckpointStore {
             ));
         }
         Ok(Self { root, options })
+    }
+
+    /// The checkpoints of the job whose output is `output` (under `checkpoints/`).
+    pub fn for_output(output: &StoreLocation, options: CheckpointOptions) -> Result<Self> {
+        Self::new(output.join(CHECKPOINTS_DIR), options)
     }
 
     pub fn location(&self) -> &StoreLocation {

@@ -14,8 +14,6 @@ use crate::error::{Error, Result};
 use crate::gan::GanTrainer;
 use crate::gan::state::Snapshot;
 
-/// Where checkpoints live under a run's output location.
-pub const CHECKPOINTS_DIR: &str = "checkpoints";
 /// How the random state is described in manifests.
 const RNG_SCHEME: &str = "chacha8 streams keyed by (seed, purpose, step, ...)";
 
@@ -207,7 +205,7 @@ pub fn checkpoint_store(
     output: &StoreLocation,
     options: CheckpointOptions,
 ) -> Result<CheckpointStore> {
-    Ok(CheckpointStore::new(output.join(CHECKPOINTS_DIR), options)?)
+    Ok(CheckpointStore::for_output(output, options)?)
 }
 
 /// The newest checkpoint under `output` that verifies, as a snapshot; refusals are logged.

@@ -345,8 +345,8 @@ fn evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
     };
     let mut methods = Vec::new();
     for name in &args.methods {
-        let method: Method = serde_json::from_value(serde_json::Value::String(name.clone()))
-            .map_err(|_| anyhow::anyhow!("--methods: unknown method `{name}`"))?;
+        let method = Method::parse(name)
+            .ok_or_else(|| anyhow::anyhow!("--methods: unknown method `{name}`"))?;
         if method == Method::Anygan && rebalanced.is_none() {
             tracing::warn!("no --generation given: skipping method (d)");
             continue;

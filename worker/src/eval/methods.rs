@@ -33,6 +33,22 @@ impl Method {
         Method::Smote,
     ];
 
+    /// The method's name on command lines and in file names (`random-oversampling`, ...).
+    pub fn key(self) -> &'static str {
+        match self {
+            Method::LongTail => "long-tail",
+            Method::RandomOversampling => "random-oversampling",
+            Method::ClassWeighted => "class-weighted",
+            Method::Anygan => "anygan",
+            Method::Smote => "smote",
+        }
+    }
+
+    /// The method named `key`.
+    pub fn parse(key: &str) -> Option<Method> {
+        Method::ALL.into_iter().find(|m| m.key() == key)
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             Method::LongTail => "(a) long-tailed as is",

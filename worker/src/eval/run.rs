@@ -198,12 +198,6 @@ pub fn charts(results: &[RunResult]) -> Result<(Vec<NamedPng>, String)> {
             tests.push(r.test_set.clone());
         }
     }
-    let key = |m: Method| {
-        serde_json::to_value(m)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default()
-    };
     let mut files = Vec::new();
     for test in &tests {
         let recalls: Vec<Vec<f64>> = methods
@@ -234,7 +228,7 @@ pub fn charts(results: &[RunResult]) -> Result<(Vec<NamedPng>, String)> {
                 .find(|r| r.method == m && &r.test_set == test)
             {
                 files.push((
-                    format!("confusion-{}-{test}.png", key(m)),
+                    format!("confusion-{}-{test}.png", m.key()),
                     confusion_png(&first.confusion)?,
                 ));
             }

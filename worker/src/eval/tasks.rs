@@ -32,8 +32,8 @@ fn settings(plan: &GenerationPlan) -> Result<&EvaluationSettings> {
 }
 
 fn parse_method(name: &str) -> Result<Method> {
-    serde_json::from_value(serde_json::Value::String(name.to_string()))
-        .map_err(|_| Error::config("method", format!("unknown evaluation method `{name}`")))
+    Method::parse(name)
+        .ok_or_else(|| Error::config("method", format!("unknown evaluation method `{name}`")))
 }
 
 /// The balanced test split and BENCHMARK's imbalanced subset of it.
@@ -137,10 +137,7 @@ pub fn run_evaluate_task(
         &spec,
         super::run::log_result,
     )?;
-    let name = format!(
-        "{EVALUATION_DIR}/runs/{}-seed{seed}.json",
-        method_key(method)
-    );
+    let name = format!("{EVALUATION_DIR}/runs/{}-seed{seed}.json", method.key());
     let json = serde_json::to_vec_pretty(&results).map_err(|e| Error::Encode {
         what: name.clone(),
         reason: e.to_string(),
@@ -150,13 +147,6 @@ pub fn run_evaluate_task(
         images: results.first().map_or(0, |r| r.train_images as u64),
         seconds: started.elapsed().as_secs_f64(),
     })
-}
-
-fn method_key(method: Method) -> String {
-    serde_json::to_value(method)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
 }
 
 /// Gathers every run's results into `report.md` and `results.json`; a missing run is an error
@@ -171,7 +161,7 @@ pub fn run_report_task(
     let root = output.join(&plan.root);
     let mut results: Vec<RunResult> = Vec::new();
     for method in &settings.methods {
-        let key = method_key(parse_method(method)?);
+        let key = parse_method(method)?.key();
         for seed in &settings.seeds {
             let name = format!("{EVALUATION_DIR}/runs/{key}-seed{seed}.json");
             let bytes = io.block_on(root.get(&name))?;
