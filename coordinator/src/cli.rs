@@ -9,6 +9,7 @@ use anygan_coordinator::{Timing, prepare_output, serve};
 use anygan_proto::cli::DataArgs;
 use anygan_proto::generation::{EvaluationSettings, GenerationSpec, Targets};
 use anygan_proto::job::{JobSpec, ModelSpec};
+use anygan_proto::shard::Sampling;
 use anygan_proto::v1;
 use anygan_proto::v1::coordinator_client::CoordinatorClient;
 use anygan_store::{CheckpointOptions, CheckpointStore, StoreLocation};
@@ -192,6 +193,10 @@ struct StartArgs {
     /// Draw generated images' labels uniformly instead of with the data's class frequencies.
     #[arg(long)]
     uniform_fake_labels: bool,
+    /// How the discriminator's real batches are drawn: `as-is` (every record once an epoch)
+    /// or `class-balanced` (every class as often as the largest; implies uniform fake labels).
+    #[arg(long, value_enum, default_value_t = RealSamplingArg::AsIs)]
+    real_sampling: RealSamplingArg,
     /// Sample grid every N steps (0: only at the end).
     #[arg(long, default_value_t = 100)]
     sample_every: u64,
@@ -289,6 +294,10 @@ fn job_spec(args: &StartArgs) -> anyhow::Result<JobSpec> {
         learning_rate: args.learning_rate,
         seed: args.seed,
         uniform_fake_labels: args.uniform_fake_labels,
+        real_sampling: match args.real_sampling {
+            RealSamplingArg::AsIs => Sampling::AsIs,
+            RealSamplingArg::ClassBalanced => Sampling::ClassBalanced,
+        },
         output: args.output.clone(),
         store_options: args.data.all_store_options().map_err(anyhow::Error::msg)?,
         sample_every: args.sample_every,
@@ -495,4 +504,11 @@ async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let status = client.get_status(v1::StatusRequest {}).await?.into_inner();
     println!("{}", serde_json::to_string_pretty(&status_json(&status))?);
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--real-sampling` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum RealSamplingArg {
+    AsIs,
+    ClassBalanced,
 }

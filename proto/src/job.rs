@@ -1,6 +1,7 @@
 //! The job specification the coordinator hands every worker (as JSON in `RegisterResponse`).
 //! Plain data: the worker turns it into its model and training configs and validates it.
 
+use crate::shard::Sampling;
 use serde::{Deserialize, Serialize};
 
 /// BENCHMARK.md's long-tailed training counts per class (imbalance ratio 100, GAMO / DeepSMOTE).
@@ -70,6 +71,10 @@ pub struct JobSpec {
     pub seed: u64,
     /// Draw generated images' labels uniformly instead of with the data's class frequencies.
     pub uniform_fake_labels: bool,
+    /// How the discriminator's real batches are drawn; class-balanced implies uniform fake
+    /// labels (the discriminator must see real and generated images of a class equally often).
+    #[serde(default)]
+    pub real_sampling: Sampling,
     /// Where results go: a local directory or `s3://bucket/prefix`.
     pub output: String,
     /// Object-store options (endpoint, region, ...), KEY=VALUE pairs.
@@ -161,6 +166,18 @@ impl JobSpec {
                 saved.uniform_fake_labels.to_string(),
             )
         })
+        .or_else(|| {
+            differs(
+                "real_sampling",
+                format!("{:?}", self.real_sampling),
+                format!("{:?}", saved.real_sampling),
+            )
+        })
+    }
+
+    /// Whether generated images' labels are drawn uniformly during training.
+    pub fn fake_labels_uniform(&self) -> bool {
+        self.uniform_fake_labels || self.real_sampling == Sampling::ClassBalanced
     }
 
     /// Images each of `world_size` workers takes per step; the global batch must divide evenly.
@@ -249,6 +266,7 @@ mod tests {
             learning_rate: 2e-4,
             seed: 0,
             uniform_fake_labels: false,
+            real_sampling: Sampling::AsIs,
             output: "out".into(),
             store_options: vec![],
             sample_every: 0,

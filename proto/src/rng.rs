@@ -20,6 +20,7 @@ pub enum Purpose {
     ShardOrder = 9,
     Generation = 10,
     Oversampling = 11,
+    BalancedPass = 12,
 }
 
 /// A ChaCha8 stream keyed by the seed, the purpose and two indices (e.g. step and rank).

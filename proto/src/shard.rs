@@ -6,20 +6,29 @@
 //! sequence is dealt round-robin to the ranks. So every shard holds each class in proportion
 //! (within one record), shard sizes differ by at most one, and the shards of an epoch cover the
 //! dataset exactly once. Each shard is then shuffled on its own, so batches mix classes.
+//!
+//! With [`Sampling::ClassBalanced`] an epoch instead takes as many records of every class as the
+//! largest class has: a rare class's records are cycled, reshuffled on every pass. The
+//! discriminator then sees every class equally often, which is what lets the generator learn a
+//! class it has 40 real examples of (BAGAN's observation); the dealing is the same.
 
 use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
 
 use crate::rng::{Purpose, stream};
 
-/// Record indices of `rank`'s shard in `epoch`, in the order the rank visits them.
-pub fn shard_for_epoch(
-    labels: &[u16],
-    seed: u64,
-    epoch: u64,
-    world_size: usize,
-    rank: usize,
-) -> Vec<usize> {
-    let world_size = world_size.max(1);
+/// Which records an epoch visits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Sampling {
+    /// Every record once.
+    #[default]
+    AsIs,
+    /// Every class as often as the largest one (rare classes' records repeat).
+    ClassBalanced,
+}
+
+fn records_by_class(labels: &[u16]) -> Vec<Vec<usize>> {
     let num_classes = labels
         .iter()
         .map(|&l| usize::from(l) + 1)
@@ -29,11 +38,74 @@ pub fn shard_for_epoch(
     for (index, &label) in labels.iter().enumerate() {
         by_class[usize::from(label)].push(index);
     }
-    let mut shard = Vec::with_capacity(labels.len() / world_size + 1);
+    by_class
+}
+
+/// Records one epoch visits (over all ranks).
+pub fn epoch_records(labels: &[u16], sampling: Sampling) -> usize {
+    match sampling {
+        Sampling::AsIs => labels.len(),
+        Sampling::ClassBalanced => {
+            let by_class = records_by_class(labels);
+            let largest = by_class.iter().map(Vec::len).max().unwrap_or(0);
+            largest
+                * by_class
+                    .iter()
+                    .filter(|members| !members.is_empty())
+                    .count()
+        }
+    }
+}
+
+/// `class`'s records in `epoch`, shuffled; under class-balanced sampling cycled (each pass
+/// shuffled anew) up to `largest` records.
+fn class_sequence(
+    members: &[usize],
+    sampling: Sampling,
+    largest: usize,
+    seed: u64,
+    epoch: u64,
+    class: usize,
+) -> Vec<usize> {
+    let mut first_pass = members.to_vec();
+    first_pass.shuffle(&mut stream(seed, Purpose::ShardDeal, epoch, class as u64));
+    if sampling == Sampling::AsIs || members.is_empty() {
+        return first_pass;
+    }
+    let mut sequence = first_pass;
+    let mut pass = 1u64;
+    while sequence.len() < largest {
+        let mut again = members.to_vec();
+        // Passes after the first get their own streams: (epoch, class) keys the first.
+        again.shuffle(&mut stream(
+            seed,
+            Purpose::BalancedPass,
+            epoch,
+            ((class as u64) << 32) | pass,
+        ));
+        sequence.extend(again);
+        pass += 1;
+    }
+    sequence.truncate(largest);
+    sequence
+}
+
+/// Record indices of `rank`'s shard in `epoch`, in the order the rank visits them.
+pub fn shard_for_epoch(
+    labels: &[u16],
+    sampling: Sampling,
+    seed: u64,
+    epoch: u64,
+    world_size: usize,
+    rank: usize,
+) -> Vec<usize> {
+    let world_size = world_size.max(1);
+    let by_class = records_by_class(labels);
+    let largest = by_class.iter().map(Vec::len).max().unwrap_or(0);
+    let mut shard = Vec::with_capacity(epoch_records(labels, sampling) / world_size + 1);
     let mut position = 0usize;
-    for (class, members) in by_class.iter_mut().enumerate() {
-        members.shuffle(&mut stream(seed, Purpose::ShardDeal, epoch, class as u64));
-        for &record in members.iter() {
+    for (class, members) in by_class.iter().enumerate() {
+        for record in class_sequence(members, sampling, largest, seed, epoch, class) {
             if position % world_size == rank {
                 shard.push(record);
             }
@@ -56,19 +128,20 @@ pub fn steps_per_epoch(records: usize, world_size: usize, local_batch: usize) ->
 /// Records `rank` trains on at global step `step`.
 pub fn batch_for_step(
     labels: &[u16],
+    sampling: Sampling,
     seed: u64,
     world_size: usize,
     rank: usize,
     local_batch: usize,
     step: u64,
 ) -> Option<Vec<usize>> {
-    let per_epoch = steps_per_epoch(labels.len(), world_size, local_batch);
+    let per_epoch = steps_per_epoch(epoch_records(labels, sampling), world_size, local_batch);
     if per_epoch == 0 {
         return None;
     }
     let epoch = step / per_epoch;
     let start = (step % per_epoch) as usize * local_batch;
-    let shard = shard_for_epoch(labels, seed, epoch, world_size, rank);
+    let shard = shard_for_epoch(labels, sampling, seed, epoch, world_size, rank);
     Some(shard[start..start + local_batch].to_vec())
 }
 
@@ -81,6 +154,7 @@ pub fn batch_for_step(
 #[derive(Debug, Clone)]
 pub struct ReplicaBatches<'a> {
     labels: &'a [u16],
+    sampling: Sampling,
     seed: u64,
     plan_world: usize,
     plan_ranks: std::ops::Range<usize>,
@@ -94,6 +168,7 @@ impl<'a> ReplicaBatches<'a> {
     /// None when the plan cannot be split that way or the data cannot fill one step.
     pub fn new(
         labels: &'a [u16],
+        sampling: Sampling,
         seed: u64,
         plan_world: usize,
         world_size: usize,
@@ -108,12 +183,14 @@ impl<'a> ReplicaBatches<'a> {
         }
         let per_replica = plan_world / world_size;
         let plan_batch = global_batch / plan_world;
-        let steps_per_epoch = steps_per_epoch(labels.len(), plan_world, plan_batch);
+        let steps_per_epoch =
+            steps_per_epoch(epoch_records(labels, sampling), plan_world, plan_batch);
         if steps_per_epoch == 0 {
             return None;
         }
         Some(Self {
             labels,
+            sampling,
             seed,
             plan_world,
             plan_ranks: rank * per_replica..(rank + 1) * per_replica,
@@ -140,7 +217,14 @@ impl<'a> ReplicaBatches<'a> {
                 .plan_ranks
                 .clone()
                 .map(|plan_rank| {
-                    shard_for_epoch(self.labels, self.seed, epoch, self.plan_world, plan_rank)
+                    shard_for_epoch(
+                        self.labels,
+                        self.sampling,
+                        self.seed,
+                        epoch,
+                        self.plan_world,
+                        plan_rank,
+                    )
                 })
                 .collect();
             self.cached = Some((epoch, shards));
@@ -161,6 +245,7 @@ impl<'a> ReplicaBatches<'a> {
 /// One step's records of one replica; see [`ReplicaBatches`].
 pub fn replica_batch(
     labels: &[u16],
+    sampling: Sampling,
     seed: u64,
     plan_world: usize,
     world_size: usize,
@@ -168,14 +253,24 @@ pub fn replica_batch(
     global_batch: usize,
     step: u64,
 ) -> Option<Vec<usize>> {
-    ReplicaBatches::new(labels, seed, plan_world, world_size, rank, global_batch)
-        .map(|mut b| b.batch(step))
+    ReplicaBatches::new(
+        labels,
+        sampling,
+        seed,
+        plan_world,
+        world_size,
+        rank,
+        global_batch,
+    )
+    .map(|mut b| b.batch(step))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    const AS_IS: Sampling = Sampling::AsIs;
 
     fn labels_strategy() -> impl Strategy<Value = Vec<u16>> {
         prop::collection::vec(0u16..12, 0..400)
@@ -184,7 +279,7 @@ mod tests {
     proptest! {
         #[test]
         fn shards_cover_the_dataset_exactly(labels in labels_strategy(), seed in any::<u64>(), epoch in 0u64..5, world in 1usize..7) {
-            let mut all: Vec<usize> = (0..world).flat_map(|r| shard_for_epoch(&labels, seed, epoch, world, r)).collect();
+            let mut all: Vec<usize> = (0..world).flat_map(|r| shard_for_epoch(&labels, AS_IS, seed, epoch, world, r)).collect();
             all.sort_unstable();
             prop_assert_eq!(all, (0..labels.len()).collect::<Vec<_>>());
         }
@@ -194,7 +289,7 @@ mod tests {
             let classes = labels.iter().map(|&l| usize::from(l) + 1).max().unwrap_or(0);
             let mut sizes = Vec::new();
             for rank in 0..world {
-                let shard = shard_for_epoch(&labels, seed, 0, world, rank);
+                let shard = shard_for_epoch(&labels, AS_IS, seed, 0, world, rank);
                 sizes.push(shard.len());
                 for class in 0..classes {
                     let total = labels.iter().filter(|&&l| usize::from(l) == class).count();
@@ -210,7 +305,7 @@ mod tests {
         #[test]
         fn plan_is_deterministic(labels in labels_strategy(), seed in any::<u64>(), world in 1usize..5) {
             for rank in 0..world {
-                prop_assert_eq!(shard_for_epoch(&labels, seed, 1, world, rank), shard_for_epoch(&labels, seed, 1, world, rank));
+                prop_assert_eq!(shard_for_epoch(&labels, AS_IS, seed, 1, world, rank), shard_for_epoch(&labels, AS_IS, seed, 1, world, rank));
             }
         }
     }
@@ -221,16 +316,16 @@ mod tests {
         let mut labels = vec![0u16; 8960];
         labels.extend(std::iter::repeat_n(9u16, 40));
         for rank in 0..4 {
-            let shard = shard_for_epoch(&labels, 3, 0, 4, rank);
+            let shard = shard_for_epoch(&labels, AS_IS, 3, 0, 4, rank);
             assert_eq!(shard.iter().filter(|&&i| labels[i] == 9).count(), 10);
         }
         assert_ne!(
-            shard_for_epoch(&labels, 3, 0, 4, 0),
-            shard_for_epoch(&labels, 3, 1, 4, 0)
+            shard_for_epoch(&labels, AS_IS, 3, 0, 4, 0),
+            shard_for_epoch(&labels, AS_IS, 3, 1, 4, 0)
         );
         assert_ne!(
-            shard_for_epoch(&labels, 3, 0, 4, 0),
-            shard_for_epoch(&labels, 4, 0, 4, 0)
+            shard_for_epoch(&labels, AS_IS, 3, 0, 4, 0),
+            shard_for_epoch(&labels, AS_IS, 4, 0, 4, 0)
         );
     }
 
@@ -238,28 +333,28 @@ mod tests {
     fn batches_step_through_the_shard() {
         let labels: Vec<u16> = (0..20).map(|i| (i % 2) as u16).collect();
         assert_eq!(steps_per_epoch(20, 2, 3), 3);
-        let shard = shard_for_epoch(&labels, 0, 0, 2, 1);
+        let shard = shard_for_epoch(&labels, AS_IS, 0, 0, 2, 1);
         assert_eq!(
-            batch_for_step(&labels, 0, 2, 1, 3, 1).expect("batch"),
+            batch_for_step(&labels, AS_IS, 0, 2, 1, 3, 1).expect("batch"),
             shard[3..6].to_vec()
         );
-        let next_epoch = shard_for_epoch(&labels, 0, 1, 2, 1);
+        let next_epoch = shard_for_epoch(&labels, AS_IS, 0, 1, 2, 1);
         assert_eq!(
-            batch_for_step(&labels, 0, 2, 1, 3, 3).expect("batch"),
+            batch_for_step(&labels, AS_IS, 0, 2, 1, 3, 3).expect("batch"),
             next_epoch[0..3].to_vec()
         );
-        assert_eq!(batch_for_step(&labels, 0, 2, 1, 30, 0), None);
+        assert_eq!(batch_for_step(&labels, AS_IS, 0, 2, 1, 30, 0), None);
     }
 
     #[test]
     fn cached_batches_agree_with_the_plan_across_epochs() {
         let labels: Vec<u16> = (0..30).map(|i| (i % 4) as u16).collect();
-        let mut batches = ReplicaBatches::new(&labels, 4, 2, 2, 1, 6).expect("plan");
+        let mut batches = ReplicaBatches::new(&labels, AS_IS, 4, 2, 2, 1, 6).expect("plan");
         for step in 0..16 {
             // 15 records per shard, 3 per step: 5 steps an epoch, so 3 epochs and a bit
             assert_eq!(
                 batches.batch(step),
-                batch_for_step(&labels, 4, 2, 1, 3, step).expect("batch")
+                batch_for_step(&labels, AS_IS, 4, 2, 1, 3, step).expect("batch")
             );
         }
     }
@@ -268,24 +363,73 @@ mod tests {
     fn fewer_replicas_replay_a_larger_plan() {
         let labels: Vec<u16> = (0..40).map(|i| (i % 3) as u16).collect();
         for step in 0..5 {
-            let rank0 = batch_for_step(&labels, 9, 2, 0, 4, step).expect("batch");
-            let rank1 = batch_for_step(&labels, 9, 2, 1, 4, step).expect("batch");
-            let single = replica_batch(&labels, 9, 2, 1, 0, 8, step).expect("batch");
+            let rank0 = batch_for_step(&labels, AS_IS, 9, 2, 0, 4, step).expect("batch");
+            let rank1 = batch_for_step(&labels, AS_IS, 9, 2, 1, 4, step).expect("batch");
+            let single = replica_batch(&labels, AS_IS, 9, 2, 1, 0, 8, step).expect("batch");
             assert_eq!(single, [rank0.clone(), rank1].concat());
             assert_eq!(
-                replica_batch(&labels, 9, 2, 2, 0, 8, step).expect("batch"),
+                replica_batch(&labels, AS_IS, 9, 2, 2, 0, 8, step).expect("batch"),
                 rank0
             );
         }
         assert_eq!(
-            replica_batch(&labels, 9, 3, 2, 0, 12, 0),
+            replica_batch(&labels, AS_IS, 9, 3, 2, 0, 12, 0),
             None,
             "3 plan ranks over 2 replicas"
         );
         assert_eq!(
-            replica_batch(&labels, 9, 2, 1, 0, 7, 0),
+            replica_batch(&labels, AS_IS, 9, 2, 1, 0, 7, 0),
             None,
             "7 images over 2 plan ranks"
         );
+    }
+
+    #[test]
+    fn class_balanced_epochs_visit_every_class_as_often_as_the_largest() {
+        // 12 of class 0, 3 of class 1, 1 of class 2, none of class 3, 5 of class 4.
+        let mut labels = vec![0u16; 12];
+        labels.extend([1, 1, 1, 2, 4, 4, 4, 4, 4]);
+        let balanced = Sampling::ClassBalanced;
+        assert_eq!(epoch_records(&labels, balanced), 4 * 12);
+        for epoch in 0..3 {
+            let mut all: Vec<usize> = (0..3)
+                .flat_map(|rank| shard_for_epoch(&labels, balanced, 7, epoch, 3, rank))
+                .collect();
+            assert_eq!(all.len(), 48);
+            for class in [0u16, 1, 2, 4] {
+                let visits = all.iter().filter(|&&i| labels[i] == class).count();
+                assert_eq!(visits, 12, "class {class} in epoch {epoch}");
+            }
+            // Class 1 cycles four full passes: each of its records 4 times.
+            all.sort_unstable();
+            for record in 12..15 {
+                assert_eq!(all.iter().filter(|&&i| i == record).count(), 4);
+            }
+        }
+        assert_eq!(steps_per_epoch(epoch_records(&labels, balanced), 3, 4), 4);
+        assert_ne!(
+            shard_for_epoch(&labels, balanced, 7, 0, 3, 0),
+            shard_for_epoch(&labels, balanced, 7, 1, 3, 0)
+        );
+    }
+
+    #[test]
+    fn a_partial_pass_takes_different_records_in_different_epochs() {
+        // 10 of class 0, 4 of class 1: class 1 is cycled 2.5 times; the half pass must not
+        // always favour the same two records.
+        let mut labels = vec![0u16; 10];
+        labels.extend([1, 1, 1, 1]);
+        let favoured: std::collections::BTreeSet<Vec<usize>> = (0..8)
+            .map(|epoch| {
+                let shard = shard_for_epoch(&labels, Sampling::ClassBalanced, 1, epoch, 1, 0);
+                let mut thrice: Vec<usize> = (10..14)
+                    .filter(|&r| shard.iter().filter(|&&i| i == r).count() == 3)
+                    .collect();
+                thrice.sort_unstable();
+                assert_eq!(thrice.len(), 2, "epoch {epoch}");
+                thrice
+            })
+            .collect();
+        assert!(favoured.len() > 1, "always the same records: {favoured:?}");
     }
 }

@@ -20,7 +20,7 @@ pub fn train_config(spec: &JobSpec, num_classes: usize) -> TrainConfig {
         .with_batch_size(spec.global_batch)
         .with_learning_rate(spec.learning_rate)
         .with_seed(spec.seed)
-        .with_fake_labels(if spec.uniform_fake_labels {
+        .with_fake_labels(if spec.fake_labels_uniform() {
             FakeLabels::Uniform
         } else {
             FakeLabels::Empirical

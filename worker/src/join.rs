@@ -386,6 +386,7 @@ impl Replica {
         let mut checksum = String::new();
         let mut batches = ReplicaBatches::new(
             &labels,
+            spec.real_sampling,
             self.assignment.shard_seed,
             plan_world,
             world_size,

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use anygan_proto::shard::batch_for_step;
+use anygan_proto::shard::{Sampling, batch_for_step};
 use anygan_worker::backend::TrainBackend;
 use anygan_worker::collective::{BlockingRing, DEFAULT_CHUNK_VALUES, LoopbackRing};
 use anygan_worker::data::{ImageDataset, ImageShape};
@@ -39,7 +39,16 @@ fn config() -> TrainConfig {
 }
 
 fn rank_batch(data: &ImageDataset, rank: usize, world: usize, step: u64) -> Vec<usize> {
-    batch_for_step(data.labels(), 5, world, rank, GLOBAL_BATCH / world, step).expect("batch")
+    batch_for_step(
+        data.labels(),
+        Sampling::AsIs,
+        5,
+        world,
+        rank,
+        GLOBAL_BATCH / world,
+        step,
+    )
+    .expect("batch")
 }
 
 fn flat_parameters(trainer: &GanTrainer<TrainBackend>) -> Vec<f32> {

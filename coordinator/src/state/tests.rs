@@ -16,6 +16,7 @@ fn spec(min: usize, max: usize) -> JobSpec {
         learning_rate: 1e-3,
         seed: 1,
         uniform_fake_labels: false,
+        real_sampling: Default::default(),
         output: "out".into(),
         store_options: vec![],
         sample_every: 0,
