@@ -6,9 +6,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anygan_coordinator::{Timing, prepare_output, serve};
-use anygan_proto::cli::DataArgs;
+use anygan_proto::cli::{DataArgs, SecurityArgs};
 use anygan_proto::generation::{EvaluationSettings, GenerationSpec, Targets};
 use anygan_proto::job::{JobSpec, ModelSpec};
+use anygan_proto::security::Security;
 use anygan_proto::shard::Sampling;
 use anygan_proto::v1;
 use anygan_proto::v1::coordinator_client::CoordinatorClient;
@@ -152,6 +153,8 @@ struct GenerateArgs {
     local_workers: usize,
     #[arg(long)]
     worker_binary: Option<PathBuf>,
+    #[command(flatten)]
+    security: SecurityArgs,
 }
 
 #[derive(Args, Debug)]
@@ -242,6 +245,8 @@ struct StartArgs {
     /// The worker binary for --local-workers (default: `worker` beside this binary).
     #[arg(long)]
     worker_binary: Option<PathBuf>,
+    #[command(flatten)]
+    security: SecurityArgs,
 }
 
 #[derive(Args, Debug)]
@@ -249,6 +254,8 @@ struct StatusArgs {
     /// The coordinator's host:port.
     #[arg(long, env = "ANYGAN_COORDINATOR", default_value = "127.0.0.1:7070")]
     coordinator: String,
+    #[command(flatten)]
+    security: SecurityArgs,
 }
 
 pub fn main() -> ExitCode {
@@ -323,18 +330,24 @@ async fn start(args: StartArgs) -> anyhow::Result<ExitCode> {
     // Before any worker starts: the output must be writable, and a checkpoint there decides
     // where training starts.
     let resume = prepare_output(&spec).await?;
+    let security = args.security.security().map_err(anyhow::Error::msg)?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let address = listener.local_addr()?;
     // Tests and scripts read this line to learn the port.
     println!("coordinator listening on {address}");
-    tracing::info!(%address, job = %spec.job_id, min_workers = spec.min_workers, max_workers = spec.max_workers, steps = spec.steps, start_step = resume.as_ref().map_or(0, |r| r.step), "serving");
-    let workers = spawn_local_workers(args.local_workers, args.worker_binary.as_ref(), address)?;
+    tracing::info!(%address, job = %spec.job_id, min_workers = spec.min_workers, max_workers = spec.max_workers, steps = spec.steps, start_step = resume.as_ref().map_or(0, |r| r.step), security = security.describe(), "serving");
+    let workers = spawn_local_workers(
+        args.local_workers,
+        args.worker_binary.as_ref(),
+        address,
+        &args.security,
+    )?;
     let timing = timing(
         args.heartbeat_interval_ms,
         args.heartbeat_timeout_ms,
         args.start_grace_ms,
     );
-    serve_until_done(listener, spec, resume, timing, workers).await
+    serve_until_done(listener, spec, resume, timing, &security, workers).await
 }
 
 fn timing(heartbeat_interval_ms: u64, heartbeat_timeout_ms: u64, start_grace_ms: u64) -> Timing {
@@ -352,12 +365,13 @@ async fn serve_until_done(
     spec: JobSpec,
     resume: Option<anygan_coordinator::ResumePoint>,
     timing: Timing,
+    security: &Security,
     workers: Vec<tokio::process::Child>,
 ) -> anyhow::Result<ExitCode> {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    let status = serve(listener, spec, resume, timing, ctrl_c).await?;
+    let status = serve(listener, spec, resume, timing, security, ctrl_c).await?;
     finish(status, workers).await
 }
 
@@ -420,23 +434,30 @@ async fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
         ..saved
     };
     spec.validate().map_err(anyhow::Error::msg)?;
+    let security = args.security.security().map_err(anyhow::Error::msg)?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let address = listener.local_addr()?;
     println!("coordinator listening on {address}");
-    tracing::info!(%address, %checkpoint, step = manifest.step, "serving a generation-only job");
-    let workers = spawn_local_workers(args.local_workers, args.worker_binary.as_ref(), address)?;
+    tracing::info!(%address, %checkpoint, step = manifest.step, security = security.describe(), "serving a generation-only job");
+    let workers = spawn_local_workers(
+        args.local_workers,
+        args.worker_binary.as_ref(),
+        address,
+        &args.security,
+    )?;
     let timing = timing(
         args.heartbeat_interval_ms,
         args.heartbeat_timeout_ms,
         args.start_grace_ms,
     );
-    serve_until_done(listener, spec, None, timing, workers).await
+    serve_until_done(listener, spec, None, timing, &security, workers).await
 }
 
 fn spawn_local_workers(
     count: usize,
     worker_binary: Option<&PathBuf>,
     address: SocketAddr,
+    security: &SecurityArgs,
 ) -> anyhow::Result<Vec<tokio::process::Child>> {
     if count == 0 {
         return Ok(Vec::new());
@@ -461,6 +482,7 @@ fn spawn_local_workers(
                     "--worker-id",
                     &format!("local-{index}"),
                 ])
+                .args(security.to_args())
                 .kill_on_drop(true)
                 .spawn()
                 .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", binary.display()))
@@ -480,7 +502,7 @@ fn status_json(status: &v1::JobStatus) -> serde_json::Value {
     serde_json::json!({
         "job_id": status.job_id,
         "phase": phase,
-        "generation": status.generation,
+        "membership_generation": status.generation,
         "target_steps": status.target_steps,
         "start_step": status.start_step,
         "resumed_checkpoint": status.resumed_checkpoint,
@@ -500,7 +522,12 @@ fn status_json(status: &v1::JobStatus) -> serde_json::Value {
 }
 
 async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
-    let mut client = CoordinatorClient::connect(format!("http://{}", args.coordinator)).await?;
+    let security = args.security.security().map_err(anyhow::Error::msg)?;
+    let channel = security
+        .connect(&args.coordinator)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let mut client = CoordinatorClient::new(channel);
     let status = client.get_status(v1::StatusRequest {}).await?.into_inner();
     println!("{}", serde_json::to_string_pretty(&status_json(&status))?);
     Ok(ExitCode::SUCCESS)

@@ -33,6 +33,8 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error("security configuration: {0}")]
+    Security(String),
     #[error("transport: {0}")]
     Transport(#[from] tonic::transport::Error),
     #[error(transparent)]
@@ -55,6 +57,7 @@ impl From<Error> for tonic::Status {
             Error::ShuttingDown => Code::Unavailable,
             Error::Io { .. }
             | Error::Transport(_)
+            | Error::Security(_)
             | Error::Storage(_)
             | Error::Checkpoint { .. } => Code::Internal,
         };

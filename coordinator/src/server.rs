@@ -6,7 +6,9 @@ use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 
 use anygan_proto::job::JobSpec;
+use anygan_proto::security::Security;
 use anygan_proto::v1;
+use tonic::service::interceptor::InterceptedService;
 
 use crate::actor::{Command, StateHandle};
 use crate::error::{Error, Result};
@@ -43,8 +45,10 @@ pub async fn serve(
     spec: JobSpec,
     resume: Option<ResumePoint>,
     timing: Timing,
+    security: &Security,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<v1::JobStatus> {
+    let mut server = security.server().map_err(Error::Security)?;
     let job_spec_json =
         serde_json::to_string(&spec).map_err(|e| Error::InvalidJob(e.to_string()))?;
     let spec_for_plan = spec.clone();
@@ -72,8 +76,11 @@ pub async fn serve(
             _ = shutdown => {}
         }
     };
-    tonic::transport::Server::builder()
-        .add_service(service.into_server())
+    server
+        .add_service(InterceptedService::new(
+            service.into_server(),
+            security.require_token(),
+        ))
         .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), stop)
         .await?;
     planner.abort();

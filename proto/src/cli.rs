@@ -131,6 +131,84 @@ pub fn read_store_options(path: &std::path::Path) -> Result<Vec<(String, String)
         .collect()
 }
 
+/// TLS and authentication of every gRPC connection (see [`crate::security`]). The same flags
+/// on the coordinator and on every worker; a job is all TLS or all plaintext.
+#[derive(Args, Debug, Clone, Default)]
+pub struct SecurityArgs {
+    /// PEM file of the CA that signs the cluster's certificates (enables mutual TLS together
+    /// with --tls-cert and --tls-key).
+    #[arg(long, env = "ANYGAN_TLS_CA")]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// PEM certificate this process presents, as server and as client.
+    #[arg(long, env = "ANYGAN_TLS_CERT")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "ANYGAN_TLS_KEY")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// Name clients expect in the server certificate.
+    #[arg(long, env = "ANYGAN_TLS_SERVER_NAME", default_value = crate::security::DEFAULT_SERVER_NAME)]
+    pub tls_server_name: String,
+    /// File holding the shared token every call must carry (at least 16 printable
+    /// characters); its content is never printed.
+    #[arg(long, env = "ANYGAN_TOKEN_FILE")]
+    pub token_file: Option<std::path::PathBuf>,
+}
+
+impl SecurityArgs {
+    /// The configuration these flags name; an error names the missing flag or the bad file.
+    pub fn security(&self) -> Result<crate::security::Security, String> {
+        use crate::security::{Security, TlsMaterial, Token};
+        let tls = match (&self.tls_ca, &self.tls_cert, &self.tls_key) {
+            (None, None, None) => None,
+            (Some(ca), Some(cert), Some(key)) => Some(TlsMaterial::from_files(
+                ca,
+                cert,
+                key,
+                self.tls_server_name.clone(),
+            )?),
+            _ => {
+                let missing: Vec<&str> = [
+                    ("--tls-ca", self.tls_ca.is_none()),
+                    ("--tls-cert", self.tls_cert.is_none()),
+                    ("--tls-key", self.tls_key.is_none()),
+                ]
+                .into_iter()
+                .filter_map(|(flag, missing)| missing.then_some(flag))
+                .collect();
+                return Err(format!("TLS needs {} as well", missing.join(" and ")));
+            }
+        };
+        let token = self
+            .token_file
+            .as_deref()
+            .map(Token::from_file)
+            .transpose()?;
+        Ok(Security::new(tls, token))
+    }
+
+    /// The same flags again, for a worker process this one starts.
+    pub fn to_args(&self) -> Vec<std::ffi::OsString> {
+        let mut args = Vec::new();
+        let mut push = |flag: &str, value: &std::path::Path| {
+            args.push(flag.into());
+            args.push(value.as_os_str().to_owned());
+        };
+        for (flag, value) in [
+            ("--tls-ca", &self.tls_ca),
+            ("--tls-cert", &self.tls_cert),
+            ("--tls-key", &self.tls_key),
+            ("--token-file", &self.token_file),
+        ] {
+            if let Some(value) = value {
+                push(flag, value);
+            }
+        }
+        args.push("--tls-server-name".into());
+        args.push(self.tls_server_name.clone().into());
+        args
+    }
+}
+
 /// Parses `KEY=VALUE`.
 pub fn parse_key_value(raw: &str) -> Result<(String, String), String> {
     raw.split_once('=')

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod generation;
 pub mod job;
 pub mod rng;
+pub mod security;
 pub mod shard;
 
 /// Version of the wire protocol; a peer with another version is refused at registration.

@@ -242,35 +242,36 @@ impl<'a> ReplicaBatches<'a> {
     }
 }
 
-/// One step's records of one replica; see [`ReplicaBatches`].
-pub fn replica_batch(
-    labels: &[u16],
-    sampling: Sampling,
-    seed: u64,
-    plan_world: usize,
-    world_size: usize,
-    rank: usize,
-    global_batch: usize,
-    step: u64,
-) -> Option<Vec<usize>> {
-    ReplicaBatches::new(
-        labels,
-        sampling,
-        seed,
-        plan_world,
-        world_size,
-        rank,
-        global_batch,
-    )
-    .map(|mut b| b.batch(step))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
 
     const AS_IS: Sampling = Sampling::AsIs;
+
+    /// One step's records of one replica; see [`ReplicaBatches`].
+    #[allow(clippy::too_many_arguments)] // each is one coordinate of the plan
+    fn replica_batch(
+        labels: &[u16],
+        sampling: Sampling,
+        seed: u64,
+        plan_world: usize,
+        world_size: usize,
+        rank: usize,
+        global_batch: usize,
+        step: u64,
+    ) -> Option<Vec<usize>> {
+        ReplicaBatches::new(
+            labels,
+            sampling,
+            seed,
+            plan_world,
+            world_size,
+            rank,
+            global_batch,
+        )
+        .map(|mut b| b.batch(step))
+    }
 
     fn labels_strategy() -> impl Strategy<Value = Vec<u16>> {
         prop::collection::vec(0u16..12, 0..400)

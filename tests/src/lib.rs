@@ -52,6 +52,45 @@ pub fn write_tiny_idx(dir: &Path, count: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `coordinator start` arguments of a tiny job (W = 8) on [`write_tiny_idx`] data in `data`.
+pub fn tiny_job_args<'a>(
+    data: &'a str,
+    output: &'a str,
+    steps: &'a str,
+    workers: &'a str,
+) -> Vec<&'a str> {
+    vec![
+        "--data",
+        data,
+        "--format",
+        "idx",
+        "--idx-images",
+        "images.idx",
+        "--idx-labels",
+        "labels.idx",
+        "--width",
+        "8",
+        "--latent-dim",
+        "16",
+        "--global-batch",
+        "8",
+        "--steps",
+        steps,
+        "--sample-every",
+        "0",
+        "--checksum-every",
+        "2",
+        "--output",
+        output,
+        "--min-workers",
+        workers,
+        "--max-workers",
+        workers,
+        "--heartbeat-timeout-ms",
+        "20000",
+    ]
+}
+
 /// A running coordinator process.
 pub struct CoordinatorProcess {
     child: Child,
@@ -71,13 +110,23 @@ impl CoordinatorProcess {
         args: &[&str],
         deadline: Duration,
     ) -> anyhow::Result<Self> {
+        Self::start_logged(subcommand, args, deadline, None)
+    }
+
+    /// Like [`Self::start_subcommand`], its log (stderr) written to `log` when given.
+    pub fn start_logged(
+        subcommand: &str,
+        args: &[&str],
+        deadline: Duration,
+        log: Option<&Path>,
+    ) -> anyhow::Result<Self> {
         let mut child = Command::new(binary("coordinator"))
             .arg(subcommand)
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .env("ANYGAN_LOG", "info")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(log_to(log)?)
             .spawn()
             .context("starting the coordinator")?;
         let lines = read_lines(child.stdout.take().context("coordinator stdout")?);
@@ -113,6 +162,16 @@ impl Drop for CoordinatorProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Where a child's stderr goes: a new file, or this process's stderr.
+fn log_to(log: Option<&Path>) -> anyhow::Result<Stdio> {
+    Ok(match log {
+        Some(path) => std::fs::File::create(path)
+            .with_context(|| format!("creating {}", path.display()))?
+            .into(),
+        None => Stdio::inherit(),
+    })
 }
 
 fn read_lines(stdout: ChildStdout) -> mpsc::Receiver<String> {
@@ -158,6 +217,17 @@ impl WorkerProcess {
         worker_id: &str,
         env: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
+        Self::join_with(coordinator, worker_id, &[], env, None)
+    }
+
+    /// `worker join` with extra arguments and environment, its log written to `log` when given.
+    pub fn join_with(
+        coordinator: &str,
+        worker_id: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        log: Option<&Path>,
+    ) -> anyhow::Result<Self> {
         let child = Command::new(binary("worker"))
             .envs(env.iter().copied())
             .args([
@@ -167,10 +237,11 @@ impl WorkerProcess {
                 "--worker-id",
                 worker_id,
             ])
+            .args(args)
             .env("ANYGAN_LOG", "info")
             .env("RAYON_NUM_THREADS", "1")
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(log_to(log)?)
             .spawn()
             .context("starting a worker")?;
         Ok(Self { child })

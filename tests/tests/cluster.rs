@@ -5,42 +5,11 @@ use std::time::Duration;
 
 use anygan_proto::v1;
 use anygan_proto::v1::coordinator_client::CoordinatorClient;
-use anygan_tests::{CoordinatorProcess, WorkerProcess, wait_until, write_tiny_idx};
+use anygan_tests::{
+    CoordinatorProcess, WorkerProcess, tiny_job_args as job_args, wait_until, write_tiny_idx,
+};
 
 const DEADLINE: Duration = Duration::from_secs(120);
-
-fn job_args<'a>(data: &'a str, output: &'a str, steps: &'a str, workers: &'a str) -> Vec<&'a str> {
-    vec![
-        "--data",
-        data,
-        "--format",
-        "idx",
-        "--idx-images",
-        "images.idx",
-        "--idx-labels",
-        "labels.idx",
-        "--width",
-        "8",
-        "--latent-dim",
-        "16",
-        "--global-batch",
-        "8",
-        "--steps",
-        steps,
-        "--sample-every",
-        "0",
-        "--checksum-every",
-        "2",
-        "--output",
-        output,
-        "--min-workers",
-        workers,
-        "--max-workers",
-        workers,
-        "--heartbeat-timeout-ms",
-        "20000",
-    ]
-}
 
 #[test]
 fn two_workers_train_and_end_with_identical_replicas() {

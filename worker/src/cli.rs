@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use anygan_proto::cli::DataArgs;
+use anygan_proto::cli::{DataArgs, SecurityArgs};
 use anygan_store::CheckpointOptions;
 use anygan_store::StoreLocation;
 use anygan_worker::backend::{BACKEND_NAME, TrainBackend, device};
@@ -88,6 +88,8 @@ struct JoinArgs {
     /// Keep retrying to reach the coordinator for this many seconds.
     #[arg(long, default_value_t = 60)]
     connect_timeout_s: u64,
+    #[command(flatten)]
+    security: SecurityArgs,
 }
 
 #[derive(Args, Debug)]
@@ -275,6 +277,7 @@ fn join_job(args: JoinArgs) -> anyhow::Result<()> {
         listen: args.listen,
         advertise_host: args.advertise_host,
         connect_timeout: Duration::from_secs(args.connect_timeout_s),
+        security: args.security.security().map_err(anyhow::Error::msg)?,
     };
     let outcome = runtime.block_on(join(config))?;
     if let Some(training) = &outcome.training {

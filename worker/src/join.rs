@@ -7,11 +7,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anygan_proto::job::JobSpec;
+use anygan_proto::security::{AuthedChannel, Security};
 use anygan_proto::shard::ReplicaBatches;
 use anygan_proto::v1::coordinator_client::CoordinatorClient;
 use anygan_proto::v1::{self, JobPhase};
 use tokio::net::TcpListener;
-use tonic::transport::{Channel, Endpoint};
 
 use anygan_store::checkpoint::DataPosition;
 use anygan_store::{CheckpointOptions, StoreLocation};
@@ -44,6 +44,8 @@ pub struct JoinConfig {
     pub advertise_host: Option<String>,
     /// Give up connecting to the coordinator after this long.
     pub connect_timeout: Duration,
+    /// TLS and token of every connection (coordinator, ring neighbours, own server).
+    pub security: Security,
 }
 
 /// What a worker did in a job.
@@ -72,16 +74,21 @@ pub(crate) fn coordinator_error(address: &str, reason: impl std::fmt::Display) -
 }
 
 /// Connects to the coordinator, retrying with backoff until `timeout`: workers may start first.
-async fn connect(address: &str, timeout: Duration) -> Result<CoordinatorClient<Channel>> {
-    let endpoint = Endpoint::from_shared(format!("http://{address}"))
-        .map_err(|e| coordinator_error(address, format!("bad address: {e}")))?
+async fn connect(
+    address: &str,
+    timeout: Duration,
+    security: &Security,
+) -> Result<CoordinatorClient<AuthedChannel>> {
+    let endpoint = security
+        .endpoint(address)
+        .map_err(|e| coordinator_error(address, e))?
         .connect_timeout(Duration::from_secs(2))
         .tcp_nodelay(true);
     let deadline = Instant::now() + timeout;
     let mut backoff = Duration::from_millis(50);
     loop {
         match endpoint.connect().await {
-            Ok(channel) => return Ok(CoordinatorClient::new(channel)),
+            Ok(channel) => return Ok(CoordinatorClient::new(security.authed(channel))),
             Err(error) if Instant::now() + backoff < deadline => {
                 tracing::debug!(%address, %error, "coordinator not reachable yet");
                 tokio::time::sleep(backoff).await;
@@ -112,11 +119,16 @@ pub async fn join(config: JoinConfig) -> Result<JoinOutcome> {
     let collective_address = format!("{host}:{}", local.port());
     let inbox = Arc::new(Inbox::default());
     let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve_collective(listener, Arc::clone(&inbox), async {
-        let _ = server_stopped.await;
-    }));
+    let server = tokio::spawn(serve_collective(
+        listener,
+        Arc::clone(&inbox),
+        config.security.clone(),
+        async {
+            let _ = server_stopped.await;
+        },
+    ));
 
-    let mut client = connect(&address, config.connect_timeout).await?;
+    let mut client = connect(&address, config.connect_timeout, &config.security).await?;
     let registered = client
         .register(v1::RegisterRequest {
             protocol_version: anygan_proto::PROTOCOL_VERSION,
@@ -157,6 +169,7 @@ pub async fn join(config: JoinConfig) -> Result<JoinOutcome> {
                     client.clone(),
                     inbox,
                     Arc::clone(&progress),
+                    &config.security,
                 )
                 .await?,
             ),
@@ -191,9 +204,10 @@ async fn train_replica(
     spec: &JobSpec,
     worker_id: &str,
     address: &str,
-    mut client: CoordinatorClient<Channel>,
+    mut client: CoordinatorClient<AuthedChannel>,
     inbox: Arc<Inbox>,
     progress: Arc<Progress>,
+    security: &Security,
 ) -> Result<TrainingOutcome> {
     // Data first: loading can take a while and the assignment waits for the slowest worker.
     let probe = gan_config(spec, 1);
@@ -219,6 +233,7 @@ async fn train_replica(
             right_address: right.collective_address.clone(),
             timeout: Duration::from_millis(spec.collective_timeout_ms),
             chunk_values: DEFAULT_CHUNK_VALUES,
+            security: security.clone(),
         },
         inbox,
     );
@@ -261,7 +276,7 @@ struct Progress {
 }
 
 async fn heartbeat_loop(
-    mut client: CoordinatorClient<Channel>,
+    mut client: CoordinatorClient<AuthedChannel>,
     worker_id: String,
     interval: Duration,
     progress: Arc<Progress>,
@@ -290,7 +305,7 @@ async fn heartbeat_loop(
 }
 
 async fn wait_for_assignment(
-    client: &mut CoordinatorClient<Channel>,
+    client: &mut CoordinatorClient<AuthedChannel>,
     worker_id: &str,
     address: &str,
 ) -> Result<v1::Assignment> {
@@ -326,7 +341,7 @@ struct Replica {
     assignment: v1::Assignment,
     worker_id: String,
     coordinator: String,
-    client: CoordinatorClient<Channel>,
+    client: CoordinatorClient<AuthedChannel>,
     progress: Arc<Progress>,
     runtime: tokio::runtime::Handle,
 }

@@ -5,10 +5,10 @@
 use std::time::Duration;
 
 use anygan_proto::job::JobSpec;
+use anygan_proto::security::AuthedChannel;
 use anygan_proto::v1;
 use anygan_proto::v1::coordinator_client::CoordinatorClient;
 use anygan_store::StoreLocation;
-use tonic::transport::Channel;
 
 use crate::error::{Error, Result};
 use crate::join::coordinator_error;
@@ -29,7 +29,7 @@ pub struct TaskSummary {
 /// (the generator is CPU/GPU bound) while heartbeats go on. A task's error is reported, not
 /// fatal: the coordinator retries it elsewhere and fails the job if it keeps failing.
 pub(crate) async fn run_tasks(
-    client: &mut CoordinatorClient<Channel>,
+    client: &mut CoordinatorClient<AuthedChannel>,
     worker_id: &str,
     address: &str,
     spec: &JobSpec,

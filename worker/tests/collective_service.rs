@@ -3,11 +3,16 @@
 
 use std::sync::Arc;
 
+use anygan_proto::security::{GeneratedCredentials, Security, Token};
 use anygan_proto::v1::RingChunk;
 use anygan_proto::v1::collective_client::CollectiveClient;
-use anygan_worker::collective::{Inbox, serve_collective};
+use anygan_worker::collective::{Inbox, LoopbackRing, serve_collective};
 
 async fn server() -> (String, Arc<Inbox>) {
+    secured_server(Security::none()).await
+}
+
+async fn secured_server(security: Security) -> (String, Arc<Inbox>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -17,6 +22,7 @@ async fn server() -> (String, Arc<Inbox>) {
     tokio::spawn(serve_collective(
         listener,
         Arc::clone(&inbox),
+        security,
         std::future::pending(),
     ));
     (address, inbox)
@@ -89,4 +95,99 @@ async fn inbox_receive(inbox: &Inbox) -> RingChunk {
         .await
         .expect("in time")
         .expect("open")
+}
+
+const TOKEN: &str = "collective-test-token-0123456789";
+
+fn secured(credentials: &GeneratedCredentials, token: Option<&str>) -> Security {
+    Security::new(
+        Some(credentials.material("anygan")),
+        token.map(|t| Token::new(t).expect("token")),
+    )
+}
+
+/// Pushes one good chunk as `client` would; the error's text when refused.
+async fn push_as(client: &Security, address: &str) -> Result<(), String> {
+    let channel = client.connect(address).await?;
+    CollectiveClient::new(channel)
+        .push(tokio_stream::iter(vec![chunk(3, 8)]))
+        .await
+        .map(|_| ())
+        .map_err(|status| format!("{:?}: {}", status.code(), status.message()))
+}
+
+#[tokio::test]
+async fn tls_and_token_are_required_of_every_peer() {
+    let cluster = GeneratedCredentials::generate("anygan").expect("credentials");
+    let (address, inbox) = secured_server(secured(&cluster, Some(TOKEN))).await;
+
+    // The right certificate and token: the chunk reaches the inbox.
+    push_as(&secured(&cluster, Some(TOKEN)), &address)
+        .await
+        .expect("a peer with the cluster's certificate and token is served");
+    assert_eq!(inbox_receive(&inbox).await.values.len(), 8);
+
+    let refusals = [
+        ("plaintext", Security::none()),
+        (
+            "plaintext with the token",
+            Security::new(None, Some(Token::new(TOKEN).expect("token"))),
+        ),
+        (
+            "a certificate from another CA",
+            secured(
+                &GeneratedCredentials::generate("anygan").expect("other"),
+                Some(TOKEN),
+            ),
+        ),
+        ("no token", secured(&cluster, None)),
+        (
+            "a wrong token",
+            secured(&cluster, Some("not-the-cluster-token-000")),
+        ),
+    ];
+    for (what, client) in refusals {
+        let refused = push_as(&client, &address).await;
+        assert!(refused.is_err(), "{what}: served");
+    }
+    let wrong = push_as(
+        &secured(&cluster, Some("not-the-cluster-token-000")),
+        &address,
+    )
+    .await
+    .expect_err("wrong token");
+    assert!(wrong.starts_with("Unauthenticated"), "{wrong}");
+    assert!(!wrong.contains(TOKEN), "{wrong}");
+
+    // Nothing refused reached the inbox, and the server still serves its peers.
+    push_as(&secured(&cluster, Some(TOKEN)), &address)
+        .await
+        .expect("still serving");
+    assert_eq!(inbox_receive(&inbox).await.values.len(), 8);
+    let mut receiver = inbox.receiver_for_tests().await;
+    assert!(
+        receiver.try_recv().is_err(),
+        "a refused chunk was delivered"
+    );
+}
+
+#[tokio::test]
+async fn the_ring_all_reduces_over_mutual_tls() {
+    let cluster = GeneratedCredentials::generate("anygan").expect("credentials");
+    let mut ring = LoopbackRing::start_with(
+        3,
+        std::time::Duration::from_secs(10),
+        1000,
+        secured(&cluster, Some(TOKEN)),
+    )
+    .await
+    .expect("ring");
+    let inputs: Vec<Vec<f32>> = (0..3)
+        .map(|rank| (0..5000).map(|i| (i * (rank + 1)) as f32).collect())
+        .collect();
+    let sums = ring.sum_all(inputs).await.expect("all-reduce");
+    for sum in &sums {
+        assert_eq!(sum[7], 7.0 * 6.0);
+        assert_eq!(sum, &sums[0]);
+    }
 }

@@ -4,27 +4,38 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use anygan_proto::security::Security;
 use tokio::net::TcpListener;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
 
 use super::ring::{HTTP2_CONNECTION_WINDOW, HTTP2_STREAM_WINDOW};
 use super::{CollectiveService, Inbox, RingAllReduce, RingConfig};
 use crate::error::{Error, Result};
 
-/// Serves the Collective service of `inbox` on `listener` until `shutdown` resolves.
+/// Serves the Collective service of `inbox` on `listener` until `shutdown` resolves; with
+/// `security`'s TLS and token check.
 pub async fn serve_collective(
     listener: TcpListener,
     inbox: Arc<Inbox>,
+    security: Security,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let address = listener
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
-    tonic::transport::Server::builder()
+    let server = security.server().map_err(|reason| Error::Collective {
+        peer: address.clone(),
+        reason,
+    })?;
+    server
         .initial_stream_window_size(HTTP2_STREAM_WINDOW)
         .initial_connection_window_size(HTTP2_CONNECTION_WINDOW)
-        .add_service(CollectiveService::new(inbox).into_server())
+        .add_service(InterceptedService::new(
+            CollectiveService::new(inbox).into_server(),
+            security.require_token(),
+        ))
         .serve_with_incoming_shutdown(
             TcpIncoming::from(listener).with_nodelay(Some(true)),
             shutdown,
@@ -45,6 +56,16 @@ pub struct LoopbackRing {
 
 impl LoopbackRing {
     pub async fn start(world_size: usize, timeout: Duration, chunk_values: usize) -> Result<Self> {
+        Self::start_with(world_size, timeout, chunk_values, Security::none()).await
+    }
+
+    /// As [`Self::start`], every connection configured by `security` (TLS, token).
+    pub async fn start_with(
+        world_size: usize,
+        timeout: Duration,
+        chunk_values: usize,
+        security: Security,
+    ) -> Result<Self> {
         let (stop, stopped) = tokio::sync::watch::channel(());
         let mut addresses = Vec::new();
         let mut inboxes = Vec::new();
@@ -63,9 +84,14 @@ impl LoopbackRing {
             inbox.reset(1).await;
             inboxes.push(Arc::clone(&inbox));
             let mut stopped = stopped.clone();
-            tokio::spawn(serve_collective(listener, inbox, async move {
-                let _ = stopped.changed().await;
-            }));
+            tokio::spawn(serve_collective(
+                listener,
+                inbox,
+                security.clone(),
+                async move {
+                    let _ = stopped.changed().await;
+                },
+            ));
         }
         let ranks = inboxes
             .into_iter()
@@ -78,6 +104,7 @@ impl LoopbackRing {
                     right_address: addresses[(rank + 1) % world_size].to_string(),
                     timeout,
                     chunk_values,
+                    security: security.clone(),
                 };
                 RingAllReduce::new(config, inbox)
             })

@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::{Channel, Endpoint};
 
 use super::service::MAX_CHUNK_MESSAGE_BYTES;
 use super::{GradientAllReduce, Inbox, segment_bounds};
 use crate::error::{Error, Result};
+use anygan_proto::security::{AuthedChannel, Security};
 use anygan_proto::v1::RingChunk;
 use anygan_proto::v1::collective_client::CollectiveClient;
 
@@ -48,13 +48,15 @@ pub struct RingConfig {
     /// A hop whose chunk does not arrive within this fails the operation.
     pub timeout: Duration,
     pub chunk_values: usize,
+    /// TLS and token of the connection to the right neighbour.
+    pub security: Security,
 }
 
 /// The ring all-reduce of one rank (async).
 pub struct RingAllReduce {
     config: RingConfig,
     inbox: Arc<Inbox>,
-    right: Option<CollectiveClient<Channel>>,
+    right: Option<CollectiveClient<AuthedChannel>>,
     operation: u64,
 }
 
@@ -79,13 +81,16 @@ impl RingAllReduce {
         }
     }
 
-    async fn right(&mut self) -> Result<CollectiveClient<Channel>> {
+    async fn right(&mut self) -> Result<CollectiveClient<AuthedChannel>> {
         if let Some(client) = &self.right {
             return Ok(client.clone());
         }
         let address = &self.config.right_address;
-        let endpoint = Endpoint::from_shared(format!("http://{address}"))
-            .map_err(|e| self.peer_error(format!("bad address: {e}")))?
+        let endpoint = self
+            .config
+            .security
+            .endpoint(address)
+            .map_err(|e| self.peer_error(e))?
             .connect_timeout(self.config.timeout)
             .tcp_nodelay(true)
             .initial_stream_window_size(HTTP2_STREAM_WINDOW)
@@ -94,7 +99,7 @@ impl RingAllReduce {
             .connect()
             .await
             .map_err(|e| self.peer_error(format!("cannot connect: {e}")))?;
-        let client = CollectiveClient::new(channel)
+        let client = CollectiveClient::new(self.config.security.authed(channel))
             .max_decoding_message_size(MAX_CHUNK_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_CHUNK_MESSAGE_BYTES);
         self.right = Some(client.clone());
