@@ -39,6 +39,19 @@ enum Command {
     Generate(Box<GenerateArgs>),
     /// Print the status of a running job.
     Status(StatusArgs),
+    /// Write a fresh cluster CA, one certificate + key for every process (server and client,
+    /// named --tls-server-name) and a random token: ca.crt, tls.crt, tls.key, token.
+    Credentials(CredentialsArgs),
+}
+
+#[derive(Args, Debug)]
+struct CredentialsArgs {
+    /// Directory to write into (files are created readable by their owner only).
+    #[arg(long)]
+    out: PathBuf,
+    /// Name the certificate is issued for; clients check it.
+    #[arg(long, default_value = anygan_proto::security::DEFAULT_SERVER_NAME)]
+    server_name: String,
 }
 
 /// How the images each class lacks are generated.
@@ -275,6 +288,7 @@ pub fn main() -> ExitCode {
         Command::Start(args) => runtime.block_on(start(*args)),
         Command::Generate(args) => runtime.block_on(generate(*args)),
         Command::Status(args) => runtime.block_on(status(args)),
+        Command::Credentials(args) => credentials(&args),
     };
     match result {
         Ok(code) => code,
@@ -530,6 +544,24 @@ async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let mut client = CoordinatorClient::new(channel);
     let status = client.get_status(v1::StatusRequest {}).await?.into_inner();
     println!("{}", serde_json::to_string_pretty(&status_json(&status))?);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn credentials(args: &CredentialsArgs) -> anyhow::Result<ExitCode> {
+    use anygan_proto::security::{GeneratedCredentials, generate_token, write_private};
+    let generated =
+        GeneratedCredentials::generate(&args.server_name).map_err(anyhow::Error::msg)?;
+    let [ca, cert, key] = generated.write_to(&args.out).map_err(anyhow::Error::msg)?;
+    let token = args.out.join("token");
+    write_private(&token, generate_token().as_bytes()).map_err(anyhow::Error::msg)?;
+    println!(
+        "wrote {}, {}, {} and {} (certificate for {:?})",
+        ca.display(),
+        cert.display(),
+        key.display(),
+        token.display(),
+        args.server_name
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -6,13 +6,12 @@
 use std::path::Path;
 use std::time::Duration;
 
-use anygan_proto::security::{GeneratedCredentials, Security, Token};
+use anygan_proto::security::{GeneratedCredentials, Security, TlsMaterial, Token};
 use anygan_proto::v1;
 use anygan_proto::v1::coordinator_client::CoordinatorClient;
 use anygan_tests::{CoordinatorProcess, WorkerProcess, binary, tiny_job_args, wait_until};
 
 const DEADLINE: Duration = Duration::from_secs(120);
-const TOKEN: &str = "cluster-secret-token-7f3a9c2e51";
 
 /// The `--tls-* --token-file` flags naming files in `dir`.
 fn security_flags(dir: &Path, token_file: &Path) -> Vec<String> {
@@ -40,11 +39,26 @@ async fn status_with(security: &Security, address: &str) -> Result<v1::JobStatus
 async fn a_job_over_mutual_tls_refuses_strangers_and_leaks_no_secret() {
     let dir = tempfile::tempdir().expect("tempdir");
     anygan_tests::write_tiny_idx(dir.path(), 64).expect("data");
+    // What a user runs to make the cluster's Secret: CA, certificate, key and token.
     let tls_dir = dir.path().join("tls");
-    let credentials = GeneratedCredentials::generate("anygan").expect("credentials");
-    credentials.write_to(&tls_dir).expect("write credentials");
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, format!("{TOKEN}\n")).expect("token file");
+    let made = std::process::Command::new(binary("coordinator"))
+        .args(["credentials", "--out", tls_dir.to_str().expect("utf-8")])
+        .output()
+        .expect("credentials runs");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let token_file = tls_dir.join("token");
+    let token = std::fs::read_to_string(&token_file).expect("token");
+    let material = TlsMaterial::from_files(
+        &tls_dir.join("ca.crt"),
+        &tls_dir.join("tls.crt"),
+        &tls_dir.join("tls.key"),
+        "anygan",
+    )
+    .expect("material");
     let wrong_token_file = dir.path().join("wrong-token");
     let wrong_token = "wrong-secret-token-000000000";
     std::fs::write(&wrong_token_file, wrong_token).expect("wrong token file");
@@ -80,8 +94,8 @@ async fn a_job_over_mutual_tls_refuses_strangers_and_leaks_no_secret() {
         .collect();
 
     let cluster = Security::new(
-        Some(credentials.material("anygan")),
-        Some(Token::new(TOKEN).expect("token")),
+        Some(material.clone()),
+        Some(Token::new(&token).expect("token")),
     );
     wait_until(DEADLINE, || {
         let cluster = cluster.clone();
@@ -102,22 +116,19 @@ async fn a_job_over_mutual_tls_refuses_strangers_and_leaks_no_secret() {
     let foreign = status_with(
         &Security::new(
             Some(other_ca.material("anygan")),
-            Some(Token::new(TOKEN).expect("token")),
+            Some(Token::new(&token).expect("token")),
         ),
         &address,
     )
     .await;
     assert!(foreign.is_err(), "a foreign certificate was served");
-    let no_token = status_with(
-        &Security::new(Some(credentials.material("anygan")), None),
-        &address,
-    )
-    .await
-    .expect_err("no token");
+    let no_token = status_with(&Security::new(Some(material.clone()), None), &address)
+        .await
+        .expect_err("no token");
     assert!(no_token.starts_with("Unauthenticated"), "{no_token}");
     let wrong = status_with(
         &Security::new(
-            Some(credentials.material("anygan")),
+            Some(material.clone()),
             Some(Token::new(wrong_token).expect("token")),
         ),
         &address,
@@ -196,7 +207,7 @@ async fn a_job_over_mutual_tls_refuses_strangers_and_leaks_no_secret() {
         let path = entry.expect("entry").path();
         let text = std::fs::read_to_string(&path).expect("log");
         assert!(!text.is_empty(), "{} is empty", path.display());
-        for secret in [TOKEN, wrong_token, key_body] {
+        for secret in [token.as_str(), wrong_token, key_body] {
             assert!(!text.contains(secret), "{} shows a secret", path.display());
         }
     }
