@@ -22,6 +22,8 @@ pub enum Command {
     Assignment(String, oneshot::Sender<Result<Option<v1::Assignment>>>),
     ReportStep(v1::StepReport, oneshot::Sender<Result<bool>>),
     Status(oneshot::Sender<v1::JobStatus>),
+    /// The Prometheus text of the job now.
+    Metrics(oneshot::Sender<String>),
     NextTask(String, oneshot::Sender<Result<Option<v1::TaskResponse>>>),
     ReportTask(v1::TaskReport, oneshot::Sender<Result<()>>),
     /// The generation plan, read from the store by the supervisor.
@@ -158,6 +160,10 @@ fn handle(state: &mut JobState, command: Command) -> bool {
         }
         Command::Status(reply) => {
             let _ = reply.send(state.status());
+            false
+        }
+        Command::Metrics(reply) => {
+            let _ = reply.send(crate::metrics::render(state));
             false
         }
         Command::NextTask(worker_id, reply) => {

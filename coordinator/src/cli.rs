@@ -5,11 +5,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anygan_coordinator::{Timing, prepare_output, serve};
+use anygan_coordinator::{ServeOptions, Timing, prepare_output, serve};
 use anygan_proto::cli::{DataArgs, SecurityArgs};
 use anygan_proto::generation::{EvaluationSettings, GenerationSpec, Targets};
 use anygan_proto::job::{JobSpec, ModelSpec};
-use anygan_proto::security::Security;
 use anygan_proto::shard::Sampling;
 use anygan_proto::v1;
 use anygan_proto::v1::coordinator_client::CoordinatorClient;
@@ -168,6 +167,9 @@ struct GenerateArgs {
     worker_binary: Option<PathBuf>,
     #[command(flatten)]
     security: SecurityArgs,
+    /// Where the Prometheus endpoint (/metrics, /healthz) listens, e.g. 0.0.0.0:9090.
+    #[arg(long, env = "ANYGAN_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Args, Debug)]
@@ -260,6 +262,9 @@ struct StartArgs {
     worker_binary: Option<PathBuf>,
     #[command(flatten)]
     security: SecurityArgs,
+    /// Where the Prometheus endpoint (/metrics, /healthz) listens, e.g. 0.0.0.0:9090.
+    #[arg(long, env = "ANYGAN_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Args, Debug)]
@@ -345,6 +350,7 @@ async fn start(args: StartArgs) -> anyhow::Result<ExitCode> {
     // where training starts.
     let resume = prepare_output(&spec).await?;
     let security = args.security.security().map_err(anyhow::Error::msg)?;
+    let metrics = bind_metrics(args.metrics_listen).await?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let address = listener.local_addr()?;
     // Tests and scripts read this line to learn the port.
@@ -361,7 +367,26 @@ async fn start(args: StartArgs) -> anyhow::Result<ExitCode> {
         args.heartbeat_timeout_ms,
         args.start_grace_ms,
     );
-    serve_until_done(listener, spec, resume, timing, &security, workers).await
+    let options = ServeOptions {
+        timing,
+        security,
+        metrics,
+    };
+    serve_until_done(listener, spec, resume, options, workers).await
+}
+
+/// Binds the metrics endpoint; prints its address first (scripts and tests read it).
+async fn bind_metrics(
+    address: Option<SocketAddr>,
+) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+    let Some(address) = address else {
+        return Ok(None);
+    };
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|e| anyhow::anyhow!("--metrics-listen {address}: {e}"))?;
+    println!("metrics listening on {}", listener.local_addr()?);
+    Ok(Some(listener))
 }
 
 fn timing(heartbeat_interval_ms: u64, heartbeat_timeout_ms: u64, start_grace_ms: u64) -> Timing {
@@ -378,14 +403,13 @@ async fn serve_until_done(
     listener: tokio::net::TcpListener,
     spec: JobSpec,
     resume: Option<anygan_coordinator::ResumePoint>,
-    timing: Timing,
-    security: &Security,
+    options: ServeOptions,
     workers: Vec<tokio::process::Child>,
 ) -> anyhow::Result<ExitCode> {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    let status = serve(listener, spec, resume, timing, security, ctrl_c).await?;
+    let status = serve(listener, spec, resume, options, ctrl_c).await?;
     finish(status, workers).await
 }
 
@@ -449,6 +473,7 @@ async fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
     };
     spec.validate().map_err(anyhow::Error::msg)?;
     let security = args.security.security().map_err(anyhow::Error::msg)?;
+    let metrics = bind_metrics(args.metrics_listen).await?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let address = listener.local_addr()?;
     println!("coordinator listening on {address}");
@@ -464,7 +489,12 @@ async fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
         args.heartbeat_timeout_ms,
         args.start_grace_ms,
     );
-    serve_until_done(listener, spec, None, timing, &security, workers).await
+    let options = ServeOptions {
+        timing,
+        security,
+        metrics,
+    };
+    serve_until_done(listener, spec, None, options, workers).await
 }
 
 fn spawn_local_workers(

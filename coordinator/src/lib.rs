@@ -4,6 +4,7 @@
 pub mod actor;
 pub mod error;
 pub mod generation;
+pub mod metrics;
 pub mod recovery;
 pub mod server;
 pub mod service;
@@ -11,4 +12,4 @@ pub mod state;
 
 pub use error::{Error, Result};
 pub use recovery::{ResumePoint, prepare_output};
-pub use server::{Timing, serve};
+pub use server::{ServeOptions, Timing, serve};

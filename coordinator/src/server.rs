@@ -38,16 +38,30 @@ impl Default for Timing {
     }
 }
 
+/// How the coordinator serves, besides the job itself.
+#[derive(Debug, Default)]
+pub struct ServeOptions {
+    pub timing: Timing,
+    /// TLS and token of the gRPC service.
+    pub security: Security,
+    /// Where the Prometheus endpoint (`/metrics`, `/healthz`) listens, if anywhere.
+    pub metrics: Option<TcpListener>,
+}
+
 /// Serves `spec` on `listener`, from `resume` when given, until the job ends (then lingers) or
 /// `shutdown` resolves. Returns the last status.
 pub async fn serve(
     listener: TcpListener,
     spec: JobSpec,
     resume: Option<ResumePoint>,
-    timing: Timing,
-    security: &Security,
+    options: ServeOptions,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<v1::JobStatus> {
+    let ServeOptions {
+        timing,
+        security,
+        metrics,
+    } = options;
     let mut server = security.server().map_err(Error::Security)?;
     let job_spec_json =
         serde_json::to_string(&spec).map_err(|e| Error::InvalidJob(e.to_string()))?;
@@ -57,6 +71,25 @@ pub async fn serve(
     );
     let service = CoordinatorService::new(state.clone(), job_spec_json, timing.heartbeat_interval);
     let planner = tokio::spawn(plan_generation_when_due(state.clone(), spec_for_plan));
+    let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    if let Some(metrics) = metrics {
+        let state = state.clone();
+        tokio::spawn(anygan_proto::metrics::serve_metrics(
+            metrics,
+            move || {
+                let state = state.clone();
+                async move {
+                    state
+                        .ask(Command::Metrics)
+                        .await
+                        .unwrap_or_else(|_| String::new())
+                }
+            },
+            async {
+                let _ = metrics_stopped.await;
+            },
+        ));
+    }
     let mut finished = state.watch();
     let job_over = async move {
         loop {
@@ -84,6 +117,7 @@ pub async fn serve(
         .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), stop)
         .await?;
     planner.abort();
+    let _ = stop_metrics.send(());
     Ok(state.watch().borrow().clone())
 }
 

@@ -32,6 +32,8 @@ pub struct Member {
     pub step: u64,
     /// Parameter checksums reported, by step.
     pub checksums: BTreeMap<u64, String>,
+    /// The newest step report (timings, losses, traffic), for metrics.
+    pub last_report: Option<v1::StepReport>,
 }
 
 /// Where the job is in its life.
@@ -171,6 +173,7 @@ impl JobState {
             last_heartbeat: now,
             step: self.start_step(),
             checksums: BTreeMap::new(),
+            last_report: None,
         });
         Ok(())
     }
@@ -302,6 +305,10 @@ impl JobState {
         let member = self.member_mut(&report.worker_id)?;
         member.step = report.step;
         member.last_heartbeat = now;
+        member.last_report = Some(v1::StepReport {
+            parameter_checksum: String::new(),
+            ..report.clone()
+        });
         if !report.parameter_checksum.is_empty() {
             member
                 .checksums

@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod generation;
 pub mod job;
+pub mod metrics;
 pub mod rng;
 pub mod security;
 pub mod shard;

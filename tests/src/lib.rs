@@ -95,6 +95,8 @@ pub fn tiny_job_args<'a>(
 pub struct CoordinatorProcess {
     child: Child,
     pub address: String,
+    /// The Prometheus endpoint's address, when started with --metrics-listen.
+    pub metrics_address: Option<String>,
     lines: mpsc::Receiver<String>,
 }
 
@@ -130,17 +132,25 @@ impl CoordinatorProcess {
             .spawn()
             .context("starting the coordinator")?;
         let lines = read_lines(child.stdout.take().context("coordinator stdout")?);
-        let first = lines
-            .recv_timeout(deadline)
-            .context("the coordinator did not print its address in time")?;
-        let Some(address) = first.strip_prefix("coordinator listening on ") else {
-            bail!("unexpected first line from the coordinator: {first}");
-        };
-        Ok(Self {
-            address: address.to_string(),
-            child,
-            lines,
-        })
+        let mut metrics_address = None;
+        loop {
+            let line = lines
+                .recv_timeout(deadline)
+                .context("the coordinator did not print its address in time")?;
+            if let Some(metrics) = line.strip_prefix("metrics listening on ") {
+                metrics_address = Some(metrics.to_string());
+                continue;
+            }
+            let Some(address) = line.strip_prefix("coordinator listening on ") else {
+                bail!("unexpected line from the coordinator: {line}");
+            };
+            return Ok(Self {
+                address: address.to_string(),
+                metrics_address,
+                child,
+                lines,
+            });
+        }
     }
 
     /// Waits for the coordinator to exit; returns its final status line as JSON and whether it

@@ -90,6 +90,9 @@ struct JoinArgs {
     connect_timeout_s: u64,
     #[command(flatten)]
     security: SecurityArgs,
+    /// Where this worker's Prometheus endpoint (/metrics, /healthz) listens, e.g. 0.0.0.0:9091.
+    #[arg(long, env = "ANYGAN_WORKER_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Args, Debug)]
@@ -278,6 +281,7 @@ fn join_job(args: JoinArgs) -> anyhow::Result<()> {
         advertise_host: args.advertise_host,
         connect_timeout: Duration::from_secs(args.connect_timeout_s),
         security: args.security.security().map_err(anyhow::Error::msg)?,
+        metrics_listen: args.metrics_listen,
     };
     let outcome = runtime.block_on(join(config))?;
     if let Some(training) = &outcome.training {

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anygan_proto::job::JobSpec;
+use anygan_proto::metrics::Registry;
 use anygan_proto::security::{AuthedChannel, Security};
 use anygan_proto::shard::ReplicaBatches;
 use anygan_proto::v1::coordinator_client::CoordinatorClient;
@@ -46,6 +47,8 @@ pub struct JoinConfig {
     pub connect_timeout: Duration,
     /// TLS and token of every connection (coordinator, ring neighbours, own server).
     pub security: Security,
+    /// Where this worker's Prometheus endpoint listens, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// What a worker did in a job.
@@ -151,6 +154,31 @@ pub async fn join(config: JoinConfig) -> Result<JoinOutcome> {
     tracing::info!(worker_id = %config.worker_id, job = %spec.job_id, %collective_address, "registered");
 
     let progress = Arc::new(Progress::default());
+    let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    if let Some(metrics_listen) = config.metrics_listen {
+        let listener = TcpListener::bind(metrics_listen)
+            .await
+            .map_err(|source| Error::Io {
+                path: format!("--metrics-listen {metrics_listen}").into(),
+                source,
+            })?;
+        let bound = listener.local_addr().map_err(|source| Error::Io {
+            path: metrics_listen.to_string().into(),
+            source,
+        })?;
+        tracing::info!(address = %bound, "metrics listening");
+        let registry = progress.metrics.clone();
+        tokio::spawn(anygan_proto::metrics::serve_metrics(
+            listener,
+            move || {
+                let registry = registry.clone();
+                async move { registry.render() }
+            },
+            async {
+                let _ = metrics_stopped.await;
+            },
+        ));
+    }
     let heartbeats = tokio::spawn(heartbeat_loop(
         client.clone(),
         config.worker_id.clone(),
@@ -177,12 +205,23 @@ pub async fn join(config: JoinConfig) -> Result<JoinOutcome> {
         };
         // A replica that failed never gets here: it does not go on to generation.
         let tasks = match spec.generation {
-            Some(_) => run_tasks(&mut client, &config.worker_id, &address, &spec, &runtime).await?,
+            Some(_) => {
+                run_tasks(
+                    &mut client,
+                    &config.worker_id,
+                    &address,
+                    &spec,
+                    &runtime,
+                    &progress.metrics,
+                )
+                .await?
+            }
             None => TaskSummary::default(),
         };
         Ok(JoinOutcome { training, tasks })
     };
     let outcome = work.await;
+    let _ = stop_metrics.send(());
     stop(&progress, heartbeats, stop_server, server).await;
     outcome
 }
@@ -273,6 +312,8 @@ struct Progress {
     /// Set when the coordinator says the job failed: the training thread stops.
     job_failed: AtomicBool,
     finished: AtomicBool,
+    /// What this worker's metrics endpoint serves.
+    metrics: Registry,
 }
 
 async fn heartbeat_loop(
@@ -457,6 +498,12 @@ impl Replica {
             } else {
                 String::new()
             };
+            let (all_reduce_seconds, all_reduce_bytes) = ring.take_traffic();
+            let (checkpoints_committed, last_checkpoint_seconds) =
+                checkpointer.as_ref().map_or((0, 0.0), |c| {
+                    let last = c.stats.last.as_ref().map_or(0.0, |l| l.seconds);
+                    (c.stats.committed, last)
+                });
             let report = v1::StepReport {
                 worker_id: self.worker_id.clone(),
                 generation: self.assignment.generation,
@@ -465,8 +512,20 @@ impl Replica {
                 discriminator_loss: losses.discriminator,
                 generator_loss: losses.generator,
                 step_seconds: started.elapsed().as_secs_f64(),
-                all_reduce_seconds: ring.take_seconds(),
+                all_reduce_seconds,
+                all_reduce_bytes,
+                checkpoints_committed,
+                last_checkpoint_seconds,
             };
+            self.progress.metrics.update(|m| {
+                anygan_proto::metrics::record_step(m, &report, &[]);
+                m.add(
+                    "anygan_all_reduce_bytes_total",
+                    "Bytes sent to the ring neighbour in all-reduces.",
+                    &[],
+                    report.all_reduce_bytes as f64,
+                );
+            });
             if rank == 0 && (done % PROGRESS_EVERY == 0 || last) {
                 let seconds = report.step_seconds;
                 tracing::info!(

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use anygan_proto::job::JobSpec;
+use anygan_proto::metrics::Registry;
 use anygan_proto::security::AuthedChannel;
 use anygan_proto::v1;
 use anygan_proto::v1::coordinator_client::CoordinatorClient;
@@ -28,12 +29,16 @@ pub struct TaskSummary {
 /// Pulls tasks until the coordinator says the work is over; each runs on a blocking thread
 /// (the generator is CPU/GPU bound) while heartbeats go on. A task's error is reported, not
 /// fatal: the coordinator retries it elsewhere and fails the job if it keeps failing.
+const TASKS_METRIC: &str = "anygan_tasks_total";
+const TASKS_HELP: &str = "Tasks this worker finished, by outcome.";
+
 pub(crate) async fn run_tasks(
     client: &mut CoordinatorClient<AuthedChannel>,
     worker_id: &str,
     address: &str,
     spec: &JobSpec,
     runtime: &tokio::runtime::Handle,
+    metrics: &Registry,
 ) -> Result<TaskSummary> {
     let output = StoreLocation::parse(&spec.output, spec.store_options.iter().cloned(), true)?;
     let mut summary = TaskSummary::default();
@@ -113,6 +118,15 @@ pub(crate) async fn run_tasks(
                 summary.tasks += 1;
                 summary.images += outcome.images;
                 summary.seconds += outcome.seconds;
+                metrics.update(|m| {
+                    m.add(TASKS_METRIC, TASKS_HELP, &[("outcome", "ok")], 1.0);
+                    m.add(
+                        "anygan_generated_images_total",
+                        "Images this worker generated in tasks.",
+                        &[],
+                        outcome.images as f64,
+                    );
+                });
                 tracing::info!(
                     task = task_id,
                     images = outcome.images,
@@ -131,6 +145,7 @@ pub(crate) async fn run_tasks(
             }
             Err(error) => {
                 tracing::error!(task = task_id, %error, "task failed");
+                metrics.update(|m| m.add(TASKS_METRIC, TASKS_HELP, &[("outcome", "failed")], 1.0));
                 v1::TaskReport {
                     worker_id: worker_id.to_string(),
                     task_id,

@@ -246,8 +246,9 @@ fn check_chunk(
 pub struct BlockingRing {
     ring: RingAllReduce,
     runtime: tokio::runtime::Handle,
-    /// Seconds spent in all-reduces since the last call to `take_seconds`.
+    /// Seconds spent in, and bytes sent by, all-reduces since the last `take_traffic`.
     seconds: f64,
+    bytes_sent: u64,
 }
 
 impl BlockingRing {
@@ -256,19 +257,36 @@ impl BlockingRing {
             ring,
             runtime,
             seconds: 0.0,
+            bytes_sent: 0,
         }
     }
 
-    /// Time spent in all-reduces since the last call.
-    pub fn take_seconds(&mut self) -> f64 {
-        std::mem::take(&mut self.seconds)
+    /// Time spent in all-reduces and value bytes sent to the right neighbour since the last
+    /// call.
+    pub fn take_traffic(&mut self) -> (f64, u64) {
+        (
+            std::mem::take(&mut self.seconds),
+            std::mem::take(&mut self.bytes_sent),
+        )
     }
+}
+
+/// Value bytes `rank` sends in one all-reduce of `len` values over `n` ranks: one segment a hop.
+pub fn bytes_sent_per_sum(len: usize, n: usize, rank: usize) -> u64 {
+    if n <= 1 {
+        return 0;
+    }
+    (0..2 * (n - 1))
+        .map(|hop| segment_bounds(len, n, send_segment(rank, n, hop)).len() as u64 * 4)
+        .sum()
 }
 
 impl GradientAllReduce for BlockingRing {
     fn average(&mut self, values: &mut [f32]) -> Result<()> {
         let started = Instant::now();
         self.runtime.block_on(self.ring.sum(values))?;
+        let config = &self.ring.config;
+        self.bytes_sent += bytes_sent_per_sum(values.len(), config.world_size, config.rank);
         let scale = 1.0 / self.ring.config.world_size as f32;
         values.iter_mut().for_each(|v| *v *= scale);
         self.seconds += started.elapsed().as_secs_f64();
@@ -283,6 +301,19 @@ impl GradientAllReduce for BlockingRing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_rank_sends_two_n_minus_one_segments() {
+        // 10 values over 4 ranks: segments of 3, 3, 2, 2 values; 6 hops.
+        let total: u64 = (0..4).map(|rank| bytes_sent_per_sum(10, 4, rank)).sum();
+        assert_eq!(
+            total,
+            2 * 3 * 10 * 4,
+            "every segment travels 2(n-1) times in all"
+        );
+        assert_eq!(bytes_sent_per_sum(1000, 2, 0), 2 * 500 * 4);
+        assert_eq!(bytes_sent_per_sum(1000, 1, 0), 0);
+    }
 
     #[test]
     fn hop_schedule_forwards_what_was_received() {
