@@ -156,6 +156,9 @@ struct GenerateArgs {
     max_workers: usize,
     #[arg(long, default_value_t = 1000)]
     start_grace_ms: u64,
+    /// After the job ends, keep serving status and metrics this long, then exit.
+    #[arg(long, default_value_t = 1)]
+    linger_s: u64,
     #[arg(long, default_value_t = 500)]
     heartbeat_interval_ms: u64,
     /// A worker silent this long is declared lost and its tasks go to others.
@@ -235,6 +238,10 @@ struct StartArgs {
     /// Once min workers are in, wait this long for more before starting.
     #[arg(long, default_value_t = 2000)]
     start_grace_ms: u64,
+    /// After the job ends, keep serving status and metrics this long, then exit (a cluster
+    /// deployment sets hours, so the finished job stays visible and the pod is not restarted).
+    #[arg(long, default_value_t = 1)]
+    linger_s: u64,
     #[arg(long, default_value_t = 500)]
     heartbeat_interval_ms: u64,
     /// A worker silent this long is declared lost.
@@ -348,8 +355,9 @@ async fn start(args: StartArgs) -> anyhow::Result<ExitCode> {
     let spec = job_spec(&args)?;
     // Before any worker starts: the output must be writable, and a checkpoint there decides
     // where training starts.
-    let resume = prepare_output(&spec).await?;
+    // Local configuration first: a bad certificate path fails at once, before any store IO.
     let security = args.security.security().map_err(anyhow::Error::msg)?;
+    let resume = prepare_output(&spec).await?;
     let metrics = bind_metrics(args.metrics_listen).await?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let address = listener.local_addr()?;
@@ -366,6 +374,7 @@ async fn start(args: StartArgs) -> anyhow::Result<ExitCode> {
         args.heartbeat_interval_ms,
         args.heartbeat_timeout_ms,
         args.start_grace_ms,
+        args.linger_s,
     );
     let options = ServeOptions {
         timing,
@@ -389,12 +398,17 @@ async fn bind_metrics(
     Ok(Some(listener))
 }
 
-fn timing(heartbeat_interval_ms: u64, heartbeat_timeout_ms: u64, start_grace_ms: u64) -> Timing {
+fn timing(
+    heartbeat_interval_ms: u64,
+    heartbeat_timeout_ms: u64,
+    start_grace_ms: u64,
+    linger_s: u64,
+) -> Timing {
     Timing {
         heartbeat_interval: Duration::from_millis(heartbeat_interval_ms),
         heartbeat_timeout: Duration::from_millis(heartbeat_timeout_ms),
         start_grace: Duration::from_millis(start_grace_ms),
-        ..Timing::default()
+        linger: Duration::from_secs(linger_s),
     }
 }
 
@@ -488,6 +502,7 @@ async fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
         args.heartbeat_interval_ms,
         args.heartbeat_timeout_ms,
         args.start_grace_ms,
+        args.linger_s,
     );
     let options = ServeOptions {
         timing,

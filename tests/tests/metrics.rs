@@ -24,7 +24,12 @@ async fn metrics_endpoints_serve_the_named_series_with_moving_values() {
     let data = dir.path().to_str().expect("utf-8");
     let output = dir.path().join("out");
     let mut args = tiny_job_args(data, output.to_str().expect("utf-8"), "120", "2");
-    args.extend(["--metrics-listen", "127.0.0.1:0", "--checkpoint-every", "20"]);
+    args.extend([
+        "--metrics-listen",
+        "127.0.0.1:0",
+        "--checkpoint-every",
+        "20",
+    ]);
     let coordinator = CoordinatorProcess::start(&args, DEADLINE).expect("coordinator");
     let metrics = coordinator
         .metrics_address
@@ -51,7 +56,10 @@ async fn metrics_endpoints_serve_the_named_series_with_moving_values() {
     let mut text = String::new();
     let mut worker_text = String::new();
     loop {
-        assert!(Instant::now() < until, "training metrics never moved:\n{text}");
+        assert!(
+            Instant::now() < until,
+            "training metrics never moved:\n{text}"
+        );
         let (status, body) = scrape(&metrics, "/metrics").await.expect("scrape");
         assert_eq!(status, 200);
         text = body;
@@ -80,7 +88,11 @@ async fn metrics_endpoints_serve_the_named_series_with_moving_values() {
     }
 
     let w0 = [("worker", "w0")];
-    assert_eq!(sample(&text, "anygan_live_workers", &[]), Some(2.0), "{text}");
+    assert_eq!(
+        sample(&text, "anygan_live_workers", &[]),
+        Some(2.0),
+        "{text}"
+    );
     assert_eq!(
         sample(&text, "anygan_job_phase", &[("phase", "training")]),
         Some(1.0)
@@ -92,7 +104,10 @@ async fn metrics_endpoints_serve_the_named_series_with_moving_values() {
         "anygan_generator_loss",
         "anygan_checkpoints_committed_total",
     ] {
-        assert!(sample(&text, name, &w0).is_some(), "{name} missing:\n{text}");
+        assert!(
+            sample(&text, name, &w0).is_some(),
+            "{name} missing:\n{text}"
+        );
     }
     assert!(sample(&text, "anygan_all_reduce_bytes", &w0).expect("bytes") > 0.0);
     assert!(
