@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anygan_coordinator::progress::Terminal;
 use anygan_coordinator::{ServeOptions, Timing, prepare_output, serve};
 use anygan_proto::cli::{DataArgs, SecurityArgs};
 use anygan_proto::generation::{EvaluationSettings, GenerationSpec, Targets};
@@ -173,6 +174,9 @@ struct GenerateArgs {
     /// Where the Prometheus endpoint (/metrics, /healthz) listens, e.g. 0.0.0.0:9090.
     #[arg(long, env = "ANYGAN_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
+    /// No progress bars, even on a terminal.
+    #[arg(long)]
+    no_progress: bool,
 }
 
 #[derive(Args, Debug)]
@@ -272,6 +276,9 @@ struct StartArgs {
     /// Where the Prometheus endpoint (/metrics, /healthz) listens, e.g. 0.0.0.0:9090.
     #[arg(long, env = "ANYGAN_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
+    /// No progress bars, even on a terminal.
+    #[arg(long)]
+    no_progress: bool,
 }
 
 #[derive(Args, Debug)]
@@ -281,11 +288,24 @@ struct StatusArgs {
     coordinator: String,
     #[command(flatten)]
     security: SecurityArgs,
+    /// Print the status as JSON (for scripts) instead of a summary.
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    anygan_proto::cli::init_tracing(cli.log_json);
+    let bars_wanted = !cli.log_json
+        && match &cli.command {
+            Command::Start(args) => !args.no_progress,
+            Command::Generate(args) => !args.no_progress,
+            Command::Status(_) | Command::Credentials(_) => false,
+        };
+    let terminal = Terminal::interactive(bars_wanted);
+    match &terminal {
+        Some(terminal) => anygan_proto::cli::init_tracing_to(cli.log_json, terminal.make_writer()),
+        None => anygan_proto::cli::init_tracing(cli.log_json),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -297,8 +317,8 @@ pub fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Start(args) => runtime.block_on(start(*args)),
-        Command::Generate(args) => runtime.block_on(generate(*args)),
+        Command::Start(args) => runtime.block_on(start(*args, terminal)),
+        Command::Generate(args) => runtime.block_on(generate(*args, terminal)),
         Command::Status(args) => runtime.block_on(status(args)),
         Command::Credentials(args) => credentials(&args),
     };
@@ -351,7 +371,7 @@ fn job_spec(args: &StartArgs) -> anyhow::Result<JobSpec> {
     Ok(spec)
 }
 
-async fn start(args: StartArgs) -> anyhow::Result<ExitCode> {
+async fn start(args: StartArgs, terminal: Option<Terminal>) -> anyhow::Result<ExitCode> {
     let spec = job_spec(&args)?;
     // Before any worker starts: the output must be writable, and a checkpoint there decides
     // where training starts.
@@ -369,6 +389,7 @@ async fn start(args: StartArgs) -> anyhow::Result<ExitCode> {
         args.worker_binary.as_ref(),
         address,
         &args.security,
+        terminal.as_ref(),
     )?;
     let timing = timing(
         args.heartbeat_interval_ms,
@@ -380,6 +401,7 @@ async fn start(args: StartArgs) -> anyhow::Result<ExitCode> {
         timing,
         security,
         metrics,
+        progress: terminal,
     };
     serve_until_done(listener, spec, resume, options, workers).await
 }
@@ -447,7 +469,7 @@ async fn finish(
 
 /// A generation-only job from a committed checkpoint: the job's data and model come from the
 /// checkpoint's manifest.
-async fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
+async fn generate(args: GenerateArgs, terminal: Option<Terminal>) -> anyhow::Result<ExitCode> {
     let mut store_options = match &args.store_options_file {
         Some(path) => anygan_proto::cli::read_store_options(path).map_err(anyhow::Error::msg)?,
         None => Vec::new(),
@@ -497,6 +519,7 @@ async fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
         args.worker_binary.as_ref(),
         address,
         &args.security,
+        terminal.as_ref(),
     )?;
     let timing = timing(
         args.heartbeat_interval_ms,
@@ -508,6 +531,7 @@ async fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
         timing,
         security,
         metrics,
+        progress: terminal,
     };
     serve_until_done(listener, spec, None, options, workers).await
 }
@@ -517,6 +541,7 @@ fn spawn_local_workers(
     worker_binary: Option<&PathBuf>,
     address: SocketAddr,
     security: &SecurityArgs,
+    terminal: Option<&Terminal>,
 ) -> anyhow::Result<Vec<tokio::process::Child>> {
     if count == 0 {
         return Ok(Vec::new());
@@ -542,11 +567,31 @@ fn spawn_local_workers(
                     &format!("local-{index}"),
                 ])
                 .args(security.to_args())
+                .stderr(if terminal.is_some() {
+                    std::process::Stdio::piped()
+                } else {
+                    std::process::Stdio::inherit()
+                })
                 .kill_on_drop(true)
                 .spawn()
+                .map(|mut child| {
+                    // On a terminal the workers' logs scroll above the progress bars.
+                    if let (Some(terminal), Some(stderr)) = (terminal, child.stderr.take()) {
+                        tokio::spawn(forward_lines(stderr, terminal.clone()));
+                    }
+                    child
+                })
                 .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", binary.display()))
         })
         .collect()
+}
+
+async fn forward_lines(stderr: tokio::process::ChildStderr, terminal: Terminal) {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        terminal.write_lines(format!("{line}\n").as_bytes());
+    }
 }
 
 /// One line of JSON with the job's outcome, for scripts and tests.
@@ -588,8 +633,49 @@ async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         .map_err(anyhow::Error::msg)?;
     let mut client = CoordinatorClient::new(channel);
     let status = client.get_status(v1::StatusRequest {}).await?.into_inner();
-    println!("{}", serde_json::to_string_pretty(&status_json(&status))?);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&status_json(&status))?);
+    } else {
+        print!("{}", status_summary(&status));
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The status for people: job, phase, steps, throughput, one line per worker, generation.
+fn status_summary(status: &v1::JobStatus) -> String {
+    let json = status_json(status);
+    let mut text = format!(
+        "job {}: {} (membership generation {})\nsteps {}/{} (started at {}), {:.1} images/s\n",
+        status.job_id,
+        json["phase"].as_str().unwrap_or("?"),
+        status.generation,
+        status.completed_steps,
+        status.target_steps,
+        status.start_step,
+        status.images_per_second
+    );
+    if !status.failure.is_empty() {
+        text.push_str(&format!("failure: {}\n", status.failure));
+    }
+    text.push_str(&format!(
+        "{:<6} {:<24} {:>10}  {}\n",
+        "rank", "worker", "step", "device"
+    ));
+    for worker in &status.workers {
+        text.push_str(&format!(
+            "{:<6} {:<24} {:>10}  {}\n",
+            worker.rank, worker.worker_id, worker.step, worker.device
+        ));
+    }
+    if !status.generation_progress.is_empty() {
+        let classes: Vec<String> = status
+            .generation_progress
+            .iter()
+            .map(|c| format!("{} {}/{}", c.class_name, c.done, c.wanted))
+            .collect();
+        text.push_str(&format!("generated: {}\n", classes.join(", ")));
+    }
+    text
 }
 
 fn credentials(args: &CredentialsArgs) -> anyhow::Result<ExitCode> {

@@ -5,6 +5,7 @@ pub mod actor;
 pub mod error;
 pub mod generation;
 pub mod metrics;
+pub mod progress;
 pub mod recovery;
 pub mod server;
 pub mod service;

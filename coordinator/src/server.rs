@@ -46,6 +46,8 @@ pub struct ServeOptions {
     pub security: Security,
     /// Where the Prometheus endpoint (`/metrics`, `/healthz`) listens, if anywhere.
     pub metrics: Option<TcpListener>,
+    /// Draw progress bars on this terminal.
+    pub progress: Option<crate::progress::Terminal>,
 }
 
 /// Serves `spec` on `listener`, from `resume` when given, until the job ends (then lingers) or
@@ -61,6 +63,7 @@ pub async fn serve(
         timing,
         security,
         metrics,
+        progress,
     } = options;
     let mut server = security.server().map_err(Error::Security)?;
     let job_spec_json =
@@ -71,6 +74,9 @@ pub async fn serve(
     );
     let service = CoordinatorService::new(state.clone(), job_spec_json, timing.heartbeat_interval);
     let planner = tokio::spawn(plan_generation_when_due(state.clone(), spec_for_plan));
+    if let Some(terminal) = progress {
+        tokio::spawn(terminal.follow(state.watch()));
+    }
     let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
     if let Some(metrics) = metrics {
         let state = state.clone();

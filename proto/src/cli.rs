@@ -219,12 +219,20 @@ pub fn parse_key_value(raw: &str) -> Result<(String, String), String> {
 /// Logs to stderr, filtered by `ANYGAN_LOG` (default `info`), as JSON lines when `json`, with
 /// colours only on a terminal.
 pub fn init_tracing(json: bool) {
+    init_tracing_to(
+        json,
+        tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stderr),
+    );
+}
+
+/// [`init_tracing`] writing through `writer` (e.g. one that keeps progress bars intact).
+pub fn init_tracing_to(json: bool, writer: tracing_subscriber::fmt::writer::BoxMakeWriter) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("ANYGAN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     if json {
         builder.json().init();
     } else {

@@ -162,7 +162,7 @@ async fn a_job_over_mutual_tls_refuses_strangers_and_leaks_no_secret() {
     // `coordinator status` with the cluster's flags works over TLS.
     let mut status_command = std::process::Command::new(binary("coordinator"));
     status_command
-        .args(["status", "--coordinator", &address])
+        .args(["status", "--json", "--coordinator", &address])
         .args(&flags);
     let printed = tokio::task::spawn_blocking(move || status_command.output())
         .await
@@ -175,6 +175,19 @@ async fn a_job_over_mutual_tls_refuses_strangers_and_leaks_no_secret() {
     );
     let shown: serde_json::Value = serde_json::from_slice(&printed.stdout).expect("status JSON");
     assert_eq!(shown["job_id"].as_str().map(str::is_empty), Some(false));
+    // The summary for people names the phase, the steps and every worker.
+    let summary = std::process::Command::new(binary("coordinator"))
+        .args(["status", "--coordinator", &address])
+        .args(&flags)
+        .output()
+        .expect("status runs");
+    let summary = String::from_utf8_lossy(&summary.stdout).to_string();
+    for expected in ["job ", "steps ", "/40", "images/s", " w0 ", " w1 "] {
+        assert!(
+            summary.contains(expected),
+            "{expected:?} missing:\n{summary}"
+        );
+    }
 
     // The job is unharmed.
     let (status, success) = tokio::task::spawn_blocking(move || coordinator.wait(DEADLINE))
