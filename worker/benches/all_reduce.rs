@@ -9,6 +9,7 @@
 
 use std::time::{Duration, Instant};
 
+use anygan_proto::security::{GeneratedCredentials, Security, Token};
 use anygan_worker::collective::{DEFAULT_CHUNK_VALUES, LoopbackRing};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -56,6 +57,8 @@ fn main() {
     let worlds: Vec<usize> = list(&args, "--worlds", vec![2, 4]);
     let sizes: Vec<f64> = list(&args, "--mib", vec![1.0, 5.5, 16.0, 64.0]);
     let iterations = list(&args, "--iterations", vec![5usize])[0].max(1);
+    // --security plain,tls: each ring configuration to measure (tls = mutual TLS + token).
+    let securities: Vec<String> = list(&args, "--security", vec!["plain".to_string()]);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -69,16 +72,38 @@ fn main() {
         "ring all-reduce over gRPC (chunks of {} KiB), median of {iterations}",
         DEFAULT_CHUNK_VALUES * 4 / 1024
     );
-    println!("| workers | size (MiB) | median (ms) | algbw (GB/s) | busbw (GB/s) | busbw / TCP |");
-    println!("|---|---|---|---|---|---|");
-    for &world in &worlds {
-        for &mib in &sizes {
+    println!(
+        "| security | workers | size (MiB) | median (ms) | algbw (GB/s) | busbw (GB/s) | busbw / TCP |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    let mut cases = Vec::new();
+    for kind in &securities {
+        for &world in &worlds {
+            for &mib in &sizes {
+                cases.push((kind.as_str(), world, mib));
+            }
+        }
+    }
+    for (kind, world, mib) in cases {
+        {
+            let security = match kind {
+                "tls" => {
+                    let credentials =
+                        GeneratedCredentials::generate("anygan").expect("credentials");
+                    Security::new(
+                        Some(credentials.material("anygan")),
+                        Some(Token::new("benchmark-token-0123456789").expect("token")),
+                    )
+                }
+                _ => Security::none(),
+            };
             let len = (mib * 1024.0 * 1024.0 / 4.0) as usize;
             let mut ring = runtime
-                .block_on(LoopbackRing::start(
+                .block_on(LoopbackRing::start_with(
                     world,
                     Duration::from_secs(60),
                     DEFAULT_CHUNK_VALUES,
+                    security,
                 ))
                 .expect("ring");
             let inputs: Vec<Vec<f32>> = (0..world).map(|r| vec![r as f32; len]).collect();
@@ -99,7 +124,7 @@ fn main() {
             let algbw = bytes / median / 1e9;
             let busbw = algbw * 2.0 * (world as f64 - 1.0) / world as f64;
             println!(
-                "| {world} | {mib} | {:.1} | {algbw:.2} | {busbw:.2} | {:.0}% |",
+                "| {kind} | {world} | {mib} | {:.1} | {algbw:.2} | {busbw:.2} | {:.0}% |",
                 median * 1e3,
                 100.0 * busbw / tcp
             );
