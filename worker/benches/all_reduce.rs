@@ -85,49 +85,46 @@ fn main() {
         }
     }
     for (kind, world, mib) in cases {
-        {
-            let security = match kind {
-                "tls" => {
-                    let credentials =
-                        GeneratedCredentials::generate("anygan").expect("credentials");
-                    Security::new(
-                        Some(credentials.material("anygan")),
-                        Some(Token::new("benchmark-token-0123456789").expect("token")),
-                    )
-                }
-                _ => Security::none(),
-            };
-            let len = (mib * 1024.0 * 1024.0 / 4.0) as usize;
-            let mut ring = runtime
-                .block_on(LoopbackRing::start_with(
-                    world,
-                    Duration::from_secs(60),
-                    DEFAULT_CHUNK_VALUES,
-                    security,
-                ))
-                .expect("ring");
-            let inputs: Vec<Vec<f32>> = (0..world).map(|r| vec![r as f32; len]).collect();
-            // One warm-up connects the ring.
-            runtime
-                .block_on(ring.sum_all(inputs.clone()))
-                .expect("warm-up");
-            let mut times = Vec::new();
-            for _ in 0..iterations {
-                let inputs = inputs.clone();
-                let started = Instant::now();
-                runtime.block_on(ring.sum_all(inputs)).expect("all-reduce");
-                times.push(started.elapsed().as_secs_f64());
+        let security = match kind {
+            "tls" => {
+                let credentials = GeneratedCredentials::generate("anygan").expect("credentials");
+                Security::new(
+                    Some(credentials.material("anygan")),
+                    Some(Token::new("benchmark-token-0123456789").expect("token")),
+                )
             }
-            times.sort_by(f64::total_cmp);
-            let median = times[times.len() / 2];
-            let bytes = (len * 4) as f64;
-            let algbw = bytes / median / 1e9;
-            let busbw = algbw * 2.0 * (world as f64 - 1.0) / world as f64;
-            println!(
-                "| {kind} | {world} | {mib} | {:.1} | {algbw:.2} | {busbw:.2} | {:.0}% |",
-                median * 1e3,
-                100.0 * busbw / tcp
-            );
+            _ => Security::none(),
+        };
+        let len = (mib * 1024.0 * 1024.0 / 4.0) as usize;
+        let mut ring = runtime
+            .block_on(LoopbackRing::start_with(
+                world,
+                Duration::from_secs(60),
+                DEFAULT_CHUNK_VALUES,
+                security,
+            ))
+            .expect("ring");
+        let inputs: Vec<Vec<f32>> = (0..world).map(|r| vec![r as f32; len]).collect();
+        // One warm-up connects the ring.
+        runtime
+            .block_on(ring.sum_all(inputs.clone()))
+            .expect("warm-up");
+        let mut times = Vec::new();
+        for _ in 0..iterations {
+            let inputs = inputs.clone();
+            let started = Instant::now();
+            runtime.block_on(ring.sum_all(inputs)).expect("all-reduce");
+            times.push(started.elapsed().as_secs_f64());
         }
+        times.sort_by(f64::total_cmp);
+        let median = times[times.len() / 2];
+        let bytes = (len * 4) as f64;
+        let algbw = bytes / median / 1e9;
+        let busbw = algbw * 2.0 * (world as f64 - 1.0) / world as f64;
+        println!(
+            "| {kind} | {world} | {mib} | {:.1} | {algbw:.2} | {busbw:.2} | {:.0}% |",
+            median * 1e3,
+            100.0 * busbw / tcp
+        );
     }
 }
