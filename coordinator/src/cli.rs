@@ -114,6 +114,10 @@ struct EvaluationArgs {
     /// Width of the classifier's first convolution.
     #[arg(long, default_value_t = 32)]
     eval_width: usize,
+    /// Skip measuring the generator itself (CAS and the reference classifier's labels of the
+    /// generated images; one run each, first seed).
+    #[arg(long)]
+    no_eval_quality: bool,
 }
 
 impl EvaluationArgs {
@@ -125,6 +129,7 @@ impl EvaluationArgs {
             batch_size: self.eval_batch_size,
             learning_rate: self.eval_learning_rate,
             width: self.eval_width,
+            quality: !self.no_eval_quality,
         })
     }
 }

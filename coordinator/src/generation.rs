@@ -74,16 +74,8 @@ impl Board {
             .collect();
         tasks.push(task(Kind::Assemble, 1));
         if let Some(evaluation) = &plan.evaluation {
-            for method in &evaluation.methods {
-                for &seed in &evaluation.seeds {
-                    tasks.push(task(
-                        Kind::Evaluate {
-                            method: method.clone(),
-                            seed,
-                        },
-                        2,
-                    ));
-                }
+            for (method, seed) in evaluation.runs() {
+                tasks.push(task(Kind::Evaluate { method, seed }, 2));
             }
             tasks.push(task(Kind::Report, 3));
         }

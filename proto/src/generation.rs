@@ -76,6 +76,35 @@ pub struct EvaluationSettings {
     pub learning_rate: f64,
     /// Width of the classifier's first convolution.
     pub width: usize,
+    /// Also measure the generator itself, once (first seed): `cas` (a classifier trained on
+    /// the generated images only) and `full-real` (the reference trained on the whole real
+    /// training split, which labels the generated images).
+    #[serde(default)]
+    pub quality: bool,
+}
+
+/// The evaluation's quality runs: the generator is measured once, with the first seed.
+pub const QUALITY_METHODS: [&str; 2] = ["cas", "full-real"];
+
+impl EvaluationSettings {
+    /// Every (method, seed) run: each method with each seed, then the quality runs.
+    pub fn runs(&self) -> Vec<(String, u64)> {
+        let mut runs: Vec<(String, u64)> = self
+            .methods
+            .iter()
+            .flat_map(|m| self.seeds.iter().map(move |&s| (m.clone(), s)))
+            .collect();
+        if self.quality
+            && let Some(&first) = self.seeds.first()
+        {
+            for method in QUALITY_METHODS {
+                if !self.methods.iter().any(|m| m == method) {
+                    runs.push((method.to_string(), first));
+                }
+            }
+        }
+        runs
+    }
 }
 
 impl Default for EvaluationSettings {
@@ -96,6 +125,7 @@ impl Default for EvaluationSettings {
             batch_size: 128,
             learning_rate: 1e-3,
             width: 32,
+            quality: true,
         }
     }
 }

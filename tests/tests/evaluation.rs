@@ -71,7 +71,11 @@ fn train_generate_evaluate_on_fashion_mnist() {
 
     let results: Vec<serde_json::Value> =
         serde_json::from_slice(&std::fs::read(evaluation.join("results.json")).unwrap()).unwrap();
-    assert_eq!(results.len(), 5 * 2, "5 methods × 1 seed × 2 test sets");
+    assert_eq!(
+        results.len(),
+        (5 + 2) * 2,
+        "5 methods and the 2 quality runs × 1 seed × 2 test sets"
+    );
     for result in &results {
         let metrics = &result["metrics"];
         for name in ["acsa", "gm", "gm_ovr", "macro_f1"] {
@@ -110,15 +114,33 @@ fn train_generate_evaluate_on_fashion_mnist() {
             ("class-weighted".to_string(), 80),
             ("anygan".to_string(), 240),
             ("smote".to_string(), 240),
+            ("cas".to_string(), 160),
+            ("full-real".to_string(), 60_000),
         ],
-        "each method trains on its own set: 80 originals, or every class at 24"
+        "each method trains on its own set: 80 originals, every class at 24, the 160 generated \
+         images alone, or the whole real training split"
     );
+    // The reference classifier labelled every generated image: per class, the deficit to 24.
+    let fidelity = &results
+        .iter()
+        .find(|r| r["method"] == "full-real" && r["test_set"] == "balanced")
+        .unwrap()["generated_fidelity"];
+    let labelled: Vec<u64> = fidelity["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_u64().unwrap())
+        .collect();
+    assert_eq!(labelled, vec![0, 12, 16, 16, 18, 18, 20, 20, 20, 20]);
+    for share in fidelity["correct"].as_array().unwrap() {
+        assert!((0.0..=1.0).contains(&share.as_f64().unwrap()));
+    }
     for test in ["balanced", "imbalanced"] {
         let bars = image::open(evaluation.join(format!("recall-{test}.png"))).unwrap();
         assert_eq!(
             bars.width(),
-            2 * 10 + 10 * (5 * 6 + 10),
-            "10 classes × 5 methods"
+            2 * 10 + 10 * (7 * 6 + 10),
+            "10 classes × 7 runs"
         );
         for method in ["long-tail", "anygan", "smote"] {
             let confusion =
@@ -134,6 +156,8 @@ fn train_generate_evaluate_on_fashion_mnist() {
         "balanced test set",
         "imbalanced test set",
         "DeepSMOTE",
+        "CAS (classifier trained on the generated images only",
+        "labels as that class",
     ] {
         assert!(report.contains(needle), "{needle} missing from:\n{report}");
     }

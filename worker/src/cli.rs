@@ -48,7 +48,9 @@ struct EvaluateArgs {
     /// `rebalanced/idx` set is method (d). Without it, (d) is skipped.
     #[arg(long)]
     generation: Option<String>,
-    /// Methods, comma-separated: long-tail, random-oversampling, class-weighted, anygan, smote.
+    /// Methods, comma-separated: long-tail, random-oversampling, class-weighted, anygan, smote;
+    /// and the generator's quality: cas (trained on generated images only) and full-real (the
+    /// reference on the full real training split, which also labels the generated images).
     #[arg(
         long,
         value_delimiter = ',',
@@ -354,12 +356,22 @@ fn evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
     for name in &args.methods {
         let method = Method::parse(name)
             .ok_or_else(|| anyhow::anyhow!("--methods: unknown method `{name}`"))?;
-        if method == Method::Anygan && rebalanced.is_none() {
-            tracing::warn!("no --generation given: skipping method (d)");
+        if matches!(method, Method::Anygan | Method::Cas) && rebalanced.is_none() {
+            tracing::warn!(method = method.key(), "no --generation given: skipping");
             continue;
         }
         methods.push(method);
     }
+    // The reference classifier trains on the whole real training split.
+    let full_real = if methods.contains(&Method::FullReal) {
+        let full = DatasetSource {
+            class_counts: None,
+            ..source.clone()
+        };
+        Some(runtime.block_on(load_source(&full, shape, &store_options))?)
+    } else {
+        None
+    };
     let target = long_tail.class_counts().into_iter().max().unwrap_or(0);
     let spec = EvaluationSpec {
         methods,
@@ -391,9 +403,13 @@ fn evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
             data: imbalanced,
         },
     ];
+    let sources = anygan_worker::eval::methods::Sources {
+        long_tail: &long_tail,
+        rebalanced: rebalanced.as_ref(),
+        full_real: full_real.as_ref(),
+    };
     let results = anygan_worker::eval::run::evaluate(
-        &long_tail,
-        rebalanced.as_ref(),
+        sources,
         &tests,
         &spec,
         anygan_worker::eval::run::log_result,

@@ -8,14 +8,16 @@ use crate::error::Result;
 use crate::gan::sample::encode_png;
 
 /// Bar colours by the method's position in the run's method list (grey, blue, orange, green,
-/// red, purple); the report's legend names the method of each colour.
-pub const METHOD_COLOURS: [[u8; 3]; 6] = [
+/// red, purple, brown, pink); the report's legend names the method of each colour.
+pub const METHOD_COLOURS: [[u8; 3]; 8] = [
     [120, 120, 120],
     [31, 119, 180],
     [255, 127, 14],
     [44, 160, 44],
     [214, 39, 40],
     [148, 103, 189],
+    [140, 86, 75],
+    [227, 119, 194],
 ];
 const BAR: u32 = 6;
 const GROUP_GAP: u32 = 10;

@@ -22,6 +22,11 @@ pub enum Method {
     ClassWeighted,
     Anygan,
     Smote,
+    /// CAS: the classifier trained on anygan's generated images only.
+    Cas,
+    /// Reference: the classifier trained on the full real training split (6,000 per class);
+    /// it also labels the generated images (the per-class fidelity of the generator).
+    FullReal,
 }
 
 impl Method {
@@ -41,12 +46,20 @@ impl Method {
             Method::ClassWeighted => "class-weighted",
             Method::Anygan => "anygan",
             Method::Smote => "smote",
+            Method::Cas => "cas",
+            Method::FullReal => "full-real",
         }
     }
 
+    /// Measurements of the generator itself rather than remedies to compare.
+    pub const QUALITY: [Method; 2] = [Method::Cas, Method::FullReal];
+
     /// The method named `key`.
     pub fn parse(key: &str) -> Option<Method> {
-        Method::ALL.into_iter().find(|m| m.key() == key)
+        Method::ALL
+            .into_iter()
+            .chain(Method::QUALITY)
+            .find(|m| m.key() == key)
     }
 
     pub fn label(self) -> &'static str {
@@ -56,6 +69,8 @@ impl Method {
             Method::ClassWeighted => "(c) class-weighted CE (β=0.9999)",
             Method::Anygan => "(d) anygan cDCGAN",
             Method::Smote => "(e) pixel SMOTE",
+            Method::Cas => "(CAS) generated images only",
+            Method::FullReal => "(ref) full real training split",
         }
     }
 }
@@ -67,22 +82,56 @@ pub struct TrainingSet {
     pub class_weights: Option<Vec<f32>>,
 }
 
-/// Builds the training set of `method`. `rebalanced` (originals + generated) is needed for
-/// [`Method::Anygan`] only; `target` is the per-class count oversampling and SMOTE reach.
+/// The data an evaluation draws its training sets from.
+#[derive(Debug, Clone, Copy)]
+pub struct Sources<'a> {
+    pub long_tail: &'a ImageDataset,
+    /// Originals + generated, as the generation run wrote them: (d) and CAS.
+    pub rebalanced: Option<&'a ImageDataset>,
+    /// The whole real training split: the reference classifier.
+    pub full_real: Option<&'a ImageDataset>,
+}
+
+impl Sources<'_> {
+    /// The generated images alone (the rebalanced set minus the originals).
+    pub fn generated(&self) -> Result<ImageDataset> {
+        let rebalanced = self.rebalanced.ok_or_else(|| {
+            Error::config(
+                "generation",
+                "the generated images need anygan's rebalanced set",
+            )
+        })?;
+        generated_only(rebalanced, &self.long_tail.class_counts())
+    }
+}
+
+/// Builds the training set of `method`; `target` is the per-class count oversampling and
+/// SMOTE reach.
 pub fn training_set(
     method: Method,
-    long_tail: &ImageDataset,
-    rebalanced: Option<&ImageDataset>,
+    sources: Sources<'_>,
     target: usize,
     seed: u64,
 ) -> Result<TrainingSet> {
+    let long_tail = sources.long_tail;
     let data = match method {
         Method::LongTail | Method::ClassWeighted => long_tail.clone(),
         Method::RandomOversampling => random_oversample(long_tail, target, seed)?,
-        Method::Anygan => rebalanced
+        Method::Anygan => sources
+            .rebalanced
             .ok_or_else(|| Error::config("generation", "method (d) needs anygan's rebalanced set"))?
             .clone(),
         Method::Smote => smote(long_tail, target, SMOTE_NEIGHBOURS, seed)?,
+        Method::Cas => sources.generated()?,
+        Method::FullReal => sources
+            .full_real
+            .ok_or_else(|| {
+                Error::config(
+                    "evaluation",
+                    "the reference needs the full real training split",
+                )
+            })?
+            .clone(),
     };
     let class_weights = (method == Method::ClassWeighted).then(|| {
         effective_number_weights(&long_tail.class_counts(), EFFECTIVE_NUMBER_BETA)
@@ -94,6 +143,30 @@ pub fn training_set(
         data,
         class_weights,
     })
+}
+
+/// The records of `rebalanced` past the first `originals[k]` of each class k: the generation
+/// run writes every class's originals first, then its generated images.
+pub fn generated_only(rebalanced: &ImageDataset, originals: &[usize]) -> Result<ImageDataset> {
+    let mut seen = vec![0usize; rebalanced.num_classes().max(originals.len())];
+    let mut chosen = Vec::new();
+    for (index, &label) in rebalanced.labels().iter().enumerate() {
+        let class = usize::from(label);
+        if seen[class] >= originals.get(class).copied().unwrap_or(0) {
+            chosen.push(index);
+        }
+        seen[class] += 1;
+    }
+    if let Some(class) = (0..originals.len()).find(|&k| seen[k] < originals[k]) {
+        return Err(Error::config(
+            "generation",
+            format!(
+                "the rebalanced set holds {} images of class {class}, fewer than its {} originals",
+                seen[class], originals[class]
+            ),
+        ));
+    }
+    rebalanced.select(&chosen)
 }
 
 fn indices_by_class(data: &ImageDataset) -> Vec<Vec<usize>> {
@@ -245,20 +318,73 @@ mod tests {
         assert_eq!(&data.labels()[..6], &[0; 6]);
     }
 
+    fn only(data: &ImageDataset) -> Sources<'_> {
+        Sources {
+            long_tail: data,
+            rebalanced: None,
+            full_real: None,
+        }
+    }
+
     #[test]
     fn methods_build_their_sets() {
         let data = tiny();
-        let weighted = training_set(Method::ClassWeighted, &data, None, 6, 0).unwrap();
+        let weighted = training_set(Method::ClassWeighted, only(&data), 6, 0).unwrap();
         let weights = weighted.class_weights.unwrap();
         assert!(weights[1] > weights[0], "the rare class weighs more");
         assert_eq!(weighted.data, data);
         assert!(
-            training_set(Method::LongTail, &data, None, 6, 0)
+            training_set(Method::LongTail, only(&data), 6, 0)
                 .unwrap()
                 .class_weights
                 .is_none()
         );
-        let err = training_set(Method::Anygan, &data, None, 6, 0).unwrap_err();
+        let err = training_set(Method::Anygan, only(&data), 6, 0).unwrap_err();
         assert!(err.to_string().contains("rebalanced"), "{err}");
+        let err = training_set(Method::FullReal, only(&data), 6, 0).unwrap_err();
+        assert!(err.to_string().contains("full real"), "{err}");
+    }
+
+    #[test]
+    fn generated_only_drops_each_class_originals() {
+        // As the generation run writes it: class 0's 6 originals then 1 generated (level 77),
+        // class 1's 2 originals then 3 generated (levels 150, 160, 170).
+        let data = tiny();
+        let mut pixels = Vec::new();
+        let mut labels = Vec::new();
+        for i in 0..data.len() {
+            if data.labels()[i] == 0 {
+                pixels.extend_from_slice(data.image(i));
+                labels.push(0);
+            }
+        }
+        pixels.extend([77u8; 4]);
+        labels.push(0);
+        for i in 6..8 {
+            pixels.extend_from_slice(data.image(i));
+            labels.push(1);
+        }
+        for level in [150u8, 160, 170] {
+            pixels.extend([level; 4]);
+            labels.push(1);
+        }
+        let rebalanced =
+            ImageDataset::new(data.shape(), pixels, labels, data.class_names().to_vec()).unwrap();
+        let sources = Sources {
+            long_tail: &data,
+            rebalanced: Some(&rebalanced),
+            full_real: None,
+        };
+        let generated = training_set(Method::Cas, sources, 6, 0).unwrap().data;
+        assert_eq!(generated.class_counts(), vec![1, 3]);
+        let levels: Vec<u8> = (0..generated.len())
+            .map(|i| generated.image(i)[0])
+            .collect();
+        assert_eq!(levels, vec![77, 150, 160, 170]);
+        // A rebalanced set with fewer images of a class than its originals is refused.
+        let err = generated_only(&generated, &[6, 2]).unwrap_err();
+        assert!(err.to_string().contains("class 0"), "{err}");
+        assert_eq!(Method::parse("cas"), Some(Method::Cas));
+        assert_eq!(Method::parse("full-real"), Some(Method::FullReal));
     }
 }

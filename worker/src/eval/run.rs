@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use super::classifier::{ClassifierConfig, ClassifierTraining, predict, train_classifier};
-use super::methods::{Method, training_set};
+use super::methods::{Method, Sources, training_set};
 use super::metrics::{ConfusionMatrix, Metrics, mean_std};
 use crate::backend::TrainBackend;
 use crate::data::ImageDataset;
@@ -38,16 +38,49 @@ pub struct RunResult {
     pub train_seconds: f64,
     pub metrics: Metrics,
     pub confusion: ConfusionMatrix,
+    /// The reference classifier's labels on the generated images: per class, the share of
+    /// that class's generated images it labels as that class.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generated_fidelity: Option<Fidelity>,
+}
+
+/// How recognisable the generated images of each class are to a real-data classifier.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Fidelity {
+    /// Generated images per class that were labelled.
+    pub images: Vec<usize>,
+    /// Share of them labelled as their own class (0 where a class has none).
+    pub correct: Vec<f64>,
+}
+
+impl Fidelity {
+    fn of(labels: &[u16], predicted: &[u16], classes: usize) -> Self {
+        let mut images = vec![0usize; classes];
+        let mut right = vec![0usize; classes];
+        for (&label, &guess) in labels.iter().zip(predicted) {
+            let class = usize::from(label);
+            if class < classes {
+                images[class] += 1;
+                right[class] += usize::from(label == guess);
+            }
+        }
+        let correct = images
+            .iter()
+            .zip(&right)
+            .map(|(&n, &r)| if n == 0 { 0.0 } else { r as f64 / n as f64 })
+            .collect();
+        Self { images, correct }
+    }
 }
 
 /// Trains and scores every method × seed; `on_result` sees each result as it comes.
 pub fn evaluate(
-    long_tail: &ImageDataset,
-    rebalanced: Option<&ImageDataset>,
+    sources: Sources<'_>,
     test_sets: &[TestSet],
     spec: &EvaluationSpec,
     mut on_result: impl FnMut(&RunResult),
 ) -> Result<Vec<RunResult>> {
+    let long_tail = sources.long_tail;
     let device = crate::backend::device(0);
     let shape = long_tail.shape();
     let config = ClassifierConfig::new(long_tail.num_classes())
@@ -57,7 +90,7 @@ pub fn evaluate(
     let mut results = Vec::new();
     for &method in &spec.methods {
         for &seed in &spec.seeds {
-            let set = training_set(method, long_tail, rebalanced, spec.target, seed)?;
+            let set = training_set(method, sources, spec.target, seed)?;
             let training = ClassifierTraining {
                 seed,
                 ..spec.training.clone()
@@ -71,6 +104,18 @@ pub fn evaluate(
                 &device,
             )?;
             let train_seconds = started.elapsed().as_secs_f64();
+            let generated_fidelity = match (method, sources.rebalanced) {
+                (Method::FullReal, Some(_)) => {
+                    let generated = sources.generated()?;
+                    let predicted = predict(&model, &generated, &device);
+                    Some(Fidelity::of(
+                        generated.labels(),
+                        &predicted,
+                        long_tail.num_classes(),
+                    ))
+                }
+                _ => None,
+            };
             for test in test_sets {
                 let predicted = predict(&model, &test.data, &device);
                 let confusion = ConfusionMatrix::from_labels(
@@ -87,6 +132,7 @@ pub fn evaluate(
                     train_seconds,
                     metrics: confusion.metrics(),
                     confusion,
+                    generated_fidelity: generated_fidelity.clone(),
                 };
                 on_result(&result);
                 results.push(result);
@@ -177,6 +223,64 @@ pub fn markdown_report(results: &[RunResult], class_names: &[String]) -> String 
             ));
         }
     }
+    out.push_str(&quality_report(results, class_names));
+    out
+}
+
+/// The generator's own quality: CAS (ACSA of the classifier trained on generated images only,
+/// on the balanced test set) and the per-class share of generated images the reference
+/// classifier (trained on the full real training split) labels as their class.
+fn quality_report(results: &[RunResult], class_names: &[String]) -> String {
+    let mut out = String::new();
+    let cas: Vec<f64> = results
+        .iter()
+        .filter(|r| r.method == Method::Cas && r.test_set == "balanced")
+        .map(|r| r.metrics.acsa)
+        .collect();
+    let fidelity: Vec<&Fidelity> = results
+        .iter()
+        .filter(|r| r.test_set == "balanced")
+        .filter_map(|r| r.generated_fidelity.as_ref())
+        .collect();
+    if cas.is_empty() && fidelity.is_empty() {
+        return out;
+    }
+    out.push_str("\n#### The generator itself\n\n");
+    if !cas.is_empty() {
+        out.push_str(&format!(
+            "CAS (classifier trained on the generated images only, ACSA on the balanced test set): {} % ({} run(s)).\n",
+            cell(&cas),
+            cas.len()
+        ));
+    }
+    if let Some(first) = fidelity.first() {
+        let reference: Vec<f64> = results
+            .iter()
+            .filter(|r| r.method == Method::FullReal && r.test_set == "balanced")
+            .map(|r| r.metrics.acsa)
+            .collect();
+        out.push_str(&format!(
+            "\nShare of each class's generated images that the reference classifier (full real training split, balanced-test ACSA {} %) labels as that class (%; classes with no generated images show –):\n\n| {} |\n|{}\n| {} |\n",
+            cell(&reference),
+            class_names.join(" | "),
+            "---|".repeat(class_names.len()),
+            (0..class_names.len())
+                .map(|k| {
+                    let shares: Vec<f64> = fidelity
+                        .iter()
+                        .filter(|f| f.images.get(k).copied().unwrap_or(0) > 0)
+                        .map(|f| f.correct[k])
+                        .collect();
+                    if shares.is_empty() || first.images.get(k).copied().unwrap_or(0) == 0 {
+                        "–".to_string()
+                    } else {
+                        format!("{:.1}", 100.0 * mean_std(&shares).0)
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(" | ")
+        ));
+    }
     out
 }
 
@@ -234,7 +338,9 @@ pub fn charts(results: &[RunResult]) -> Result<(Vec<NamedPng>, String)> {
             }
         }
     }
-    let colours = ["grey", "blue", "orange", "green", "red", "purple"];
+    let colours = [
+        "grey", "blue", "orange", "green", "red", "purple", "brown", "pink",
+    ];
     let legend = format!(
         "\nPictures: `recall-<test>.png` — per class (left to right, class order), one bar per method: {}; grid lines at 25/50/75/100 %. `confusion-<method>-<test>.png` — rows true class, columns prediction, darker = larger share of the row, diagonal in green (first seed).\n",
         methods
@@ -245,4 +351,61 @@ pub fn charts(results: &[RunResult]) -> Result<(Vec<NamedPng>, String)> {
             .join(", ")
     );
     Ok((files, legend))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fidelity_counts_each_class_own_label_share() {
+        // Class 0: 4 generated, 3 labelled 0; class 1: none; class 2: 2, both labelled 1.
+        let labels = [0u16, 0, 0, 0, 2, 2];
+        let predicted = [0u16, 0, 1, 0, 1, 1];
+        let fidelity = Fidelity::of(&labels, &predicted, 3);
+        assert_eq!(fidelity.images, vec![4, 0, 2]);
+        assert_eq!(fidelity.correct, vec![0.75, 0.0, 0.0]);
+    }
+
+    fn result(method: Method, acsa: f64, fidelity: Option<Fidelity>) -> RunResult {
+        let confusion = ConfusionMatrix::from_labels(&[0, 1], &[0, 1], 2).expect("confusion");
+        let mut metrics = confusion.metrics();
+        metrics.acsa = acsa;
+        RunResult {
+            method,
+            seed: 0,
+            test_set: "balanced".into(),
+            train_images: 1,
+            train_seconds: 0.0,
+            metrics,
+            confusion,
+            generated_fidelity: fidelity,
+        }
+    }
+
+    #[test]
+    fn quality_section_reports_cas_and_per_class_fidelity() {
+        let names = vec!["a".to_string(), "b".to_string()];
+        let fidelity = Fidelity {
+            images: vec![0, 8],
+            correct: vec![0.0, 0.625],
+        };
+        let report = markdown_report(
+            &[
+                result(Method::Cas, 0.5, None),
+                result(Method::FullReal, 0.9, Some(fidelity)),
+            ],
+            &names,
+        );
+        assert!(
+            report.contains("CAS (classifier trained on the generated images only"),
+            "{report}"
+        );
+        assert!(report.contains("50.00 ± 0.00 %"), "{report}");
+        assert!(report.contains("| – | 62.5 |"), "{report}");
+        assert!(report.contains("ACSA 90.00 ± 0.00 %"), "{report}");
+        // Without quality runs there is no such section.
+        let plain = markdown_report(&[result(Method::LongTail, 0.5, None)], &names);
+        assert!(!plain.contains("The generator itself"));
+    }
 }

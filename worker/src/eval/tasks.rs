@@ -8,7 +8,7 @@ use anygan_proto::job::{DatasetFormat, DatasetSource};
 use anygan_store::StoreLocation;
 
 use super::classifier::ClassifierTraining;
-use super::methods::Method;
+use super::methods::{Method, Sources};
 use super::run::{EvaluationSpec, RunResult, TestSet, evaluate, markdown_report};
 use crate::data::{ImageDataset, ImageShape, LONG_TAIL_TEST_COUNTS, load_source, per_class_subset};
 use crate::error::{Error, Result};
@@ -110,13 +110,23 @@ pub fn run_evaluate_task(
     let root = output.join(&plan.root);
     let long_tail = io.block_on(load_source(&plan.dataset, shape(plan), store_options))?;
     let tests = io.block_on(test_sets(plan, store_options))?;
-    let rebalanced = if method == Method::Anygan {
+    let needs_generated = matches!(method, Method::Anygan | Method::Cas | Method::FullReal);
+    let rebalanced = if needs_generated {
         Some(io.block_on(rebalanced(
             plan,
             &root,
             long_tail.class_names(),
             store_options,
         ))?)
+    } else {
+        None
+    };
+    let full_real = if method == Method::FullReal {
+        let full = DatasetSource {
+            class_counts: None,
+            ..plan.dataset.clone()
+        };
+        Some(io.block_on(load_source(&full, shape(plan), store_options))?)
     } else {
         None
     };
@@ -130,13 +140,12 @@ pub fn run_evaluate_task(
         width: settings.width,
         target: long_tail.class_counts().into_iter().max().unwrap_or(0),
     };
-    let results = evaluate(
-        &long_tail,
-        rebalanced.as_ref(),
-        &tests,
-        &spec,
-        super::run::log_result,
-    )?;
+    let sources = Sources {
+        long_tail: &long_tail,
+        rebalanced: rebalanced.as_ref(),
+        full_real: full_real.as_ref(),
+    };
+    let results = evaluate(sources, &tests, &spec, super::run::log_result)?;
     let name = format!("{EVALUATION_DIR}/runs/{}-seed{seed}.json", method.key());
     let json = serde_json::to_vec_pretty(&results).map_err(|e| Error::Encode {
         what: name.clone(),
@@ -160,9 +169,9 @@ pub fn run_report_task(
     let settings = settings(plan)?;
     let root = output.join(&plan.root);
     let mut results: Vec<RunResult> = Vec::new();
-    for method in &settings.methods {
-        let key = parse_method(method)?.key();
-        for seed in &settings.seeds {
+    for (method, seed) in settings.runs() {
+        let key = parse_method(&method)?.key();
+        {
             let name = format!("{EVALUATION_DIR}/runs/{key}-seed{seed}.json");
             let bytes = io.block_on(root.get(&name))?;
             let runs: Vec<RunResult> = serde_json::from_slice(&bytes).map_err(|e| {
