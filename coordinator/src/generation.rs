@@ -331,6 +331,7 @@ mod tests {
         plan.evaluation = Some(anygan_proto::generation::EvaluationSettings {
             methods: vec!["long-tail".into(), "anygan".into()],
             seeds: vec![0, 1],
+            quality: false,
             ..Default::default()
         });
         let mut board = Board::new(plan);

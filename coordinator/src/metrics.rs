@@ -58,6 +58,37 @@ pub fn render(state: &JobState) -> String {
         &[],
         status.images_per_second,
     );
+    let events = &state.events;
+    m.counter(
+        "anygan_workers_lost_total",
+        "Workers declared lost (no heartbeat within the timeout).",
+        &[],
+        events.workers_lost as f64,
+    );
+    m.counter(
+        "anygan_ring_reforms_total",
+        "Times the survivors were re-formed into a new ring.",
+        &[],
+        events.reforms as f64,
+    );
+    m.counter(
+        "anygan_workers_dropped_total",
+        "Healthy survivors left out of a re-formed ring (the global batch did not divide).",
+        &[],
+        events.workers_dropped as f64,
+    );
+    m.gauge(
+        "anygan_last_detection_seconds",
+        "Silence of the last lost worker when it was declared lost.",
+        &[],
+        events.last_detection_seconds,
+    );
+    m.gauge(
+        "anygan_last_recovery_seconds",
+        "From declaring a worker lost to every survivor completing a step in the new ring.",
+        &[],
+        events.last_recovery_seconds,
+    );
     for member in &state.members {
         let worker = [("worker", member.worker_id.as_str())];
         match &member.last_report {

@@ -73,7 +73,8 @@ impl Coordinator for CoordinatorService {
         &self,
         request: Request<v1::AssignmentRequest>,
     ) -> Result<Response<v1::Assignment>, Status> {
-        let worker_id = request.into_inner().worker_id;
+        let request = request.into_inner();
+        let (worker_id, after) = (request.worker_id, request.after_generation);
         let mut changes = self.state.watch();
         loop {
             let id = worker_id.clone();
@@ -81,6 +82,7 @@ impl Coordinator for CoordinatorService {
                 .state
                 .ask(|reply| Command::Assignment(id, reply))
                 .await??
+                && assignment.generation > after
             {
                 return Ok(Response::new(assignment));
             }

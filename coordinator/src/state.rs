@@ -79,6 +79,27 @@ pub struct JobState {
     resume: Option<ResumePoint>,
     /// The generation board once every task is done, for the final status.
     finished_board: Option<Box<Board>>,
+    /// The step the current generation's ring starts from when it was re-formed mid-training
+    /// (None: the job's start step).
+    reform_step: Option<u64>,
+    /// Membership events, for logs and metrics.
+    pub events: MembershipEvents,
+}
+
+/// Counts and timings of membership changes.
+#[derive(Debug, Default, Clone)]
+pub struct MembershipEvents {
+    pub workers_lost: u64,
+    /// Workers dropped from a re-formed ring because the global batch does not divide among
+    /// all survivors.
+    pub workers_dropped: u64,
+    pub reforms: u64,
+    /// Silence of the last lost worker when it was declared lost.
+    pub last_detection_seconds: f64,
+    /// From declaring a worker lost to every survivor completing a step in the new ring.
+    pub last_recovery_seconds: f64,
+    /// The re-formed ring not yet recovered: since when, and its step.
+    pub recovering: Option<(Instant, u64)>,
 }
 
 impl JobState {
@@ -96,6 +117,8 @@ impl JobState {
             step_seconds: None,
             resume: None,
             finished_board: None,
+            reform_step: None,
+            events: MembershipEvents::default(),
         })
     }
 
@@ -224,25 +247,78 @@ impl JobState {
             }
             Phase::Training => {
                 // A worker that finished its last step may exit; only the others must beat.
-                if let Some(lost) = self
-                    .members
-                    .iter()
-                    .filter(|m| m.step < self.spec.steps)
-                    .find(|m| now.duration_since(m.last_heartbeat) > self.heartbeat_timeout)
-                {
-                    self.phase = Phase::Failed {
-                        reason: format!(
-                            "worker {} sent no heartbeat for {:?}",
-                            lost.worker_id, self.heartbeat_timeout
-                        ),
-                    };
-                    return true;
+                let (lost, alive): (Vec<Member>, Vec<Member>) = std::mem::take(&mut self.members)
+                    .into_iter()
+                    .partition(|m| {
+                        m.step < self.spec.steps
+                            && now.duration_since(m.last_heartbeat) > self.heartbeat_timeout
+                    });
+                self.members = alive;
+                if lost.is_empty() {
+                    return false;
                 }
-                false
+                for member in &lost {
+                    let silent = now.duration_since(member.last_heartbeat);
+                    self.events.last_detection_seconds = silent.as_secs_f64();
+                    tracing::warn!(worker_id = %member.worker_id, silent_ms = silent.as_millis() as u64, step = member.step, "worker lost");
+                }
+                self.events.workers_lost += lost.len() as u64;
+                self.reform(now);
+                true
             }
             Phase::Generating { .. } => self.tick_generating(now),
             Phase::Done { .. } | Phase::Failed { .. } => false,
         }
+    }
+
+    /// After losing workers: the survivors continue in a new ring (a new generation) from the
+    /// lowest step any of them completed, or the job fails when too few remain.
+    fn reform(&mut self, now: Instant) {
+        let survivors = self.members.len();
+        let usable = (self.spec.min_workers.max(1)..=survivors).rev().find(|&n| {
+            self.spec
+                .local_batch(n)
+                .and_then(|_| self.spec.plan_world(n))
+                .is_ok()
+        });
+        let Some(world) = usable else {
+            self.phase = Phase::Failed {
+                reason: format!(
+                    "{survivors} worker(s) remain after losing peers; the job needs at least {} that divide the global batch {}",
+                    self.spec.min_workers, self.spec.global_batch
+                ),
+            };
+            return;
+        };
+        for dropped in self.members.split_off(world) {
+            // The global batch does not split among all survivors; this one leaves the ring.
+            tracing::warn!(worker_id = %dropped.worker_id, world, "not part of the re-formed ring");
+            self.events.workers_dropped += 1;
+        }
+        let step = self
+            .members
+            .iter()
+            .map(|m| m.step)
+            .min()
+            .unwrap_or(self.start_step());
+        for member in &mut self.members {
+            member.step = step;
+            // Checksums past the agreed step belong to steps that will be run again.
+            member.checksums.retain(|&s, _| s <= step);
+            // Survivors get a fresh timeout while they re-form.
+            member.last_heartbeat = now;
+        }
+        self.generation += 1;
+        self.reform_step = Some(step);
+        self.events.reforms += 1;
+        self.events.recovering = Some((now, step));
+        tracing::info!(
+            generation = self.generation,
+            world_size = world,
+            step,
+            workers = ?self.members.iter().map(|m| m.worker_id.as_str()).collect::<Vec<_>>(),
+            "ring re-formed"
+        );
     }
 
     /// The assignment of `worker_id`, once training has started.
@@ -269,7 +345,7 @@ impl JobState {
                 })
                 .collect(),
             shard_seed: self.spec.seed,
-            start_step: self.start_step(),
+            start_step: self.reform_step.unwrap_or(self.start_step()),
             resume_checkpoint: self
                 .resume
                 .as_ref()
@@ -309,10 +385,25 @@ impl JobState {
             parameter_checksum: String::new(),
             ..report.clone()
         });
+
         if !report.parameter_checksum.is_empty() {
             member
                 .checksums
                 .insert(report.step, report.parameter_checksum.clone());
+        }
+        if let Some((since, step)) = self.events.recovering
+            && self.members.iter().all(|m| m.step > step)
+        {
+            let seconds = now.duration_since(since).as_secs_f64();
+            self.events.last_recovery_seconds = seconds;
+            self.events.recovering = None;
+            tracing::info!(
+                generation = current,
+                step = step + 1,
+                recovery_ms = (seconds * 1e3) as u64,
+                detection_ms = (self.events.last_detection_seconds * 1e3) as u64,
+                "recovered: every survivor completed a step in the re-formed ring"
+            );
         }
         if rank == Some(0) && report.step_seconds > 0.0 {
             let previous = self.step_seconds.unwrap_or(report.step_seconds);

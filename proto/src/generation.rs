@@ -288,6 +288,33 @@ pub fn plan_root(checkpoint: &str, spec: &GenerationSpec) -> String {
 mod tests {
     use super::*;
 
+    #[test]
+    fn quality_runs_once_with_the_first_seed() {
+        let settings = EvaluationSettings {
+            methods: vec!["long-tail".into(), "anygan".into()],
+            seeds: vec![3, 4],
+            ..Default::default()
+        };
+        let runs: Vec<(String, u64)> = settings.runs();
+        let expected: Vec<(String, u64)> = [
+            ("long-tail", 3),
+            ("long-tail", 4),
+            ("anygan", 3),
+            ("anygan", 4),
+            ("cas", 3),
+            ("full-real", 3),
+        ]
+        .iter()
+        .map(|(m, s)| (m.to_string(), *s))
+        .collect();
+        assert_eq!(runs, expected);
+        let without = EvaluationSettings {
+            quality: false,
+            ..settings
+        };
+        assert_eq!(without.runs().len(), 4);
+    }
+
     fn names(n: usize) -> Vec<String> {
         (0..n).map(|i| format!("c{i}")).collect()
     }

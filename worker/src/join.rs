@@ -9,29 +9,18 @@ use std::time::{Duration, Instant};
 use anygan_proto::job::JobSpec;
 use anygan_proto::metrics::Registry;
 use anygan_proto::security::{AuthedChannel, Security};
-use anygan_proto::shard::ReplicaBatches;
 use anygan_proto::v1::coordinator_client::CoordinatorClient;
 use anygan_proto::v1::{self, JobPhase};
 use tokio::net::TcpListener;
 
-use anygan_store::checkpoint::DataPosition;
-use anygan_store::{CheckpointOptions, StoreLocation};
-
 use crate::backend::{BACKEND_NAME, TrainBackend};
-use crate::checkpointing::{Checkpointer, RunDescription, checkpoint_store};
-use crate::collective::{
-    BlockingRing, DEFAULT_CHUNK_VALUES, Inbox, RingAllReduce, RingConfig, serve_collective,
-};
-use crate::data::{ImageDataset, load_source};
+use crate::collective::{Inbox, serve_collective};
+use crate::data::load_source;
 use crate::error::{Error, Result};
-use crate::gan::state::Snapshot;
-use crate::gan::{Batch, GanTrainer};
-use crate::job::{gan_config, train_config};
-use crate::outputs::RunOutputs;
+use crate::gan::GanTrainer;
+use crate::job::gan_config;
+use crate::replica::Replica;
 use crate::tasks::{TaskSummary, run_tasks};
-
-/// Rank 0 logs progress every this many steps.
-const PROGRESS_EVERY: u64 = 10;
 
 /// How a worker joins a job.
 #[derive(Debug, Clone)]
@@ -184,6 +173,7 @@ pub async fn join(config: JoinConfig) -> Result<JoinOutcome> {
         config.worker_id.clone(),
         Duration::from_millis(u64::from(registered.heartbeat_interval_ms.max(50))),
         Arc::clone(&progress),
+        Arc::clone(&inbox),
     ));
 
     let runtime = tokio::runtime::Handle::current();
@@ -252,31 +242,8 @@ async fn train_replica(
     let probe = gan_config(spec, 1);
     probe.validate()?;
     let dataset = load_source(&spec.dataset, probe.image_shape(), &spec.store_options).await?;
-    let assignment = wait_for_assignment(&mut client, worker_id, address).await?;
-    let rank = assignment.rank as usize;
-    let world_size = assignment.world_size as usize;
-    let right = assignment
-        .peers
-        .get((rank + 1) % world_size)
-        .ok_or_else(|| coordinator_error(address, "assignment lacks the right neighbour"))?;
-    inbox.reset(assignment.generation).await;
-    progress
-        .generation
-        .store(assignment.generation, Ordering::Relaxed);
-    tracing::info!(rank, world_size, generation = assignment.generation, right = %right.collective_address, "assigned");
-    let ring = RingAllReduce::new(
-        RingConfig {
-            rank,
-            world_size,
-            generation: assignment.generation,
-            right_address: right.collective_address.clone(),
-            timeout: Duration::from_millis(spec.collective_timeout_ms),
-            chunk_values: DEFAULT_CHUNK_VALUES,
-            security: security.clone(),
-        },
-        inbox,
-    );
-
+    let assignment = wait_for_assignment(&mut client, worker_id, address, 0).await?;
+    let rank = assignment.rank;
     let replica = Replica {
         spec: spec.clone(),
         dataset,
@@ -286,6 +253,8 @@ async fn train_replica(
         client,
         progress,
         runtime: tokio::runtime::Handle::current(),
+        inbox,
+        security: security.clone(),
     };
     // Training blocks for seconds at a time: it gets a thread of its own so heartbeats and the
     // collective service keep running.
@@ -293,7 +262,7 @@ async fn train_replica(
     std::thread::Builder::new()
         .name(format!("train-rank-{rank}"))
         .spawn(move || {
-            let _ = done.send(replica.train(ring));
+            let _ = done.send(replica.train());
         })
         .map_err(|source| Error::Io {
             path: "training thread".into(),
@@ -306,14 +275,17 @@ async fn train_replica(
 
 /// What the heartbeat task and the training thread share.
 #[derive(Debug, Default)]
-struct Progress {
-    step: AtomicU64,
-    generation: AtomicU64,
+pub(crate) struct Progress {
+    pub step: AtomicU64,
+    pub generation: AtomicU64,
     /// Set when the coordinator says the job failed: the training thread stops.
-    job_failed: AtomicBool,
-    finished: AtomicBool,
+    pub job_failed: AtomicBool,
+    /// Set when the coordinator no longer knows this worker (declared lost): the training
+    /// thread stops instead of touching the re-formed ring.
+    pub fenced: AtomicBool,
+    pub finished: AtomicBool,
     /// What this worker's metrics endpoint serves.
-    metrics: Registry,
+    pub metrics: Registry,
 }
 
 async fn heartbeat_loop(
@@ -321,6 +293,7 @@ async fn heartbeat_loop(
     worker_id: String,
     interval: Duration,
     progress: Arc<Progress>,
+    inbox: Arc<Inbox>,
 ) {
     let mut ticker = tokio::time::interval(interval);
     loop {
@@ -336,8 +309,18 @@ async fn heartbeat_loop(
         match client.heartbeat(request).await {
             Ok(response) if response.get_ref().phase == JobPhase::Failed as i32 => {
                 progress.job_failed.store(true, Ordering::Relaxed);
+                inbox.supersede(u64::MAX);
             }
-            Ok(_) => {}
+            Ok(response) => {
+                // A newer generation: the ring was re-formed; wake an all-reduce still
+                // waiting on the old ring's peers.
+                inbox.supersede(response.get_ref().generation);
+            }
+            Err(status) if status.code() == tonic::Code::NotFound => {
+                tracing::error!(%worker_id, error = %status.message(), "the coordinator no longer knows this worker: fenced");
+                progress.fenced.store(true, Ordering::Relaxed);
+                inbox.supersede(u64::MAX);
+            }
             Err(status) => {
                 tracing::warn!(%worker_id, error = %status.message(), "heartbeat failed")
             }
@@ -345,14 +328,17 @@ async fn heartbeat_loop(
     }
 }
 
-async fn wait_for_assignment(
+/// Long-polls for this worker's assignment of a generation after `after_generation`.
+pub(crate) async fn wait_for_assignment(
     client: &mut CoordinatorClient<AuthedChannel>,
     worker_id: &str,
     address: &str,
+    after_generation: u64,
 ) -> Result<v1::Assignment> {
     loop {
         let mut request = tonic::Request::new(v1::AssignmentRequest {
             worker_id: worker_id.to_string(),
+            after_generation,
         });
         request.set_timeout(Duration::from_secs(30));
         match client.get_assignment(request).await {
@@ -375,258 +361,6 @@ async fn wait_for_assignment(
         }
     }
 }
-/// One replica's training, run on its own thread.
-struct Replica {
-    spec: JobSpec,
-    dataset: ImageDataset,
-    assignment: v1::Assignment,
-    worker_id: String,
-    coordinator: String,
-    client: CoordinatorClient<AuthedChannel>,
-    progress: Arc<Progress>,
-    runtime: tokio::runtime::Handle,
-}
-
-impl Replica {
-    fn train(mut self, ring: RingAllReduce) -> Result<TrainingOutcome> {
-        let spec = &self.spec;
-        let rank = self.assignment.rank as usize;
-        let world_size = self.assignment.world_size as usize;
-        let local_batch = spec
-            .local_batch(world_size)
-            .map_err(|reason| Error::config("global_batch", reason))?;
-        let plan_world = spec
-            .plan_world(world_size)
-            .map_err(|reason| Error::config("shard_world_size", reason))?;
-        let device = crate::backend::device(0);
-        let class_counts = self.dataset.class_counts();
-        let config = train_config(spec, self.dataset.num_classes());
-        let output = StoreLocation::parse(&spec.output, spec.store_options.iter().cloned(), true)?;
-        let checkpoint_options = CheckpointOptions {
-            keep: spec.keep_checkpoints,
-            ..CheckpointOptions::default()
-        };
-        let mut trainer = if self.assignment.resume_checkpoint.is_empty() {
-            GanTrainer::<TrainBackend>::new(config, &class_counts, &device)?
-        } else {
-            self.restore(&output, checkpoint_options, config, &device)?
-        };
-        trainer.set_replica(rank, world_size)?;
-        let mut ring = BlockingRing::new(ring, self.runtime.clone());
-        let outputs = RunOutputs {
-            location: output.clone(),
-            io: &self.runtime,
-            grid_columns: 10,
-        };
-        // Rank 0 writes; its store is checked before the first step, not at the first save.
-        let mut checkpointer = if rank == 0 {
-            self.runtime.block_on(output.check_writable())?;
-            Some(Checkpointer::new(
-                &output,
-                checkpoint_options,
-                RunDescription {
-                    writer: self.worker_id.clone(),
-                    job: serde_json::to_value(spec.without_secrets()).map_err(|e| {
-                        Error::checkpoint("job spec", format!("cannot encode: {e}"))
-                    })?,
-                    world_size,
-                    class_names: self.dataset.class_names().to_vec(),
-                    class_counts: class_counts.clone(),
-                },
-                self.runtime.clone(),
-            )?)
-        } else {
-            None
-        };
-        let labels = self.dataset.labels().to_vec();
-        let mut checksum = String::new();
-        let mut batches = ReplicaBatches::new(
-            &labels,
-            spec.real_sampling,
-            self.assignment.shard_seed,
-            plan_world,
-            world_size,
-            rank,
-            spec.global_batch,
-        )
-        .ok_or_else(|| {
-            Error::config(
-                "global_batch",
-                format!(
-                    "{} records cannot feed {plan_world} shards at {local_batch} images per worker",
-                    labels.len()
-                ),
-            )
-        })?;
-        let steps_per_epoch = batches.steps_per_epoch();
-        let positions = |next_step: u64| -> (u64, Vec<DataPosition>) {
-            let epoch = next_step / steps_per_epoch;
-            let positions = (0..world_size)
-                .map(|rank| DataPosition {
-                    rank,
-                    next_step,
-                    epoch,
-                    batch_in_epoch: next_step % steps_per_epoch,
-                    shard_seed: self.assignment.shard_seed,
-                    plan_world,
-                })
-                .collect();
-            (epoch, positions)
-        };
-        for step in trainer.step()..spec.steps {
-            if self.progress.job_failed.load(Ordering::Relaxed) {
-                return Err(coordinator_error(
-                    &self.coordinator,
-                    "the job failed; stopping this replica",
-                ));
-            }
-            let started = Instant::now();
-            let indices = batches.batch(step);
-            let (images, batch_labels) = self.dataset.normalized_batch(&indices);
-            let losses = trainer.train_step_with(
-                &Batch {
-                    images,
-                    labels: batch_labels,
-                },
-                &mut ring,
-            )?;
-            let done = step + 1;
-            self.progress.step.store(done, Ordering::Relaxed);
-            let last = done == spec.steps;
-            checksum = if last || (spec.checksum_every > 0 && done % spec.checksum_every == 0) {
-                parameter_checksum(&trainer)
-            } else {
-                String::new()
-            };
-            let (all_reduce_seconds, all_reduce_bytes) = ring.take_traffic();
-            let (checkpoints_committed, last_checkpoint_seconds) =
-                checkpointer.as_ref().map_or((0, 0.0), |c| {
-                    let last = c.stats.last.as_ref().map_or(0.0, |l| l.seconds);
-                    (c.stats.committed, last)
-                });
-            let report = v1::StepReport {
-                worker_id: self.worker_id.clone(),
-                generation: self.assignment.generation,
-                step: done,
-                parameter_checksum: checksum.clone(),
-                discriminator_loss: losses.discriminator,
-                generator_loss: losses.generator,
-                step_seconds: started.elapsed().as_secs_f64(),
-                all_reduce_seconds,
-                all_reduce_bytes,
-                checkpoints_committed,
-                last_checkpoint_seconds,
-            };
-            self.progress.metrics.update(|m| {
-                anygan_proto::metrics::record_step(m, &report, &[]);
-                m.add(
-                    "anygan_all_reduce_bytes_total",
-                    "Bytes sent to the ring neighbour in all-reduces.",
-                    &[],
-                    report.all_reduce_bytes as f64,
-                );
-            });
-            if rank == 0 && (done % PROGRESS_EVERY == 0 || last) {
-                let seconds = report.step_seconds;
-                tracing::info!(
-                    step = done,
-                    of = spec.steps,
-                    d_loss = format!("{:.4}", losses.discriminator),
-                    g_loss = format!("{:.4}", losses.generator),
-                    d_real = format!("{:.3}", losses.real_score),
-                    d_fake = format!("{:.3}", losses.fake_score),
-                    step_s = format!("{seconds:.3}"),
-                    all_reduce_s = format!("{:.4}", report.all_reduce_seconds),
-                    images_per_s = format!("{:.1}", spec.global_batch as f64 / seconds),
-                    "step"
-                );
-            }
-            if last && let Some(checkpointer) = checkpointer.as_mut() {
-                // Before the last report: when the coordinator says done, the result is durable.
-                let (epoch, positions) = positions(done);
-                checkpointer.save_and_wait(&trainer, epoch, positions)?;
-                outputs.finish(&trainer)?;
-            }
-            let ack = self
-                .runtime
-                .block_on(self.client.report_step(report))
-                .map_err(|status| {
-                    coordinator_error(
-                        &self.coordinator,
-                        format!("refused a step report: {}", status.message()),
-                    )
-                })?;
-            if !ack.into_inner().proceed && !last {
-                return Err(coordinator_error(&self.coordinator, "stopped the job"));
-            }
-            if rank == 0 && spec.sample_every > 0 && done % spec.sample_every == 0 && !last {
-                outputs.write_grid(&trainer, &format!("step-{done:07}.png"))?;
-            }
-            if let Some(checkpointer) = checkpointer.as_mut()
-                && spec.checkpoint_every > 0
-                && done % spec.checkpoint_every == 0
-                && !last
-            {
-                let (epoch, positions) = positions(done);
-                checkpointer.save_in_background(&trainer, epoch, positions)?;
-            }
-            anygan_store::failpoint::hit("abort-after-step", done);
-        }
-        if let Some(checkpointer) = &checkpointer {
-            let stats = &checkpointer.stats;
-            tracing::info!(
-                committed = stats.committed,
-                failed = stats.failed,
-                skipped = stats.skipped,
-                capture_ms_max = format!("{:.1}", stats.capture_seconds_max * 1e3),
-                wait_s_total = format!("{:.3}", stats.wait_seconds_total),
-                "checkpoints"
-            );
-        }
-        Ok(TrainingOutcome {
-            rank,
-            world_size,
-            steps: trainer.step(),
-            parameter_checksum: checksum,
-        })
-    }
-}
-
-impl Replica {
-    /// The trainer saved in the checkpoint the coordinator assigned (it verified it; the store
-    /// verifies every object again as it reads).
-    fn restore(
-        &self,
-        output: &StoreLocation,
-        options: CheckpointOptions,
-        config: crate::gan::TrainConfig,
-        device: &burn::tensor::Device<TrainBackend>,
-    ) -> Result<GanTrainer<TrainBackend>> {
-        let prefix = &self.assignment.resume_checkpoint;
-        let store = checkpoint_store(output, options)?;
-        let checkpoint = self.runtime.block_on(store.load(prefix, None))?;
-        let snapshot = Snapshot::from_checkpoint(&checkpoint)?;
-        let where_ = store.location().describe(prefix);
-        if snapshot.description.config != config {
-            return Err(Error::checkpoint(
-                where_,
-                "was trained with a different model or optimizer config than this job",
-            ));
-        }
-        if snapshot.description.step != self.assignment.start_step {
-            return Err(Error::checkpoint(
-                where_,
-                format!(
-                    "holds step {}, the coordinator assigned step {}",
-                    snapshot.description.step, self.assignment.start_step
-                ),
-            ));
-        }
-        tracing::info!(step = snapshot.description.step, checkpoint = %where_, "resuming");
-        GanTrainer::restore(snapshot, device)
-    }
-}
-
 /// SHA-256 over the bits of every parameter, generator then discriminator.
 pub fn parameter_checksum(trainer: &GanTrainer<TrainBackend>) -> String {
     trainer.parameter_checksum()

@@ -12,6 +12,7 @@ pub mod generate;
 pub mod job;
 pub mod join;
 pub mod outputs;
+mod replica;
 pub mod rng;
 pub mod single;
 pub mod tasks;

@@ -190,5 +190,117 @@ fn a_silent_worker_fails_the_job() {
     job.tick(now);
     assert!(!job.tick(now + Duration::from_secs(4)));
     assert!(job.tick(now + Duration::from_secs(6)));
-    assert!(matches!(&job.phase, Phase::Failed { reason } if reason.contains("worker a")));
+    assert!(
+        matches!(&job.phase, Phase::Failed { reason } if reason.contains("0 worker(s) remain")),
+        "{:?}",
+        job.phase
+    );
+    assert_eq!(job.events.workers_lost, 1);
+}
+
+/// Three workers training 10 steps at global batch 8; `a` and `b` finished step 4 and 5, `c`
+/// step 4 and then went silent.
+fn three_training() -> (JobState, Instant) {
+    let now = Instant::now();
+    let mut job = JobState::new(
+        JobSpec {
+            steps: 10,
+            global_batch: 12,
+            ..spec(2, 3)
+        },
+        Duration::from_secs(5),
+        Duration::from_secs(1),
+    )
+    .expect("valid");
+    for id in ["a", "b", "c"] {
+        job.register(&register(id), now).expect("register");
+    }
+    assert!(job.tick(now));
+    assert_eq!(job.generation(), 1);
+    job.report_step(&report("a", 1, 4, "x4"), now).expect("a4");
+    job.report_step(&report("b", 1, 4, "x4"), now).expect("b4");
+    job.report_step(&report("c", 1, 4, "x4"), now).expect("c4");
+    job.report_step(&report("a", 1, 5, "x5"), now).expect("a5");
+    (job, now)
+}
+
+#[test]
+fn survivors_are_re_formed_from_the_lowest_completed_step() {
+    let (mut job, now) = three_training();
+    // a and b keep beating; c is silent.
+    let later = now + Duration::from_secs(6);
+    job.heartbeat("a", later).expect("a");
+    job.heartbeat("b", later).expect("b");
+    assert!(job.tick(later));
+    assert!(matches!(job.phase, Phase::Training), "{:?}", job.phase);
+    assert_eq!(job.generation(), 2, "a new ring");
+    assert_eq!(job.events.workers_lost, 1);
+    assert_eq!(job.events.reforms, 1);
+    let assignment = job.assignment("b").expect("b").expect("assigned");
+    assert_eq!(
+        (
+            assignment.generation,
+            assignment.rank,
+            assignment.world_size
+        ),
+        (2, 1, 2)
+    );
+    assert_eq!(
+        assignment.start_step, 4,
+        "the lowest step a survivor completed"
+    );
+    assert!(matches!(job.assignment("c"), Err(Error::UnknownWorker(_))));
+    // The old ring's reports are refused (fencing), a's step-5 checksum is forgotten, and
+    // step 5 is run again in the new ring with other numbers without looking like divergence.
+    assert!(matches!(
+        job.report_step(&report("b", 1, 5, "x5"), later),
+        Err(Error::StaleGeneration { .. })
+    ));
+    job.report_step(&report("a", 2, 5, "y5"), later)
+        .expect("a5'");
+    assert!(job.events.recovering.is_some(), "b has not stepped yet");
+    job.report_step(&report("b", 2, 5, "y5"), later + Duration::from_millis(300))
+        .expect("b5'");
+    assert!(matches!(job.phase, Phase::Training), "{:?}", job.phase);
+    assert!(job.events.recovering.is_none());
+    assert!((job.events.last_recovery_seconds - 0.3).abs() < 1e-6);
+    assert!(job.events.last_detection_seconds >= 6.0);
+}
+
+#[test]
+fn a_survivor_the_batch_cannot_include_is_dropped_and_too_few_fail_the_job() {
+    let (mut job, now) = three_training();
+    // Global batch 12 splits among 3 or 2, not 1. Losing c and b leaves a alone: below
+    // min_workers 2, the job fails with the reason.
+    let later = now + Duration::from_secs(6);
+    job.heartbeat("a", later).expect("a");
+    assert!(job.tick(later));
+    assert!(
+        matches!(&job.phase, Phase::Failed { reason } if reason.contains("1 worker(s) remain")),
+        "{:?}",
+        job.phase
+    );
+
+    // 4 workers at global batch 8 (min 2): losing one leaves 3, which cannot split 8; the ring
+    // goes on with 2 and the third survivor is left out.
+    let now = Instant::now();
+    let mut job = state(2, 4);
+    for id in ["a", "b", "c", "d"] {
+        job.register(&register(id), now).expect("register");
+    }
+    assert!(job.tick(now));
+    let later = now + Duration::from_secs(6);
+    for id in ["a", "b", "c"] {
+        job.heartbeat(id, later).expect("beat");
+    }
+    assert!(job.tick(later));
+    assert_eq!(job.members.len(), 2);
+    assert_eq!(job.events.workers_dropped, 1);
+    assert_eq!(
+        job.assignment("a")
+            .expect("a")
+            .expect("assigned")
+            .world_size,
+        2
+    );
 }

@@ -19,6 +19,9 @@ pub struct Inbox {
     generation: Mutex<u64>,
     sender: mpsc::Sender<RingChunk>,
     receiver: tokio::sync::Mutex<mpsc::Receiver<RingChunk>>,
+    /// The newest generation this worker has heard of. An all-reduce of an older generation
+    /// waiting here gives up at once: its ring is gone.
+    newest: tokio::sync::watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for Inbox {
@@ -36,11 +39,29 @@ impl Default for Inbox {
             generation: Mutex::new(0),
             sender,
             receiver: tokio::sync::Mutex::new(receiver),
+            newest: tokio::sync::watch::Sender::new(0),
         }
     }
 }
 
 impl Inbox {
+    /// Records that `generation` exists (from the coordinator); operations of older
+    /// generations stop waiting. Never moves backwards.
+    pub fn supersede(&self, generation: u64) {
+        self.newest.send_if_modified(|newest| {
+            let newer = generation > *newest;
+            if newer {
+                *newest = generation;
+            }
+            newer
+        });
+    }
+
+    /// Watches the newest generation heard of.
+    pub fn newest(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.newest.subscribe()
+    }
+
     pub fn generation(&self) -> u64 {
         *self.generation.lock().unwrap_or_else(|p| p.into_inner())
     }

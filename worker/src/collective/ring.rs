@@ -106,6 +106,16 @@ impl RingAllReduce {
         Ok(client)
     }
 
+    fn superseded_error(&self, newest: u64) -> Error {
+        Error::Collective {
+            peer: "the coordinator".into(),
+            reason: format!(
+                "generation {} was superseded by generation {newest} (the ring was re-formed)",
+                self.config.generation
+            ),
+        }
+    }
+
     /// Replaces `data` by its element-wise sum over all ranks.
     pub async fn sum(&mut self, data: &mut [f32]) -> Result<()> {
         let n = self.config.world_size;
@@ -146,12 +156,25 @@ impl RingAllReduce {
                 .await; // capacity holds all
         }
 
+        let generation = self.config.generation;
+        let mut newest = self.inbox.newest();
+        let superseded = |newest: &tokio::sync::watch::Receiver<u64>| *newest.borrow() > generation;
         let mut inbox = self.inbox.receiver().await;
         for hop in 0..hops {
             let segment = segment_bounds(len, n, receive_segment(rank, n, hop));
             for (chunk, start) in segment.clone().step_by(chunk_values).enumerate() {
                 let end = (start + chunk_values).min(segment.end);
-                let message = match tokio::time::timeout(self.config.timeout, inbox.recv()).await {
+                if superseded(&newest) {
+                    return Err(self.superseded_error(*newest.borrow()));
+                }
+                let received = tokio::select! {
+                    received = tokio::time::timeout(self.config.timeout, inbox.recv()) => received,
+                    seen = newest.wait_for(|&g| g > generation) => {
+                        let newer = seen.map(|g| *g).unwrap_or(u64::MAX);
+                        return Err(self.superseded_error(newer));
+                    }
+                };
+                let message = match received {
                     Ok(Some(message)) => message,
                     Ok(None) => return Err(self.peer_error("the inbox closed")),
                     Err(_) => {

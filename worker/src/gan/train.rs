@@ -101,6 +101,7 @@ pub(crate) fn seeded_init<B: Backend, T>(
 }
 
 /// The models, their optimizers and the step counter.
+#[derive(Clone)]
 pub struct GanTrainer<B: AutodiffBackend> {
     pub(crate) config: TrainConfig,
     pub(crate) generator: Generator<B>,
