@@ -286,18 +286,34 @@ impl Replica {
     }
 
     /// Waits for an assignment of a generation after `current` (the coordinator re-forms the
-    /// ring once it declares the lost peer, within its heartbeat timeout).
+    /// ring once it declares the lost peer, within its heartbeat timeout). If none comes within
+    /// the collective timeout, no peer was lost as far as the coordinator can tell (a peer is
+    /// stuck, or the link between two workers is cut): this worker gives up, so the
+    /// coordinator declares it lost and the others go on without it, instead of all waiting.
     fn next_assignment(&mut self, current: u64) -> Result<v1::Assignment> {
         if self.progress.fenced.load(Ordering::Relaxed) {
             return Err(fenced(&self.coordinator));
         }
-        let assignment = self.runtime.block_on(wait_for_assignment(
-            &mut self.client,
-            &self.worker_id,
-            &self.coordinator,
-            current,
-        ))?;
-        Ok(assignment)
+        let patience = Duration::from_millis(self.spec.collective_timeout_ms);
+        let (client, worker_id, coordinator) =
+            (&mut self.client, &self.worker_id, &self.coordinator);
+        // The timer is made inside the runtime: this thread is not one of its workers.
+        let waited = self.runtime.block_on(async {
+            tokio::time::timeout(
+                patience,
+                wait_for_assignment(client, worker_id, coordinator, current),
+            )
+            .await
+        });
+        match waited {
+            Ok(assignment) => assignment,
+            Err(_) => Err(coordinator_error(
+                &self.coordinator,
+                format!(
+                    "kept generation {current} for {patience:?} after its ring failed; leaving the job so that the others can continue"
+                ),
+            )),
+        }
     }
 
     /// Runs one step and its bookkeeping; returns the checksum reported (empty when none).

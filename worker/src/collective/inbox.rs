@@ -18,7 +18,7 @@ pub struct Inbox {
     /// never across an await.
     generation: Mutex<u64>,
     sender: mpsc::Sender<RingChunk>,
-    receiver: tokio::sync::Mutex<mpsc::Receiver<RingChunk>>,
+    receiver: tokio::sync::Mutex<Queue>,
     /// The newest generation this worker has heard of. An all-reduce of an older generation
     /// waiting here gives up at once: its ring is gone.
     newest: tokio::sync::watch::Sender<u64>,
@@ -38,7 +38,10 @@ impl Default for Inbox {
         Self {
             generation: Mutex::new(0),
             sender,
-            receiver: tokio::sync::Mutex::new(receiver),
+            receiver: tokio::sync::Mutex::new(Queue {
+                held: std::collections::VecDeque::new(),
+                channel: receiver,
+            }),
             newest: tokio::sync::watch::Sender::new(0),
         }
     }
@@ -67,20 +70,18 @@ impl Inbox {
     }
 
     /// Accepts chunks of `generation` from now on: queued chunks of other generations are
-    /// dropped, chunks of this one that arrived early are kept.
+    /// dropped, chunks of this one that arrived early are kept, in their order.
     pub async fn reset(&self, generation: u64) {
         *self.generation.lock().unwrap_or_else(|p| p.into_inner()) = generation;
-        let mut receiver = self.receiver.lock().await;
-        let mut early = Vec::new();
-        while let Ok(chunk) = receiver.try_recv() {
-            if chunk.generation == generation {
-                early.push(chunk);
-            }
+        let mut queue = self.receiver.lock().await;
+        // Everything queued so far moves to `held` (still in arrival order), and only this
+        // generation's chunks stay; later arrivals queue behind them in the channel.
+        let mut held: std::collections::VecDeque<RingChunk> = std::mem::take(&mut queue.held);
+        while let Ok(chunk) = queue.channel.try_recv() {
+            held.push_back(chunk);
         }
-        for chunk in early {
-            // Room is certain: these came out of this very queue.
-            let _ = self.sender.try_send(chunk);
-        }
+        held.retain(|chunk| chunk.generation == generation);
+        queue.held = held;
     }
 
     /// Queues a chunk from the left neighbour. A chunk of an older generation is refused
@@ -101,15 +102,43 @@ impl Inbox {
     }
 
     /// The receiving half, for tests that play the ring loop.
-    pub async fn receiver_for_tests(
-        &self,
-    ) -> tokio::sync::MutexGuard<'_, mpsc::Receiver<RingChunk>> {
+    pub async fn receiver_for_tests(&self) -> tokio::sync::MutexGuard<'_, Queue> {
         self.receiver().await
     }
 
     /// The receiving half, for the one ring loop of this worker.
-    pub(crate) async fn receiver(&self) -> tokio::sync::MutexGuard<'_, mpsc::Receiver<RingChunk>> {
+    pub(crate) async fn receiver(&self) -> tokio::sync::MutexGuard<'_, Queue> {
         self.receiver.lock().await
+    }
+}
+
+/// The chunks waiting for the ring loop: those set aside (kept across a reset, or put back by
+/// an operation of an older generation that met them), then the channel.
+pub struct Queue {
+    held: std::collections::VecDeque<RingChunk>,
+    channel: mpsc::Receiver<RingChunk>,
+}
+
+impl Queue {
+    /// The next chunk; None when the inbox is gone.
+    pub async fn recv(&mut self) -> Option<RingChunk> {
+        match self.held.pop_front() {
+            Some(chunk) => Some(chunk),
+            None => self.channel.recv().await,
+        }
+    }
+
+    /// The next chunk if one is there now.
+    pub fn try_recv(&mut self) -> Option<RingChunk> {
+        self.held
+            .pop_front()
+            .or_else(|| self.channel.try_recv().ok())
+    }
+
+    /// Puts `chunk` back at the head: it belongs to a newer generation than the operation
+    /// that received it, which gives up; the next ring reads it first.
+    pub fn put_back(&mut self, chunk: RingChunk) {
+        self.held.push_front(chunk);
     }
 }
 
@@ -137,8 +166,30 @@ mod tests {
         let mut receiver = inbox.receiver().await;
         assert_eq!(receiver.try_recv().expect("kept").hop, 7);
         assert!(
-            receiver.try_recv().is_err(),
+            receiver.try_recv().is_none(),
             "generation 3's chunk was dropped at reset(2)"
         );
+    }
+
+    #[tokio::test]
+    async fn a_chunk_put_back_is_read_first_and_order_survives_a_reset() {
+        let inbox = Inbox::default();
+        inbox.reset(1).await;
+        for hop in 0..3 {
+            inbox.deliver(chunk(2, hop)).await.expect("early");
+        }
+        {
+            // An operation of generation 1 meets generation 2's first chunk and puts it back.
+            let mut queue = inbox.receiver().await;
+            let first = queue.recv().await.expect("chunk");
+            assert_eq!((first.generation, first.hop), (2, 0));
+            queue.put_back(first);
+        }
+        inbox.deliver(chunk(2, 3)).await.expect("early");
+        inbox.reset(2).await;
+        inbox.deliver(chunk(2, 4)).await.expect("current");
+        let mut queue = inbox.receiver().await;
+        let hops: Vec<u32> = std::iter::from_fn(|| queue.try_recv().map(|c| c.hop)).collect();
+        assert_eq!(hops, vec![0, 1, 2, 3, 4]);
     }
 }

@@ -175,6 +175,13 @@ impl RingAllReduce {
                     }
                 };
                 let message = match received {
+                    // A newer ring's chunk: the neighbour moved on; so must this operation.
+                    // The chunk waits for that ring.
+                    Ok(Some(message)) if message.generation > generation => {
+                        let newer = message.generation;
+                        inbox.put_back(message);
+                        return Err(self.superseded_error(newer));
+                    }
                     Ok(Some(message)) => message,
                     Ok(None) => return Err(self.peer_error("the inbox closed")),
                     Err(_) => {

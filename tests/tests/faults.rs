@@ -1,0 +1,298 @@
+//! Fault tolerance with real processes: workers SIGKILLed at random points mid-run, and a
+//! worker SIGSTOPped past the heartbeat timeout. The survivors keep training in a re-formed
+//! ring (no restart, no checkpoint read), lose at most the step in flight, finish with
+//! identical replicas; a stopped worker that wakes up is fenced. Prints detection and
+//! recovery times.
+#![allow(clippy::expect_used, clippy::unwrap_used)] // a test fails loudly on broken setup
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anygan_proto::v1;
+use anygan_proto::v1::coordinator_client::CoordinatorClient;
+use anygan_tests::{CoordinatorProcess, WorkerProcess, write_tiny_idx};
+
+const DEADLINE: Duration = Duration::from_secs(180);
+
+fn job_args(data: &str, output: &str, steps: &str, workers: &str) -> Vec<String> {
+    [
+        "--data",
+        data,
+        "--format",
+        "idx",
+        "--idx-images",
+        "images.idx",
+        "--idx-labels",
+        "labels.idx",
+        "--width",
+        "8",
+        "--latent-dim",
+        "16",
+        // 12 splits among 4, 3, 2 and 1 workers: every survivor stays in the ring.
+        "--global-batch",
+        "12",
+        "--steps",
+        steps,
+        "--sample-every",
+        "0",
+        "--checksum-every",
+        "5",
+        "--no-generation",
+        "--output",
+        output,
+        "--min-workers",
+        "1",
+        "--max-workers",
+        workers,
+        "--start-grace-ms",
+        "30000",
+        "--heartbeat-interval-ms",
+        "200",
+        "--heartbeat-timeout-ms",
+        "1000",
+        "--collective-timeout-ms",
+        "10000",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+async fn status(address: &str) -> Option<v1::JobStatus> {
+    let mut client = CoordinatorClient::connect(format!("http://{address}"))
+        .await
+        .ok()?;
+    client
+        .get_status(v1::StatusRequest {})
+        .await
+        .ok()
+        .map(tonic::Response::into_inner)
+}
+
+/// Polls until the job's status satisfies `done`; returns it.
+async fn wait_for(
+    address: &str,
+    what: &str,
+    done: impl Fn(&v1::JobStatus) -> bool,
+) -> v1::JobStatus {
+    let until = Instant::now() + DEADLINE;
+    loop {
+        if let Some(status) = status(address).await
+            && done(&status)
+        {
+            return status;
+        }
+        assert!(Instant::now() < until, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// (detection ms, recovery ms) of every recovery the coordinator logged.
+fn recoveries(log: &Path) -> Vec<(u64, u64, u64)> {
+    let text = std::fs::read_to_string(log).expect("coordinator log");
+    let field = |line: &str, name: &str| -> u64 {
+        let start = line.find(&format!("{name}=")).expect(name) + name.len() + 1;
+        line[start..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .and_then(|n| n.parse().ok())
+            .expect("a number")
+    };
+    text.lines()
+        .filter(|l| l.contains("recovered: every survivor"))
+        .map(|l| {
+            (
+                field(l, "detection_ms"),
+                field(l, "recovery_ms"),
+                field(l, "step"),
+            )
+        })
+        .collect()
+}
+
+fn reform_steps(log: &Path) -> Vec<u64> {
+    std::fs::read_to_string(log)
+        .expect("coordinator log")
+        .lines()
+        .filter(|l| l.contains("ring re-formed"))
+        .map(|l| {
+            let start = l.find(" step=").expect("step") + 6;
+            l[start..]
+                .split(|c: char| !c.is_ascii_digit())
+                .next()
+                .and_then(|n| n.parse().ok())
+                .expect("a number")
+        })
+        .collect()
+}
+
+fn median_and_worst(mut values: Vec<u64>) -> (u64, u64) {
+    values.sort_unstable();
+    (values[values.len() / 2], *values.last().expect("values"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_workers_leave_survivors_training_to_identical_replicas() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_tiny_idx(dir.path(), 96).expect("data");
+    let data = dir.path().to_str().expect("utf-8");
+    let output = dir.path().join("out");
+    let log = dir.path().join("coordinator.log");
+    let args = job_args(data, output.to_str().expect("utf-8"), "400", "4");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let coordinator = CoordinatorProcess::start_logged("start", &args, DEADLINE, Some(&log))
+        .expect("coordinator");
+    let address = coordinator.address.clone();
+    let mut workers: Vec<(String, WorkerProcess)> = (0..4)
+        .map(|i| {
+            let id = format!("w{i}");
+            let worker = WorkerProcess::join(&address, &id).expect("worker");
+            (id, worker)
+        })
+        .collect();
+
+    // Three kills at pseudo-random points: a random step to reach, then a random delay within
+    // the step (a step takes a few milliseconds here), so the kill lands anywhere in it.
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = |below: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % below
+    };
+    let mut completed_before_kill = Vec::new();
+    let mut target = 0;
+    for kill in 0..3 {
+        target += 40 + next(60);
+        let seen = wait_for(&address, "training progress", |s| {
+            s.phase == v1::JobPhase::Training as i32 && s.completed_steps >= target
+        })
+        .await;
+        tokio::time::sleep(Duration::from_micros(next(20_000))).await;
+        let victim = next(workers.len() as u64) as usize;
+        let (id, mut worker) = workers.remove(victim);
+        worker.child.kill().expect("SIGKILL");
+        worker.child.wait().expect("reaped");
+        completed_before_kill.push(seen.completed_steps);
+        eprintln!(
+            "kill {kill}: SIGKILL {id} after step {}",
+            seen.completed_steps
+        );
+        // The survivors re-form; wait for the next generation before the next kill.
+        let generation = seen.generation;
+        wait_for(&address, "the re-formed ring", |s| {
+            s.generation > generation && s.workers.len() == workers.len()
+        })
+        .await;
+    }
+
+    let (final_status, success) = tokio::task::spawn_blocking(move || coordinator.wait(DEADLINE))
+        .await
+        .expect("join")
+        .expect("job ends");
+    assert!(success, "{final_status}");
+    assert_eq!(final_status["phase"], "done");
+    assert_eq!(final_status["replicas_identical"], true, "{final_status}");
+    assert_eq!(final_status["completed_steps"], 400);
+    assert_eq!(
+        final_status["membership_generation"], 4,
+        "three re-formed rings"
+    );
+    for (id, worker) in &mut workers {
+        assert!(
+            worker.wait(DEADLINE).expect("exits"),
+            "survivor {id} failed"
+        );
+    }
+    let log_text = std::fs::read_to_string(&log).expect("log");
+    assert!(
+        !log_text.contains("resuming"),
+        "no survivor restarted from a checkpoint"
+    );
+
+    // Each re-formed ring starts no earlier than the steps every worker had completed before
+    // the kill: only the step in flight is lost.
+    let reforms = reform_steps(&log);
+    assert_eq!(reforms.len(), 3, "{log_text}");
+    for (reform, before) in reforms.iter().zip(&completed_before_kill) {
+        assert!(
+            reform >= before,
+            "re-formed at {reform}, {before} were complete"
+        );
+    }
+    let measured = recoveries(&log);
+    assert_eq!(measured.len(), 3, "{log_text}");
+    let (detection_median, detection_worst) =
+        median_and_worst(measured.iter().map(|m| m.0).collect());
+    let (recovery_median, recovery_worst) =
+        median_and_worst(measured.iter().map(|m| m.1).collect());
+    eprintln!(
+        "SIGKILL x3: detection median {detection_median} ms, worst {detection_worst} ms (timeout 1000 ms); \
+         recovery median {recovery_median} ms, worst {recovery_worst} ms"
+    );
+    assert!(detection_worst >= 1000, "declared before the timeout");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_worker_is_declared_lost_and_fenced_when_it_wakes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_tiny_idx(dir.path(), 96).expect("data");
+    let data = dir.path().to_str().expect("utf-8");
+    let output = dir.path().join("out");
+    let log = dir.path().join("coordinator.log");
+    let args = job_args(data, output.to_str().expect("utf-8"), "300", "3");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let coordinator = CoordinatorProcess::start_logged("start", &args, DEADLINE, Some(&log))
+        .expect("coordinator");
+    let address = coordinator.address.clone();
+    let stopped_log = dir.path().join("w2.log");
+    let mut survivors: Vec<WorkerProcess> = ["w0", "w1"]
+        .iter()
+        .map(|id| WorkerProcess::join(&address, id).expect("worker"))
+        .collect();
+    let mut sleeper =
+        WorkerProcess::join_with(&address, "w2", &[], &[], Some(&stopped_log)).expect("worker");
+    let seen = wait_for(&address, "training progress", |s| {
+        s.phase == v1::JobPhase::Training as i32 && s.completed_steps >= 50
+    })
+    .await;
+    let pid = sleeper.child.id().to_string();
+    let signal = |name: &str| {
+        let sent = std::process::Command::new("kill")
+            .args([name, &pid])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "kill {name}");
+    };
+    signal("-STOP");
+    // Stopped past the timeout: the others re-form without it.
+    wait_for(&address, "the re-formed ring", |s| {
+        s.generation > seen.generation && s.workers.len() == 2
+    })
+    .await;
+    signal("-CONT");
+    // Awake, it learns it was declared lost and stops without touching the new ring.
+    assert!(
+        !sleeper.wait(DEADLINE).expect("exits"),
+        "the fenced worker claims success"
+    );
+    let said = std::fs::read_to_string(&stopped_log).expect("log");
+    assert!(said.contains("fenced"), "{said}");
+
+    let (final_status, success) = tokio::task::spawn_blocking(move || coordinator.wait(DEADLINE))
+        .await
+        .expect("join")
+        .expect("job ends");
+    assert!(success, "{final_status}");
+    assert_eq!(final_status["replicas_identical"], true, "{final_status}");
+    assert_eq!(final_status["completed_steps"], 300);
+    for worker in &mut survivors {
+        assert!(worker.wait(DEADLINE).expect("exits"));
+    }
+    let measured = recoveries(&log);
+    assert_eq!(measured.len(), 1);
+    eprintln!(
+        "SIGSTOP: detection {} ms (timeout 1000 ms), recovery {} ms",
+        measured[0].0, measured[0].1
+    );
+}
