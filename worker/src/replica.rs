@@ -349,7 +349,7 @@ impl Replica {
         let done = step + 1;
         self.progress.step.store(done, Ordering::Relaxed);
         let last = done == spec.steps;
-        let checksum = if last || (spec.checksum_every > 0 && done % spec.checksum_every == 0) {
+        let checksum = if last || (spec.checksum_every > 0 && done.is_multiple_of(spec.checksum_every)) {
             trainer.parameter_checksum()
         } else {
             String::new()
@@ -382,7 +382,7 @@ impl Replica {
                 report.all_reduce_bytes as f64,
             );
         });
-        if rank == 0 && (done % PROGRESS_EVERY == 0 || last) {
+        if rank == 0 && (done.is_multiple_of(PROGRESS_EVERY) || last) {
             let seconds = report.step_seconds;
             tracing::info!(
                 step = done,
@@ -442,12 +442,12 @@ impl Replica {
                 "stopped the job",
             )));
         }
-        if rank == 0 && spec.sample_every > 0 && done % spec.sample_every == 0 && !last {
+        if rank == 0 && spec.sample_every > 0 && done.is_multiple_of(spec.sample_every) && !last {
             outputs.write_grid(trainer, &format!("step-{done:07}.png"))?;
         }
         if let Some(checkpointer) = checkpointer
             && spec.checkpoint_every > 0
-            && done % spec.checkpoint_every == 0
+            && done.is_multiple_of(spec.checkpoint_every)
             && !last
         {
             let (epoch, positions) = positions(done);
