@@ -30,4 +30,14 @@ fn bad_job_settings_are_named() {
     let (ok, stderr) = start(&["--learning-rate=-1"]);
     assert!(!ok);
     assert!(stderr.contains("learning_rate"), "{stderr}");
+    // A misspelt evaluation method is refused before training, not after it.
+    let (ok, stderr) = start(&["--eval-methods", "long-tail,oversampling"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("unknown evaluation method `oversampling`"),
+        "{stderr}"
+    );
+    let (ok, stderr) = start(&["--eval-seeds", "", "--eval-methods", "anygan"]);
+    assert!(!ok);
+    assert!(stderr.contains("seed"), "{stderr}");
 }

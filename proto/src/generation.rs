@@ -86,7 +86,40 @@ pub struct EvaluationSettings {
 /// The evaluation's quality runs: the generator is measured once, with the first seed.
 pub const QUALITY_METHODS: [&str; 2] = ["cas", "full-real"];
 
+/// The remedies an evaluation compares, (a) to (e).
+pub const EVALUATION_METHODS: [&str; 5] = [
+    "long-tail",
+    "random-oversampling",
+    "class-weighted",
+    "anygan",
+    "smote",
+];
+
 impl EvaluationSettings {
+    /// Names the first bad field: checked when the job starts, not hours later when the
+    /// evaluation runs.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(unknown) = self.methods.iter().find(|m| {
+            !EVALUATION_METHODS.contains(&m.as_str()) && !QUALITY_METHODS.contains(&m.as_str())
+        }) {
+            return Err(format!(
+                "unknown evaluation method `{unknown}`; known: {}, {}",
+                EVALUATION_METHODS.join(", "),
+                QUALITY_METHODS.join(", ")
+            ));
+        }
+        if self.seeds.is_empty() {
+            return Err("evaluation needs at least one seed".into());
+        }
+        if self.epochs == 0 || self.batch_size == 0 || self.width == 0 {
+            return Err(format!(
+                "evaluation epochs ({}), batch size ({}) and width ({}) must be positive",
+                self.epochs, self.batch_size, self.width
+            ));
+        }
+        Ok(())
+    }
+
     /// Every (method, seed) run: each method with each seed, then the quality runs.
     pub fn runs(&self) -> Vec<(String, u64)> {
         let mut runs: Vec<(String, u64)> = self

@@ -223,6 +223,9 @@ impl JobSpec {
         if let Some(generation) = &self.generation {
             generation.validate()?;
         }
+        if let Some(evaluation) = &self.evaluation {
+            evaluation.validate()?;
+        }
         if self.generate_from.is_some() && self.generation.is_none() {
             return Err("generate_from needs generation settings".into());
         }

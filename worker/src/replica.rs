@@ -349,11 +349,12 @@ impl Replica {
         let done = step + 1;
         self.progress.step.store(done, Ordering::Relaxed);
         let last = done == spec.steps;
-        let checksum = if last || (spec.checksum_every > 0 && done.is_multiple_of(spec.checksum_every)) {
-            trainer.parameter_checksum()
-        } else {
-            String::new()
-        };
+        let checksum =
+            if last || (spec.checksum_every > 0 && done.is_multiple_of(spec.checksum_every)) {
+                trainer.parameter_checksum()
+            } else {
+                String::new()
+            };
         let (all_reduce_seconds, all_reduce_bytes) = membership.ring.take_traffic();
         let (checkpoints_committed, last_checkpoint_seconds) =
             checkpointer.as_deref().map_or((0, 0.0), |c| {

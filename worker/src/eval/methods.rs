@@ -385,6 +385,13 @@ mod tests {
         let err = generated_only(&generated, &[6, 2]).unwrap_err();
         assert!(err.to_string().contains("class 0"), "{err}");
         assert_eq!(Method::parse("cas"), Some(Method::Cas));
+        // The names the coordinator accepts are the ones the worker runs.
+        for name in anygan_proto::generation::EVALUATION_METHODS
+            .iter()
+            .chain(&anygan_proto::generation::QUALITY_METHODS)
+        {
+            assert!(Method::parse(name).is_some(), "{name}");
+        }
         assert_eq!(Method::parse("full-real"), Some(Method::FullReal));
     }
 }
