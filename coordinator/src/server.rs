@@ -70,9 +70,17 @@ pub async fn serve(
         serde_json::to_string(&spec).map_err(|e| Error::InvalidJob(e.to_string()))?;
     let spec_for_plan = spec.clone();
     let state = StateHandle::spawn(
-        JobState::new(spec, timing.heartbeat_timeout, timing.start_grace)?.resuming_from(resume),
+        JobState::new(spec, timing.heartbeat_timeout, timing.start_grace)?
+            .resuming_from(resume)
+            .of_incarnation(incarnation()),
     );
-    let service = CoordinatorService::new(state.clone(), job_spec_json, timing.heartbeat_interval);
+    let incarnation = state.watch().borrow().incarnation;
+    let service = CoordinatorService::new(
+        state.clone(),
+        job_spec_json,
+        timing.heartbeat_interval,
+        incarnation,
+    );
     let planner = tokio::spawn(plan_generation_when_due(state.clone(), spec_for_plan));
     if let Some(terminal) = progress {
         tokio::spawn(terminal.follow(state.watch()));
@@ -125,6 +133,14 @@ pub async fn serve(
     planner.abort();
     let _ = stop_metrics.send(());
     Ok(state.watch().borrow().clone())
+}
+
+/// This process's incarnation: milliseconds since the Unix epoch at start. Its generations
+/// start at incarnation × 2^16, room for 65,536 re-formed rings, above every predecessor's.
+fn incarnation() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Once training is over (or a generation-only job has its workers), reads the generation plan

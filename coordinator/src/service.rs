@@ -21,14 +21,21 @@ pub struct CoordinatorService {
     state: StateHandle,
     job_spec_json: String,
     heartbeat_interval: Duration,
+    incarnation: u64,
 }
 
 impl CoordinatorService {
-    pub fn new(state: StateHandle, job_spec_json: String, heartbeat_interval: Duration) -> Self {
+    pub fn new(
+        state: StateHandle,
+        job_spec_json: String,
+        heartbeat_interval: Duration,
+        incarnation: u64,
+    ) -> Self {
         Self {
             state,
             job_spec_json,
             heartbeat_interval,
+            incarnation,
         }
     }
 
@@ -53,6 +60,7 @@ impl Coordinator for CoordinatorService {
             job_id: String::new(),
             job_spec_json: self.job_spec_json.clone(),
             heartbeat_interval_ms: self.heartbeat_interval.as_millis() as u32,
+            incarnation: self.incarnation,
         }))
     }
 

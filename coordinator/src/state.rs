@@ -84,6 +84,7 @@ pub struct JobState {
     reform_step: Option<u64>,
     /// Membership events, for logs and metrics.
     pub events: MembershipEvents,
+    incarnation: u64,
 }
 
 /// Counts and timings of membership changes.
@@ -119,7 +120,31 @@ impl JobState {
             finished_board: None,
             reform_step: None,
             events: MembershipEvents::default(),
+            incarnation: 0,
         })
+    }
+
+    /// Membership generations of this coordinator start above `base`. A restarted
+    /// coordinator passes a base derived from its start time, so its generations are above
+    /// every generation of its predecessor and chunks or reports still in flight from the old
+    /// rings are refused as stale, with nothing persisted.
+    pub fn with_generation_base(mut self, base: u64) -> Self {
+        self.generation = base;
+        self
+    }
+
+    /// This coordinator process: generations start at `incarnation << 16`.
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+
+    /// Marks this state as the coordinator process `incarnation` (its start in ms since the
+    /// epoch); its generations then start above every earlier incarnation's.
+    pub fn of_incarnation(self, incarnation: u64) -> Self {
+        Self {
+            incarnation,
+            ..self.with_generation_base(incarnation << 16)
+        }
     }
 
     /// Training starts from `resume`'s step, every replica restoring that checkpoint.
@@ -477,6 +502,7 @@ impl JobState {
             _ => self.finished_board.as_ref(),
         };
         v1::JobStatus {
+            incarnation: self.incarnation,
             generation_progress: board.map(|b| b.progress()).unwrap_or_default(),
             generation_root: board.map(|b| b.plan().root.clone()).unwrap_or_default(),
             job_id: self.spec.job_id.clone(),

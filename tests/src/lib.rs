@@ -122,9 +122,21 @@ impl CoordinatorProcess {
         deadline: Duration,
         log: Option<&Path>,
     ) -> anyhow::Result<Self> {
+        Self::start_listening(subcommand, "127.0.0.1:0", args, deadline, log)
+    }
+
+    /// Like [`Self::start_logged`], listening on `listen` (e.g. a restarted coordinator on its
+    /// predecessor's address).
+    pub fn start_listening(
+        subcommand: &str,
+        listen: &str,
+        args: &[&str],
+        deadline: Duration,
+        log: Option<&Path>,
+    ) -> anyhow::Result<Self> {
         let mut child = Command::new(binary("coordinator"))
             .arg(subcommand)
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", listen])
             .args(args)
             .env("ANYGAN_LOG", "info")
             .stdout(Stdio::piped())
@@ -164,6 +176,15 @@ impl CoordinatorProcess {
             .with_context(|| format!("final line is not JSON: {line}"))?;
         let success = wait_child(&mut self.child, Duration::from_secs(10))?;
         Ok((status, success))
+    }
+}
+
+impl CoordinatorProcess {
+    /// SIGKILL, and wait for the process to be gone.
+    pub fn kill(&mut self) -> anyhow::Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
     }
 }
 

@@ -45,6 +45,11 @@ pub enum Error {
     #[error("coordinator {address}: {reason}")]
     Coordinator { address: String, reason: String },
 
+    /// The coordinator stopped answering (it died or restarts): the worker reconnects and
+    /// registers again; the restarted coordinator continues from the newest checkpoint.
+    #[error("coordinator {address} lost: {reason}")]
+    CoordinatorLost { address: String, reason: String },
+
     /// An image could not be encoded (sample grids, exported images).
     #[error("encoding {what}: {reason}")]
     Encode { what: String, reason: String },

@@ -65,6 +65,19 @@ pub(crate) fn coordinator_error(address: &str, reason: impl std::fmt::Display) -
     }
 }
 
+/// A failed call to the coordinator: lost (unreachable, connection broken) or a refusal.
+pub(crate) fn coordinator_call_error(address: &str, what: &str, status: &tonic::Status) -> Error {
+    match status.code() {
+        tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled => {
+            Error::CoordinatorLost {
+                address: address.to_string(),
+                reason: format!("{what}: {}", status.message()),
+            }
+        }
+        _ => coordinator_error(address, format!("{what}: {}", status.message())),
+    }
+}
+
 /// Connects to the coordinator, retrying with backoff until `timeout`: workers may start first.
 async fn connect(
     address: &str,
@@ -93,7 +106,6 @@ async fn connect(
 
 /// Runs one worker from registration to the end of training.
 pub async fn join(config: JoinConfig) -> Result<JoinOutcome> {
-    let address = config.coordinator.clone();
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| Error::Io {
@@ -120,29 +132,7 @@ pub async fn join(config: JoinConfig) -> Result<JoinOutcome> {
         },
     ));
 
-    let mut client = connect(&address, config.connect_timeout, &config.security).await?;
-    let registered = client
-        .register(v1::RegisterRequest {
-            protocol_version: anygan_proto::PROTOCOL_VERSION,
-            worker_id: config.worker_id.clone(),
-            collective_address: collective_address.clone(),
-            device: BACKEND_NAME.to_string(),
-        })
-        .await
-        .map_err(|status| {
-            coordinator_error(
-                &address,
-                format!("refused registration: {}", status.message()),
-            )
-        })?
-        .into_inner();
-    let spec: JobSpec = serde_json::from_str(&registered.job_spec_json)
-        .map_err(|e| coordinator_error(&address, format!("sent an unreadable job spec: {e}")))?;
-    spec.validate()
-        .map_err(|e| coordinator_error(&address, format!("sent an invalid job: {e}")))?;
-    tracing::info!(worker_id = %config.worker_id, job = %spec.job_id, %collective_address, "registered");
-
-    let progress = Arc::new(Progress::default());
+    let metrics = Registry::default();
     let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
     if let Some(metrics_listen) = config.metrics_listen {
         let listener = TcpListener::bind(metrics_listen)
@@ -156,7 +146,7 @@ pub async fn join(config: JoinConfig) -> Result<JoinOutcome> {
             source,
         })?;
         tracing::info!(address = %bound, "metrics listening");
-        let registry = progress.metrics.clone();
+        let registry = metrics.clone();
         tokio::spawn(anygan_proto::metrics::serve_metrics(
             listener,
             move || {
@@ -168,12 +158,66 @@ pub async fn join(config: JoinConfig) -> Result<JoinOutcome> {
             },
         ));
     }
+    // A coordinator that dies is restarted (by its supervisor, or by hand) and continues from
+    // the newest checkpoint: this worker reconnects with backoff and registers again.
+    let outcome = loop {
+        match session(&config, &collective_address, &inbox, &metrics).await {
+            Err(Error::CoordinatorLost { address, reason }) => {
+                tracing::warn!(%address, %reason, "coordinator lost; reconnecting");
+                metrics.update(|m| {
+                    m.add(
+                        "anygan_coordinator_reconnects_total",
+                        "Times this worker lost the coordinator and registered again.",
+                        &[],
+                        1.0,
+                    )
+                });
+            }
+            other => break other,
+        }
+    };
+    let _ = stop_metrics.send(());
+    let _ = stop_server.send(());
+    let _ = server.await;
+    outcome
+}
+
+/// One registration with the coordinator: training (from its assignment) then tasks.
+async fn session(
+    config: &JoinConfig,
+    collective_address: &str,
+    inbox: &Arc<Inbox>,
+    metrics: &Registry,
+) -> Result<JoinOutcome> {
+    let address = config.coordinator.clone();
+    let mut client = connect(&address, config.connect_timeout, &config.security).await?;
+    let registered = client
+        .register(v1::RegisterRequest {
+            protocol_version: anygan_proto::PROTOCOL_VERSION,
+            worker_id: config.worker_id.clone(),
+            collective_address: collective_address.to_string(),
+            device: BACKEND_NAME.to_string(),
+        })
+        .await
+        .map_err(|status| coordinator_call_error(&address, "refused registration", &status))?
+        .into_inner();
+    let spec: JobSpec = serde_json::from_str(&registered.job_spec_json)
+        .map_err(|e| coordinator_error(&address, format!("sent an unreadable job spec: {e}")))?;
+    spec.validate()
+        .map_err(|e| coordinator_error(&address, format!("sent an invalid job: {e}")))?;
+    tracing::info!(worker_id = %config.worker_id, job = %spec.job_id, %collective_address, "registered");
+
+    let progress = Arc::new(Progress {
+        metrics: metrics.clone(),
+        incarnation: AtomicU64::new(registered.incarnation),
+        ..Progress::default()
+    });
     let heartbeats = tokio::spawn(heartbeat_loop(
         client.clone(),
         config.worker_id.clone(),
         Duration::from_millis(u64::from(registered.heartbeat_interval_ms.max(50))),
         Arc::clone(&progress),
-        Arc::clone(&inbox),
+        Arc::clone(inbox),
     ));
 
     let runtime = tokio::runtime::Handle::current();
@@ -185,7 +229,7 @@ pub async fn join(config: JoinConfig) -> Result<JoinOutcome> {
                     &config.worker_id,
                     &address,
                     client.clone(),
-                    inbox,
+                    Arc::clone(inbox),
                     Arc::clone(&progress),
                     &config.security,
                 )
@@ -211,21 +255,9 @@ pub async fn join(config: JoinConfig) -> Result<JoinOutcome> {
         Ok(JoinOutcome { training, tasks })
     };
     let outcome = work.await;
-    let _ = stop_metrics.send(());
-    stop(&progress, heartbeats, stop_server, server).await;
-    outcome
-}
-
-async fn stop(
-    progress: &Progress,
-    heartbeats: tokio::task::JoinHandle<()>,
-    stop_server: tokio::sync::oneshot::Sender<()>,
-    server: tokio::task::JoinHandle<Result<()>>,
-) {
     progress.finished.store(true, Ordering::Relaxed);
     heartbeats.abort();
-    let _ = stop_server.send(());
-    let _ = server.await;
+    outcome
 }
 
 /// Trains this replica: data, assignment, ring, and the training thread.
@@ -242,7 +274,8 @@ async fn train_replica(
     let probe = gan_config(spec, 1);
     probe.validate()?;
     let dataset = load_source(&spec.dataset, probe.image_shape(), &spec.store_options).await?;
-    let assignment = wait_for_assignment(&mut client, worker_id, address, 0).await?;
+    let incarnation = progress.incarnation.load(Ordering::Relaxed);
+    let assignment = wait_for_assignment(&mut client, worker_id, address, 0, incarnation).await?;
     let rank = assignment.rank;
     let replica = Replica {
         spec: spec.clone(),
@@ -283,6 +316,8 @@ pub(crate) struct Progress {
     /// Set when the coordinator no longer knows this worker (declared lost): the training
     /// thread stops instead of touching the re-formed ring.
     pub fenced: AtomicBool,
+    /// The coordinator incarnation this worker registered with.
+    pub incarnation: AtomicU64,
     pub finished: AtomicBool,
     /// What this worker's metrics endpoint serves.
     pub metrics: Registry,
@@ -317,9 +352,16 @@ async fn heartbeat_loop(
                 inbox.supersede(response.get_ref().generation);
             }
             Err(status) if status.code() == tonic::Code::NotFound => {
-                tracing::error!(%worker_id, error = %status.message(), "the coordinator no longer knows this worker: fenced");
-                progress.fenced.store(true, Ordering::Relaxed);
-                inbox.supersede(u64::MAX);
+                let registered = progress.incarnation.load(Ordering::Relaxed);
+                if restarted(&mut client, registered).await {
+                    // A new coordinator process: the training thread re-registers when its
+                    // next step report is refused.
+                    tracing::warn!(%worker_id, "the coordinator restarted");
+                } else {
+                    tracing::error!(%worker_id, error = %status.message(), "the coordinator no longer knows this worker: fenced");
+                    progress.fenced.store(true, Ordering::Relaxed);
+                    inbox.supersede(u64::MAX);
+                }
             }
             Err(status) => {
                 tracing::warn!(%worker_id, error = %status.message(), "heartbeat failed")
@@ -328,12 +370,28 @@ async fn heartbeat_loop(
     }
 }
 
-/// Long-polls for this worker's assignment of a generation after `after_generation`.
+/// Whether the coordinator answering now is another process than the one this worker
+/// registered with (`registered` incarnation): an unknown worker is then not fenced, the
+/// coordinator only forgot everybody.
+pub(crate) async fn restarted(
+    client: &mut CoordinatorClient<AuthedChannel>,
+    registered: u64,
+) -> bool {
+    client
+        .get_status(v1::StatusRequest {})
+        .await
+        .is_ok_and(|status| status.get_ref().incarnation != registered)
+}
+
+/// Long-polls for this worker's assignment of a generation after `after_generation`. An
+/// unknown-worker answer from a restarted coordinator (not `incarnation`) is a lost
+/// coordinator: the caller registers again.
 pub(crate) async fn wait_for_assignment(
     client: &mut CoordinatorClient<AuthedChannel>,
     worker_id: &str,
     address: &str,
     after_generation: u64,
+    incarnation: u64,
 ) -> Result<v1::Assignment> {
     loop {
         let mut request = tonic::Request::new(v1::AssignmentRequest {
@@ -352,10 +410,20 @@ pub(crate) async fn wait_for_assignment(
             {
                 tracing::info!(%worker_id, "still waiting for enough workers");
             }
+            Err(status)
+                if status.code() == tonic::Code::NotFound
+                    && restarted(client, incarnation).await =>
+            {
+                return Err(Error::CoordinatorLost {
+                    address: address.to_string(),
+                    reason: "it restarted and no longer knows this worker".into(),
+                });
+            }
             Err(status) => {
-                return Err(coordinator_error(
+                return Err(coordinator_call_error(
                     address,
-                    format!("gave no assignment: {}", status.message()),
+                    "gave no assignment",
+                    &status,
                 ));
             }
         }

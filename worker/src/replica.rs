@@ -30,7 +30,9 @@ use crate::error::{Error, Result};
 use crate::gan::state::Snapshot;
 use crate::gan::{Batch, GanTrainer};
 use crate::job::train_config;
-use crate::join::{Progress, TrainingOutcome, coordinator_error, wait_for_assignment};
+use crate::join::{
+    Progress, TrainingOutcome, coordinator_call_error, coordinator_error, wait_for_assignment,
+};
 use crate::outputs::RunOutputs;
 
 /// Rank 0 logs progress every this many steps.
@@ -113,6 +115,11 @@ impl Replica {
         let mut checkpointer = self.checkpointer_for(&membership, &output, checkpoint_options)?;
         let mut kept: VecDeque<GanTrainer<TrainBackend>> = VecDeque::new();
         let mut checksum = String::new();
+        if trainer.step() >= spec.steps {
+            // Resumed from the final checkpoint (the coordinator restarted after training):
+            // the final checksum is all the coordinator still needs.
+            checksum = self.report_finished(&trainer, &membership)?;
+        }
         while trainer.step() < spec.steps {
             let before = trainer.clone();
             match self.step(
@@ -297,11 +304,12 @@ impl Replica {
         let patience = Duration::from_millis(self.spec.collective_timeout_ms);
         let (client, worker_id, coordinator) =
             (&mut self.client, &self.worker_id, &self.coordinator);
+        let incarnation = self.progress.incarnation.load(Ordering::Relaxed);
         // The timer is made inside the runtime: this thread is not one of its workers.
         let waited = self.runtime.block_on(async {
             tokio::time::timeout(
                 patience,
-                wait_for_assignment(client, worker_id, coordinator, current),
+                wait_for_assignment(client, worker_id, coordinator, current, incarnation),
             )
             .await
         });
@@ -424,16 +432,22 @@ impl Replica {
             Ok(ack) => ack.into_inner(),
             // The ring was re-formed while this step ran: the step stands locally, the new
             // generation decides whether it counts.
-            Err(status) if status.code() == tonic::Code::FailedPrecondition => {
+            Err(status)
+                if matches!(
+                    status.code(),
+                    tonic::Code::FailedPrecondition | tonic::Code::NotFound
+                ) =>
+            {
                 return Err(StepFailure::Membership {
                     reason: format!("step report refused: {}", status.message()),
                     completed: true,
                 });
             }
             Err(status) => {
-                return Err(StepFailure::Fatal(coordinator_error(
+                return Err(StepFailure::Fatal(coordinator_call_error(
                     &self.coordinator,
-                    format!("refused a step report: {}", status.message()),
+                    "refused a step report",
+                    &status,
                 )));
             }
         };
@@ -455,6 +469,29 @@ impl Replica {
             checkpointer.save_in_background(trainer, epoch, positions)?;
         }
         anygan_store::failpoint::hit("abort-after-step", done);
+        Ok(checksum)
+    }
+
+    /// Reports the step this replica already holds, with its checksum.
+    fn report_finished(
+        &mut self,
+        trainer: &GanTrainer<TrainBackend>,
+        membership: &Membership<'_>,
+    ) -> Result<String> {
+        let checksum = trainer.parameter_checksum();
+        let report = v1::StepReport {
+            worker_id: self.worker_id.clone(),
+            generation: membership.assignment.generation,
+            step: trainer.step(),
+            parameter_checksum: checksum.clone(),
+            ..Default::default()
+        };
+        self.progress.step.store(trainer.step(), Ordering::Relaxed);
+        self.runtime
+            .block_on(self.client.report_step(report))
+            .map_err(|status| {
+                coordinator_call_error(&self.coordinator, "refused a step report", &status)
+            })?;
         Ok(checksum)
     }
 

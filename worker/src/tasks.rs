@@ -12,7 +12,7 @@ use anygan_proto::v1::coordinator_client::CoordinatorClient;
 use anygan_store::StoreLocation;
 
 use crate::error::{Error, Result};
-use crate::join::coordinator_error;
+use crate::join::coordinator_call_error;
 
 fn parse_plan(json: &str) -> Result<anygan_proto::generation::GenerationPlan> {
     serde_json::from_str(json).map_err(|e| Error::config("plan_json", e.to_string()))
@@ -60,10 +60,7 @@ pub(crate) async fn run_tasks(
                 continue;
             }
             Err(status) => {
-                return Err(coordinator_error(
-                    address,
-                    format!("gave no task: {}", status.message()),
-                ));
+                return Err(coordinator_call_error(address, "gave no task", &status));
             }
         };
         if response.finished {
@@ -155,11 +152,9 @@ pub(crate) async fn run_tasks(
                 }
             }
         };
-        client.report_task(report).await.map_err(|status| {
-            coordinator_error(
-                address,
-                format!("refused a task report: {}", status.message()),
-            )
-        })?;
+        client
+            .report_task(report)
+            .await
+            .map_err(|status| coordinator_call_error(address, "refused a task report", &status))?;
     }
 }
