@@ -85,12 +85,16 @@ pub struct JobState {
     /// Membership events, for logs and metrics.
     pub events: MembershipEvents,
     incarnation: u64,
+    /// Workers admitted into a running ring that still fetch their state from rank 0.
+    joining: std::collections::BTreeSet<String>,
 }
 
 /// Counts and timings of membership changes.
 #[derive(Debug, Default, Clone)]
 pub struct MembershipEvents {
     pub workers_lost: u64,
+    /// Workers admitted into a running job.
+    pub joins: u64,
     /// Workers dropped from a re-formed ring because the global batch does not divide among
     /// all survivors.
     pub workers_dropped: u64,
@@ -121,6 +125,7 @@ impl JobState {
             reform_step: None,
             events: MembershipEvents::default(),
             incarnation: 0,
+            joining: std::collections::BTreeSet::new(),
         })
     }
 
@@ -202,9 +207,24 @@ impl JobState {
         {
             return Err(Error::DuplicateWorker(request.worker_id.clone()));
         }
+        let mut joins_training = false;
         match self.phase {
             Phase::WaitingForWorkers { .. } | Phase::Generating { .. }
                 if self.members.len() < self.spec.max_workers => {}
+            // Elastic join: admitted into a re-formed ring at once, its state from rank 0.
+            Phase::Training if self.members.len() < self.spec.max_workers => {
+                let world = self.members.len() + 1;
+                if let Err(reason) = self
+                    .spec
+                    .local_batch(world)
+                    .and_then(|_| self.spec.plan_world(world))
+                {
+                    return Err(Error::JobFull(format!(
+                        "a ring of {world} cannot take this worker: {reason}"
+                    )));
+                }
+                joins_training = true;
+            }
             Phase::WaitingForWorkers { .. } => {
                 return Err(Error::JobFull(format!(
                     "{} of {} workers",
@@ -223,6 +243,12 @@ impl JobState {
             checksums: BTreeMap::new(),
             last_report: None,
         });
+        if joins_training {
+            self.joining.insert(request.worker_id.clone());
+            self.events.joins += 1;
+            tracing::info!(worker_id = %request.worker_id, "worker joins the running job");
+            self.reform(now);
+        }
         Ok(())
     }
 
@@ -323,6 +349,7 @@ impl JobState {
         let step = self
             .members
             .iter()
+            .filter(|m| !self.joining.contains(&m.worker_id))
             .map(|m| m.step)
             .min()
             .unwrap_or(self.start_step());
@@ -371,6 +398,14 @@ impl JobState {
                 .collect(),
             shard_seed: self.spec.seed,
             start_step: self.reform_step.unwrap_or(self.start_step()),
+            state_source: if self.joining.contains(worker_id) {
+                self.members
+                    .first()
+                    .map(|m| m.collective_address.clone())
+                    .unwrap_or_default()
+            } else {
+                String::new()
+            },
             resume_checkpoint: self
                 .resume
                 .as_ref()
@@ -416,6 +451,7 @@ impl JobState {
                 .checksums
                 .insert(report.step, report.parameter_checksum.clone());
         }
+        self.joining.remove(&report.worker_id);
         if let Some((since, step)) = self.events.recovering
             && self.members.iter().all(|m| m.step > step)
         {

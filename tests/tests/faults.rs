@@ -240,6 +240,76 @@ async fn killed_workers_leave_survivors_training_to_identical_replicas() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_joining_mid_run_gets_the_state_from_a_peer_and_ends_identical() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_tiny_idx(dir.path(), 96).expect("data");
+    let data = dir.path().to_str().expect("utf-8");
+    let output = dir.path().join("out");
+    let log = dir.path().join("coordinator.log");
+    let mut args = job_args(data, output.to_str().expect("utf-8"), "300", "3");
+    // Start with 2 of at most 3 workers, at once.
+    for (flag, value) in [("--min-workers", "2"), ("--start-grace-ms", "0")] {
+        let at = args.iter().position(|a| a == flag).expect(flag);
+        args[at + 1] = value.to_string();
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let coordinator = CoordinatorProcess::start_logged("start", &args, DEADLINE, Some(&log))
+        .expect("coordinator");
+    let address = coordinator.address.clone();
+    let mut workers: Vec<WorkerProcess> = ["w0", "w1"]
+        .iter()
+        .map(|id| WorkerProcess::join(&address, id).expect("worker"))
+        .collect();
+    let before = wait_for(&address, "training progress", |s| {
+        s.phase == v1::JobPhase::Training as i32 && s.completed_steps >= 60
+    })
+    .await;
+    let joiner_log = dir.path().join("w2.log");
+    workers.push(
+        WorkerProcess::join_with(&address, "w2", &[], &[], Some(&joiner_log)).expect("joiner"),
+    );
+    let joined = wait_for(&address, "the ring with the new worker", |s| {
+        s.generation > before.generation && s.workers.len() == 3
+    })
+    .await;
+
+    let (status, success) = tokio::task::spawn_blocking(move || coordinator.wait(DEADLINE))
+        .await
+        .expect("join")
+        .expect("job ends");
+    assert!(success, "{status}");
+    // The joiner's final parameters equal the others': it received the right state.
+    assert_eq!(status["replicas_identical"], true, "{status}");
+    assert_eq!(
+        status["workers"].as_array().map(Vec::len),
+        Some(3),
+        "{status}"
+    );
+    assert_eq!(status["completed_steps"], 300);
+    for worker in &mut workers {
+        assert!(worker.wait(DEADLINE).expect("exits"), "a worker failed");
+    }
+    let said = std::fs::read_to_string(&joiner_log).expect("joiner log");
+    assert!(said.contains("state received from a peer"), "{said}");
+    assert!(!said.contains("resuming"), "the joiner read no checkpoint");
+    let reforms = reform_steps(&log);
+    assert_eq!(reforms.len(), 1);
+    assert!(
+        reforms[0] >= before.completed_steps,
+        "admitted at step {}, {} were complete",
+        reforms[0],
+        before.completed_steps
+    );
+    let measured = recoveries(&log);
+    eprintln!(
+        "elastic join at step {} (generation +{}): the ring of 3 completed its first step {} ms after admission",
+        reforms[0],
+        joined.generation - before.generation,
+        measured.first().map_or(0, |m| m.1)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_coordinator_restarts_from_the_newest_checkpoint_with_the_same_workers() {
     let dir = tempfile::tempdir().expect("tempdir");
     write_tiny_idx(dir.path(), 96).expect("data");

@@ -1,6 +1,6 @@
 //! Where chunks pushed by the left neighbour wait for the ring loop, fenced by generation.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 
@@ -22,6 +22,17 @@ pub struct Inbox {
     /// The newest generation this worker has heard of. An all-reduce of an older generation
     /// waiting here gives up at once: its ring is gone.
     newest: tokio::sync::watch::Sender<u64>,
+    /// The trainer state this worker offers to a worker joining its ring.
+    offer: Mutex<Option<Arc<OfferedState>>>,
+}
+
+/// A trainer snapshot on offer to joining workers: for one generation and step.
+#[derive(Debug)]
+pub struct OfferedState {
+    pub generation: u64,
+    pub step: u64,
+    pub description_json: String,
+    pub objects: Vec<(String, bytes::Bytes)>,
 }
 
 impl std::fmt::Debug for Inbox {
@@ -43,6 +54,7 @@ impl Default for Inbox {
                 channel: receiver,
             }),
             newest: tokio::sync::watch::Sender::new(0),
+            offer: Mutex::new(None),
         }
     }
 }
@@ -58,6 +70,21 @@ impl Inbox {
             }
             newer
         });
+    }
+
+    /// Offers `state` to joining workers (replacing any earlier offer).
+    pub fn offer_state(&self, state: OfferedState) {
+        *self.offer.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(state));
+    }
+
+    /// The state on offer, if it is the one of `generation` and `step`.
+    pub fn offered_state(&self, generation: u64, step: u64) -> Option<Arc<OfferedState>> {
+        self.offer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .filter(|o| o.generation == generation && o.step == step)
+            .cloned()
     }
 
     /// Watches the newest generation heard of.

@@ -8,7 +8,7 @@ mod ring;
 mod segments;
 mod service;
 
-pub use inbox::{Inbox, Queue};
+pub use inbox::{Inbox, OfferedState, Queue};
 pub use local::{LoopbackRing, serve_collective};
 pub use ring::{BlockingRing, DEFAULT_CHUNK_VALUES, RingAllReduce, RingConfig};
 pub use segments::segment_bounds;

@@ -6,7 +6,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::Inbox;
 use anygan_proto::v1::collective_server::{Collective, CollectiveServer};
-use anygan_proto::v1::{PushAck, RingChunk};
+use anygan_proto::v1::{PushAck, RingChunk, StateChunk, StateRequest};
 
 /// Largest message the collective accepts: a 1 MiB chunk of values plus headroom. Anything
 /// larger is refused by tonic with OUT_OF_RANGE before it is buffered.
@@ -31,8 +31,44 @@ impl CollectiveService {
     }
 }
 
+/// Bytes of an object per state chunk: well under the message limit.
+const STATE_CHUNK_BYTES: usize = 1024 * 1024;
+
 #[tonic::async_trait]
 impl Collective for CollectiveService {
+    type FetchStateStream = tokio_stream::Iter<std::vec::IntoIter<Result<StateChunk, Status>>>;
+
+    async fn fetch_state(
+        &self,
+        request: Request<StateRequest>,
+    ) -> Result<Response<Self::FetchStateStream>, Status> {
+        let wanted = request.into_inner();
+        let Some(state) = self.inbox.offered_state(wanted.generation, wanted.step) else {
+            return Err(Status::failed_precondition(format!(
+                "no state of generation {} at step {} on offer (yet)",
+                wanted.generation, wanted.step
+            )));
+        };
+        let mut chunks = Vec::new();
+        for (name, bytes) in &state.objects {
+            for offset in (0..bytes.len().max(1)).step_by(STATE_CHUNK_BYTES) {
+                let end = (offset + STATE_CHUNK_BYTES).min(bytes.len());
+                chunks.push(Ok(StateChunk {
+                    description_json: if chunks.is_empty() {
+                        state.description_json.clone()
+                    } else {
+                        String::new()
+                    },
+                    object: name.clone(),
+                    object_bytes: bytes.len() as u64,
+                    offset: offset as u64,
+                    data: bytes[offset..end].to_vec(),
+                }));
+            }
+        }
+        Ok(Response::new(tokio_stream::iter(chunks)))
+    }
+
     async fn push(
         &self,
         request: Request<Streaming<RingChunk>>,
