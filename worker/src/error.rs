@@ -45,6 +45,11 @@ pub enum Error {
     #[error("coordinator {address}: {reason}")]
     Coordinator { address: String, reason: String },
 
+    /// The coordinator declared this worker lost and went on without it (fenced): the worker
+    /// drops its state and joins again as a new member.
+    #[error("coordinator {address} fenced this worker: {reason}")]
+    Fenced { address: String, reason: String },
+
     /// The coordinator stopped answering (it died or restarts): the worker reconnects and
     /// registers again; the restarted coordinator continues from the newest checkpoint.
     #[error("coordinator {address} lost: {reason}")]

@@ -173,6 +173,19 @@ pub async fn join(config: JoinConfig) -> Result<JoinOutcome> {
                     )
                 });
             }
+            // Fenced: its state is stale. It registers again and, admitted into the running
+            // ring, fetches the current state from rank 0.
+            Err(Error::Fenced { address, reason }) => {
+                tracing::warn!(%address, %reason, "fenced; joining again");
+                metrics.update(|m| {
+                    m.add(
+                        "anygan_rejoins_total",
+                        "Times this worker was fenced and joined the job again.",
+                        &[],
+                        1.0,
+                    )
+                });
+            }
             other => break other,
         }
     };
@@ -189,6 +202,8 @@ async fn session(
     inbox: &Arc<Inbox>,
     metrics: &Registry,
 ) -> Result<JoinOutcome> {
+    // What an earlier session heard of generations says nothing about this one.
+    inbox.forget_newest();
     let address = config.coordinator.clone();
     let mut client = connect(&address, config.connect_timeout, &config.security).await?;
     let registered = client
@@ -417,6 +432,12 @@ pub(crate) async fn wait_for_assignment(
                 return Err(Error::CoordinatorLost {
                     address: address.to_string(),
                     reason: "it restarted and no longer knows this worker".into(),
+                });
+            }
+            Err(status) if status.code() == tonic::Code::NotFound => {
+                return Err(Error::Fenced {
+                    address: address.to_string(),
+                    reason: status.message().to_string(),
                 });
             }
             Err(status) => {

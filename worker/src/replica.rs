@@ -593,10 +593,10 @@ impl Replica {
 }
 
 fn fenced(coordinator: &str) -> Error {
-    coordinator_error(
-        coordinator,
-        "declared this worker lost and re-formed the ring without it (fenced); it must rejoin",
-    )
+    Error::Fenced {
+        address: coordinator.to_string(),
+        reason: "declared this worker lost and re-formed the ring without it".into(),
+    }
 }
 
 /// Fetches and reassembles the snapshot `source` offers.

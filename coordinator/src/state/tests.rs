@@ -110,9 +110,30 @@ fn starts_at_max_or_after_grace() {
         ),
         (0, 1, 1)
     );
+    // Elastic join: a late worker is admitted into a re-formed ring with rank 0's state.
+    job.report_step(&report("a", 1, 1, ""), now).expect("a1");
+    job.register(&register("late"), now)
+        .expect("admitted while training");
+    let late = job.assignment("late").expect("known").expect("assigned");
+    assert_eq!((late.rank, late.world_size, late.generation), (1, 2, 2));
+    assert_eq!(late.start_step, 1, "from the step the ring had completed");
+    assert_eq!(
+        late.state_source, "127.0.0.1:1",
+        "rank 0's collective address"
+    );
+    assert_eq!(
+        job.assignment("a")
+            .expect("a")
+            .expect("assigned")
+            .state_source,
+        "",
+        "rank 0 has its state"
+    );
+    assert_eq!(job.events.joins, 1);
+    // A third cannot split the global batch of 8; a fourth would pass max_workers anyway.
     assert!(matches!(
-        job.register(&register("late"), now),
-        Err(Error::JobFull(_))
+        job.register(&register("third"), now),
+        Err(Error::JobFull(reason)) if reason.contains("ring of 3")
     ));
 
     let mut full = state(1, 2);
@@ -122,6 +143,10 @@ fn starts_at_max_or_after_grace() {
     let b = full.assignment("b").expect("known").expect("training");
     assert_eq!(b.rank, 1);
     assert_eq!(b.peers.len(), 2);
+    assert!(matches!(
+        full.register(&register("late"), now),
+        Err(Error::JobFull(_))
+    ));
 }
 
 #[test]

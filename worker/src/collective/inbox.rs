@@ -87,6 +87,11 @@ impl Inbox {
             .cloned()
     }
 
+    /// Forgets the newest generation heard of (a new registration starts afresh).
+    pub fn forget_newest(&self) {
+        self.newest.send_replace(0);
+    }
+
     /// Watches the newest generation heard of.
     pub fn newest(&self) -> tokio::sync::watch::Receiver<u64> {
         self.newest.subscribe()
