@@ -8,9 +8,10 @@ use crate::state::JobState;
 
 /// Every phase a job can be in, as `anygan_job_phase{phase=...}` reports them (1 for the
 /// current one, 0 for the others, so a dashboard can graph transitions).
-const PHASES: [(v1::JobPhase, &str); 5] = [
+const PHASES: [(v1::JobPhase, &str); 6] = [
     (v1::JobPhase::WaitingForWorkers, "waiting_for_workers"),
     (v1::JobPhase::Training, "training"),
+    (v1::JobPhase::Paused, "paused"),
     (v1::JobPhase::Generating, "generating"),
     (v1::JobPhase::Done, "done"),
     (v1::JobPhase::Failed, "failed"),

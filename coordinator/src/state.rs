@@ -45,6 +45,10 @@ pub enum Phase {
     },
     /// Training with the members in rank order.
     Training,
+    /// Too few workers remain to train; the survivors hold the state and wait for more.
+    Paused {
+        since: Instant,
+    },
     /// Training is over (every replica reported the last step, or a generation-only job has
     /// its workers): generation tasks run. `board` is `None` until the plan is read from the
     /// store.
@@ -225,6 +229,9 @@ impl JobState {
                 }
                 joins_training = true;
             }
+            Phase::Paused { .. } if self.members.len() < self.spec.max_workers => {
+                joins_training = true;
+            }
             Phase::WaitingForWorkers { .. } => {
                 return Err(Error::JobFull(format!(
                     "{} of {} workers",
@@ -247,7 +254,9 @@ impl JobState {
             self.joining.insert(request.worker_id.clone());
             self.events.joins += 1;
             tracing::info!(worker_id = %request.worker_id, "worker joins the running job");
-            self.reform(now);
+            if matches!(self.phase, Phase::Training) || self.usable_world().is_some() {
+                self.reform(now);
+            }
         }
         Ok(())
     }
@@ -317,6 +326,19 @@ impl JobState {
                 self.reform(now);
                 true
             }
+            Phase::Paused { .. } => {
+                let before = self.members.len();
+                self.members
+                    .retain(|m| now.duration_since(m.last_heartbeat) <= self.heartbeat_timeout);
+                let lost = before - self.members.len();
+                if lost == 0 {
+                    return false;
+                }
+                self.events.workers_lost += lost as u64;
+                // Still paused (or failed, when nobody holds the state any more).
+                self.reform(now);
+                true
+            }
             Phase::Generating { .. } => self.tick_generating(now),
             Phase::Done { .. } | Phase::Failed { .. } => false,
         }
@@ -324,21 +346,46 @@ impl JobState {
 
     /// After losing workers: the survivors continue in a new ring (a new generation) from the
     /// lowest step any of them completed, or the job fails when too few remain.
-    fn reform(&mut self, now: Instant) {
-        let survivors = self.members.len();
-        let usable = (self.spec.min_workers.max(1)..=survivors).rev().find(|&n| {
+    /// The largest ring of at least `min_workers` the members can form that the global batch
+    /// splits among.
+    fn usable_world(&self) -> Option<usize> {
+        let members = self.members.len();
+        (self.spec.min_workers.max(1)..=members).rev().find(|&n| {
             self.spec
                 .local_batch(n)
                 .and_then(|_| self.spec.plan_world(n))
                 .is_ok()
-        });
-        let Some(world) = usable else {
-            self.phase = Phase::Failed {
-                reason: format!(
-                    "{survivors} worker(s) remain after losing peers; the job needs at least {} that divide the global batch {}",
-                    self.spec.min_workers, self.spec.global_batch
-                ),
-            };
+        })
+    }
+
+    /// Members that hold the training state (not still joining).
+    fn holders(&self) -> usize {
+        self.members
+            .iter()
+            .filter(|m| !self.joining.contains(&m.worker_id))
+            .count()
+    }
+
+    fn reform(&mut self, now: Instant) {
+        let survivors = self.members.len();
+        let Some(world) = self.usable_world() else {
+            if self.holders() == 0 {
+                self.phase = Phase::Failed {
+                    reason: format!(
+                        "{survivors} worker(s) remain and none holds the training state; start the job again to resume from the newest checkpoint"
+                    ),
+                };
+                return;
+            }
+            if !matches!(self.phase, Phase::Paused { .. }) {
+                tracing::warn!(
+                    workers = survivors,
+                    min_workers = self.spec.min_workers,
+                    global_batch = self.spec.global_batch,
+                    "paused: too few workers to train; waiting for more"
+                );
+                self.phase = Phase::Paused { since: now };
+            }
             return;
         };
         for dropped in self.members.split_off(world) {
@@ -363,6 +410,13 @@ impl JobState {
         self.generation += 1;
         self.reform_step = Some(step);
         self.events.reforms += 1;
+        if let Phase::Paused { since } = self.phase {
+            tracing::info!(
+                paused_ms = now.duration_since(since).as_millis() as u64,
+                "resumed"
+            );
+        }
+        self.phase = Phase::Training;
         self.events.recovering = Some((now, step));
         tracing::info!(
             generation = self.generation,
@@ -516,6 +570,7 @@ impl JobState {
         match self.phase {
             Phase::WaitingForWorkers { .. } => v1::JobPhase::WaitingForWorkers,
             Phase::Training => v1::JobPhase::Training,
+            Phase::Paused { .. } => v1::JobPhase::Paused,
             Phase::Generating { .. } => v1::JobPhase::Generating,
             Phase::Done { .. } => v1::JobPhase::Done,
             Phase::Failed { .. } => v1::JobPhase::Failed,

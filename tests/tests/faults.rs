@@ -310,6 +310,63 @@ async fn a_worker_joining_mid_run_gets_the_state_from_a_peer_and_ends_identical(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn below_min_workers_the_job_pauses_visibly_and_resumes_when_a_worker_returns() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_tiny_idx(dir.path(), 96).expect("data");
+    let data = dir.path().to_str().expect("utf-8");
+    let output = dir.path().join("out");
+    let mut args = job_args(data, output.to_str().expect("utf-8"), "200", "2");
+    let at = args
+        .iter()
+        .position(|a| a == "--min-workers")
+        .expect("flag");
+    args[at + 1] = "2".into();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let coordinator = CoordinatorProcess::start(&args, DEADLINE).expect("coordinator");
+    let address = coordinator.address.clone();
+    let mut workers: Vec<WorkerProcess> = ["w0", "w1"]
+        .iter()
+        .map(|id| WorkerProcess::join(&address, id).expect("worker"))
+        .collect();
+    let before = wait_for(&address, "training progress", |s| {
+        s.phase == v1::JobPhase::Training as i32 && s.completed_steps >= 50
+    })
+    .await;
+    let mut lost = workers.pop().expect("w1");
+    lost.child.kill().expect("SIGKILL");
+    lost.child.wait().expect("reaped");
+    let paused = wait_for(&address, "the pause", |s| {
+        s.phase == v1::JobPhase::Paused as i32
+    })
+    .await;
+    assert_eq!(paused.workers.len(), 1);
+    // Longer than the collective timeout: the survivor keeps its state while paused.
+    tokio::time::sleep(Duration::from_millis(12_000)).await;
+    let still = status(&address).await.expect("status");
+    assert_eq!(still.phase, v1::JobPhase::Paused as i32, "{still:?}");
+    assert_eq!(
+        still.completed_steps, paused.completed_steps,
+        "no training while paused"
+    );
+    workers.push(WorkerProcess::join(&address, "w2").expect("a worker returns"));
+    wait_for(&address, "training again", |s| {
+        s.phase == v1::JobPhase::Training as i32 && s.completed_steps > paused.completed_steps
+    })
+    .await;
+    let (status, success) = tokio::task::spawn_blocking(move || coordinator.wait(DEADLINE))
+        .await
+        .expect("join")
+        .expect("job ends");
+    assert!(success, "{status}");
+    assert_eq!(status["replicas_identical"], true, "{status}");
+    assert_eq!(status["completed_steps"], 200);
+    for worker in &mut workers {
+        assert!(worker.wait(DEADLINE).expect("exits"), "a worker failed");
+    }
+    assert!(paused.completed_steps >= before.completed_steps);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_coordinator_restarts_from_the_newest_checkpoint_with_the_same_workers() {
     let dir = tempfile::tempdir().expect("tempdir");
     write_tiny_idx(dir.path(), 96).expect("data");

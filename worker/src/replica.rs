@@ -323,22 +323,35 @@ impl Replica {
             (&mut self.client, &self.worker_id, &self.coordinator);
         let incarnation = self.progress.incarnation.load(Ordering::Relaxed);
         // The timer is made inside the runtime: this thread is not one of its workers.
-        let waited = self.runtime.block_on(async {
-            tokio::time::timeout(
-                patience,
-                wait_for_assignment(client, worker_id, coordinator, current, incarnation),
-            )
-            .await
-        });
-        match waited {
-            Ok(assignment) => assignment,
-            Err(_) => Err(coordinator_error(
-                &self.coordinator,
-                format!(
-                    "kept generation {current} for {patience:?} after its ring failed; leaving the job so that the others can continue"
-                ),
-            )),
-        }
+        self.runtime.block_on(async {
+            loop {
+                match tokio::time::timeout(
+                    patience,
+                    wait_for_assignment(client, worker_id, coordinator, current, incarnation),
+                )
+                .await
+                {
+                    Ok(assignment) => return assignment,
+                    Err(_) => {
+                        // Paused for want of workers: the state this replica holds is what
+                        // the job resumes from, so it waits as long as the pause lasts.
+                        let paused = client
+                            .get_status(v1::StatusRequest {})
+                            .await
+                            .is_ok_and(|s| s.get_ref().phase == v1::JobPhase::Paused as i32);
+                        if !paused {
+                            return Err(coordinator_error(
+                                coordinator,
+                                format!(
+                                    "kept generation {current} for {patience:?} after its ring failed; leaving the job so that the others can continue"
+                                ),
+                            ));
+                        }
+                        tracing::info!(generation = current, "the job is paused; waiting for workers");
+                    }
+                }
+            }
+        })
     }
 
     /// Runs one step and its bookkeeping; returns the checksum reported (empty when none).

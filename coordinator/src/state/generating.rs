@@ -94,7 +94,8 @@ impl JobState {
             }),
             Phase::Generating { board: None, .. }
             | Phase::WaitingForWorkers { .. }
-            | Phase::Training => Ok(None),
+            | Phase::Training
+            | Phase::Paused { .. } => Ok(None),
             Phase::Done { .. } | Phase::Failed { .. } => Ok(Some(finished)),
         }
     }

@@ -293,18 +293,13 @@ fn survivors_are_re_formed_from_the_lowest_completed_step() {
 }
 
 #[test]
-fn a_survivor_the_batch_cannot_include_is_dropped_and_too_few_fail_the_job() {
+fn a_survivor_the_batch_cannot_include_is_dropped_and_too_few_pause_the_job() {
     let (mut job, now) = three_training();
-    // Global batch 12 splits among 3 or 2, not 1. Losing c and b leaves a alone: below
-    // min_workers 2, the job fails with the reason.
+    // Losing c and b leaves a alone: below min_workers 2, the job pauses; a keeps the state.
     let later = now + Duration::from_secs(6);
     job.heartbeat("a", later).expect("a");
     assert!(job.tick(later));
-    assert!(
-        matches!(&job.phase, Phase::Failed { reason } if reason.contains("1 worker(s) remain")),
-        "{:?}",
-        job.phase
-    );
+    assert_eq!(job.phase_code(), v1::JobPhase::Paused, "{:?}", job.phase);
 
     // 4 workers at global batch 8 (min 2): losing one leaves 3, which cannot split 8; the ring
     // goes on with 2 and the third survivor is left out.
@@ -327,5 +322,54 @@ fn a_survivor_the_batch_cannot_include_is_dropped_and_too_few_fail_the_job() {
             .expect("assigned")
             .world_size,
         2
+    );
+}
+
+#[test]
+fn below_min_workers_the_job_pauses_and_resumes_when_a_worker_joins() {
+    let now = Instant::now();
+    let mut job = state(2, 2);
+    for id in ["a", "b"] {
+        job.register(&register(id), now).expect("register");
+    }
+    assert!(job.tick(now));
+    job.report_step(&report("a", 1, 1, ""), now).expect("a1");
+    job.report_step(&report("b", 1, 1, ""), now).expect("b1");
+    // b goes silent: a alone is below min_workers 2, but holds the state.
+    let later = now + Duration::from_secs(6);
+    job.heartbeat("a", later).expect("a");
+    assert!(job.tick(later));
+    assert_eq!(job.phase_code(), v1::JobPhase::Paused, "{:?}", job.phase);
+    assert!(
+        job.assignment("a").expect("a").is_none(),
+        "no ring while paused"
+    );
+    assert!(
+        !job.tick(later + Duration::from_secs(1)),
+        "a is within its timeout"
+    );
+    // A new worker brings the job back to two: training resumes, the newcomer fetches a's state.
+    job.register(&register("c"), later)
+        .expect("admitted while paused");
+    assert_eq!(job.phase_code(), v1::JobPhase::Training);
+    let c = job.assignment("c").expect("c").expect("assigned");
+    assert_eq!((c.world_size, c.start_step), (2, 1));
+    assert_eq!(c.state_source, "127.0.0.1:1");
+
+    // Paused again, and then the last holder of the state is lost too: the job fails, saying
+    // how to go on.
+    let mut alone = state(2, 2);
+    for id in ["a", "b"] {
+        alone.register(&register(id), now).expect("register");
+    }
+    assert!(alone.tick(now));
+    alone.heartbeat("a", later).expect("a");
+    assert!(alone.tick(later));
+    assert_eq!(alone.phase_code(), v1::JobPhase::Paused);
+    assert!(alone.tick(later + Duration::from_secs(6)));
+    assert!(
+        matches!(&alone.phase, Phase::Failed { reason } if reason.contains("newest checkpoint")),
+        "{:?}",
+        alone.phase
     );
 }
