@@ -160,18 +160,30 @@ struct GenerateArgs {
     min_workers: usize,
     #[arg(long, default_value_t = 64)]
     max_workers: usize,
-    #[arg(long, default_value_t = 1000)]
+    #[command(flatten)]
+    serving: ServingArgs,
+}
+
+/// How a job is served: the same for training jobs and generation-only jobs.
+#[derive(Args, Debug)]
+struct ServingArgs {
+    /// Once min workers are in, wait this long for more before starting.
+    #[arg(long, default_value_t = 2000)]
     start_grace_ms: u64,
-    /// After the job ends, keep serving status and metrics this long, then exit.
+    /// After the job ends, keep serving status and metrics this long, then exit (a cluster
+    /// deployment sets hours, so the finished job stays visible and the pod is not restarted).
     #[arg(long, default_value_t = 1)]
     linger_s: u64,
     #[arg(long, default_value_t = 500)]
     heartbeat_interval_ms: u64,
-    /// A worker silent this long is declared lost and its tasks go to others.
+    /// A worker silent this long is declared lost (its ring is re-formed, its tasks go to
+    /// others).
     #[arg(long, default_value_t = 10_000)]
     heartbeat_timeout_ms: u64,
+    /// Also start this many `worker join` processes on this machine (0: workers join by themselves).
     #[arg(long, default_value_t = 0)]
     local_workers: usize,
+    /// The worker binary for --local-workers (default: `worker` beside this binary).
     #[arg(long)]
     worker_binary: Option<PathBuf>,
     #[command(flatten)]
@@ -244,18 +256,6 @@ struct StartArgs {
     min_workers: usize,
     #[arg(long, env = "ANYGAN_MAX_WORKERS", default_value_t = 64)]
     max_workers: usize,
-    /// Once min workers are in, wait this long for more before starting.
-    #[arg(long, default_value_t = 2000)]
-    start_grace_ms: u64,
-    /// After the job ends, keep serving status and metrics this long, then exit (a cluster
-    /// deployment sets hours, so the finished job stays visible and the pod is not restarted).
-    #[arg(long, default_value_t = 1)]
-    linger_s: u64,
-    #[arg(long, default_value_t = 500)]
-    heartbeat_interval_ms: u64,
-    /// A worker silent this long is declared lost.
-    #[arg(long, default_value_t = 10_000)]
-    heartbeat_timeout_ms: u64,
     /// An all-reduce hop that does not arrive within this fails.
     #[arg(long, default_value_t = 30_000)]
     collective_timeout_ms: u64,
@@ -270,20 +270,8 @@ struct StartArgs {
     /// Train only: no generation after training.
     #[arg(long)]
     no_generation: bool,
-    /// Also start this many `worker join` processes on this machine (0: workers join by themselves).
-    #[arg(long, default_value_t = 0)]
-    local_workers: usize,
-    /// The worker binary for --local-workers (default: `worker` beside this binary).
-    #[arg(long)]
-    worker_binary: Option<PathBuf>,
     #[command(flatten)]
-    security: SecurityArgs,
-    /// Where the Prometheus endpoint (/metrics, /healthz) listens, e.g. 0.0.0.0:9090.
-    #[arg(long, env = "ANYGAN_METRICS_LISTEN")]
-    metrics_listen: Option<SocketAddr>,
-    /// No progress bars, even on a terminal.
-    #[arg(long)]
-    no_progress: bool,
+    serving: ServingArgs,
 }
 
 #[derive(Args, Debug)]
@@ -302,8 +290,8 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let bars_wanted = !cli.log_json
         && match &cli.command {
-            Command::Start(args) => !args.no_progress,
-            Command::Generate(args) => !args.no_progress,
+            Command::Start(args) => !args.serving.no_progress,
+            Command::Generate(args) => !args.serving.no_progress,
             Command::Status(_) | Command::Credentials(_) => false,
         };
     let terminal = Terminal::interactive(bars_wanted);
@@ -367,7 +355,7 @@ fn job_spec(args: &StartArgs) -> anyhow::Result<JobSpec> {
         generate_from: None,
         min_workers: args
             .min_workers
-            .max(args.local_workers.min(args.max_workers)),
+            .max(args.serving.local_workers.min(args.max_workers)),
         max_workers: args.max_workers,
         collective_timeout_ms: args.collective_timeout_ms,
         shard_world_size: args.shard_world_size,
@@ -381,29 +369,56 @@ async fn start(args: StartArgs, terminal: Option<Terminal>) -> anyhow::Result<Ex
     // Before any worker starts: the output must be writable, and a checkpoint there decides
     // where training starts.
     // Local configuration first: a bad certificate path fails at once, before any store IO.
-    let security = args.security.security().map_err(anyhow::Error::msg)?;
+    let security = args
+        .serving
+        .security
+        .security()
+        .map_err(anyhow::Error::msg)?;
     let resume = prepare_output(&spec).await?;
-    let metrics = bind_metrics(args.metrics_listen).await?;
-    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    let start_step = resume.as_ref().map_or(0, |r| r.step);
+    let description = format!("training from step {start_step}");
+    launch(
+        spec,
+        resume,
+        &args.serving,
+        security,
+        terminal,
+        args.listen,
+        &description,
+    )
+    .await
+}
+
+/// Binds the endpoints, starts the local workers and serves `spec` until it ends.
+async fn launch(
+    spec: JobSpec,
+    resume: Option<anygan_coordinator::ResumePoint>,
+    serving: &ServingArgs,
+    security: anygan_proto::security::Security,
+    terminal: Option<Terminal>,
+    listen: SocketAddr,
+    description: &str,
+) -> anyhow::Result<ExitCode> {
+    let metrics = bind_metrics(serving.metrics_listen).await?;
+    let listener = tokio::net::TcpListener::bind(listen).await?;
     let address = listener.local_addr()?;
     // Tests and scripts read this line to learn the port.
     println!("coordinator listening on {address}");
-    tracing::info!(%address, job = %spec.job_id, min_workers = spec.min_workers, max_workers = spec.max_workers, steps = spec.steps, start_step = resume.as_ref().map_or(0, |r| r.step), security = security.describe(), "serving");
+    tracing::info!(%address, job = %spec.job_id, min_workers = spec.min_workers, max_workers = spec.max_workers, steps = spec.steps, security = security.describe(), "serving: {description}");
     let workers = spawn_local_workers(
-        args.local_workers,
-        args.worker_binary.as_ref(),
+        serving.local_workers,
+        serving.worker_binary.as_ref(),
         address,
-        &args.security,
+        &serving.security,
         terminal.as_ref(),
     )?;
-    let timing = timing(
-        args.heartbeat_interval_ms,
-        args.heartbeat_timeout_ms,
-        args.start_grace_ms,
-        args.linger_s,
-    );
     let options = ServeOptions {
-        timing,
+        timing: Timing {
+            heartbeat_interval: Duration::from_millis(serving.heartbeat_interval_ms),
+            heartbeat_timeout: Duration::from_millis(serving.heartbeat_timeout_ms),
+            start_grace: Duration::from_millis(serving.start_grace_ms),
+            linger: Duration::from_secs(serving.linger_s),
+        },
         security,
         metrics,
         progress: terminal,
@@ -423,20 +438,6 @@ async fn bind_metrics(
         .map_err(|e| anyhow::anyhow!("--metrics-listen {address}: {e}"))?;
     println!("metrics listening on {}", listener.local_addr()?);
     Ok(Some(listener))
-}
-
-fn timing(
-    heartbeat_interval_ms: u64,
-    heartbeat_timeout_ms: u64,
-    start_grace_ms: u64,
-    linger_s: u64,
-) -> Timing {
-    Timing {
-        heartbeat_interval: Duration::from_millis(heartbeat_interval_ms),
-        heartbeat_timeout: Duration::from_millis(heartbeat_timeout_ms),
-        start_grace: Duration::from_millis(start_grace_ms),
-        linger: Duration::from_secs(linger_s),
-    }
 }
 
 /// Serves the job until it ends (or Ctrl-C), then waits for local workers and reports.
@@ -508,37 +509,30 @@ async fn generate(args: GenerateArgs, terminal: Option<Terminal>) -> anyhow::Res
         generate_from: Some(checkpoint.clone()),
         min_workers: args
             .min_workers
-            .max(args.local_workers.min(args.max_workers)),
+            .max(args.serving.local_workers.min(args.max_workers)),
         max_workers: args.max_workers,
         ..saved
     };
     spec.validate().map_err(anyhow::Error::msg)?;
-    let security = args.security.security().map_err(anyhow::Error::msg)?;
-    let metrics = bind_metrics(args.metrics_listen).await?;
-    let listener = tokio::net::TcpListener::bind(args.listen).await?;
-    let address = listener.local_addr()?;
-    println!("coordinator listening on {address}");
-    tracing::info!(%address, %checkpoint, step = manifest.step, security = security.describe(), "serving a generation-only job");
-    let workers = spawn_local_workers(
-        args.local_workers,
-        args.worker_binary.as_ref(),
-        address,
-        &args.security,
-        terminal.as_ref(),
-    )?;
-    let timing = timing(
-        args.heartbeat_interval_ms,
-        args.heartbeat_timeout_ms,
-        args.start_grace_ms,
-        args.linger_s,
+    let security = args
+        .serving
+        .security
+        .security()
+        .map_err(anyhow::Error::msg)?;
+    let description = format!(
+        "generation only, from checkpoint {checkpoint} (step {})",
+        manifest.step
     );
-    let options = ServeOptions {
-        timing,
+    launch(
+        spec,
+        None,
+        &args.serving,
         security,
-        metrics,
-        progress: terminal,
-    };
-    serve_until_done(listener, spec, None, options, workers).await
+        terminal,
+        args.listen,
+        &description,
+    )
+    .await
 }
 
 fn spawn_local_workers(

@@ -10,52 +10,78 @@ use std::time::{Duration, Instant};
 
 use anygan_proto::v1;
 use anygan_proto::v1::coordinator_client::CoordinatorClient;
-use anygan_tests::{CoordinatorProcess, WorkerProcess, write_tiny_idx};
+use anygan_tests::{CoordinatorProcess, WorkerProcess, tiny_job_args, write_tiny_idx};
 
 const DEADLINE: Duration = Duration::from_secs(180);
 
-fn job_args(data: &str, output: &str, steps: &str, workers: &str) -> Vec<String> {
-    [
-        "--data",
-        data,
-        "--format",
-        "idx",
-        "--idx-images",
-        "images.idx",
-        "--idx-labels",
-        "labels.idx",
-        "--width",
-        "8",
-        "--latent-dim",
-        "16",
-        // 12 splits among 4, 3, 2 and 1 workers: every survivor stays in the ring.
-        "--global-batch",
-        "12",
-        "--steps",
-        steps,
-        "--sample-every",
-        "0",
-        "--checksum-every",
-        "5",
-        "--no-generation",
-        "--output",
-        output,
-        "--min-workers",
-        "1",
-        "--max-workers",
-        workers,
-        "--start-grace-ms",
-        "30000",
-        "--heartbeat-interval-ms",
-        "200",
-        "--heartbeat-timeout-ms",
-        "1000",
-        "--collective-timeout-ms",
-        "10000",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+/// A tiny job in a temporary directory, set up for failures: heartbeats every 200 ms, lost
+/// after 1 s, and a global batch of 12, which splits among 4, 3, 2 and 1 workers so that every
+/// survivor stays in the ring.
+struct Job {
+    dir: tempfile::TempDir,
+    output: std::path::PathBuf,
+    log: std::path::PathBuf,
+    args: Vec<String>,
+}
+
+impl Job {
+    /// `steps` steps with up to `max_workers`; `overrides` replace flags' values, `extra` adds
+    /// flags.
+    fn new(steps: &str, max_workers: &str, overrides: &[(&str, &str)], extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write_tiny_idx(dir.path(), 96).expect("data");
+        let output = dir.path().join("out");
+        let log = dir.path().join("coordinator.log");
+        let data = dir.path().to_str().expect("utf-8");
+        let mut args: Vec<String> =
+            tiny_job_args(data, output.to_str().expect("utf-8"), steps, max_workers)
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+        let defaults = [
+            ("--global-batch", "12"),
+            ("--checksum-every", "5"),
+            ("--min-workers", "1"),
+            ("--heartbeat-timeout-ms", "1000"),
+        ];
+        for (flag, value) in defaults.iter().chain(overrides) {
+            match args.iter().position(|a| a == flag) {
+                Some(at) => args[at + 1] = value.to_string(),
+                None => args.extend([flag.to_string(), value.to_string()]),
+            }
+        }
+        args.extend(
+            [
+                "--no-generation",
+                "--heartbeat-interval-ms",
+                "200",
+                "--collective-timeout-ms",
+                "10000",
+            ]
+            .iter()
+            .chain(extra)
+            .map(|s| s.to_string()),
+        );
+        if !args.iter().any(|a| a == "--start-grace-ms") {
+            args.extend(["--start-grace-ms".into(), "30000".into()]);
+        }
+        Self {
+            dir,
+            output,
+            log,
+            args,
+        }
+    }
+
+    fn args(&self) -> Vec<&str> {
+        self.args.iter().map(String::as_str).collect()
+    }
+
+    /// Starts the coordinator, its log in `coordinator.log`.
+    fn start(&self) -> CoordinatorProcess {
+        CoordinatorProcess::start_logged("start", &self.args(), DEADLINE, Some(&self.log))
+            .expect("coordinator")
+    }
 }
 
 async fn status(address: &str) -> Option<v1::JobStatus> {
@@ -133,15 +159,9 @@ fn median_and_worst(mut values: Vec<u64>) -> (u64, u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_workers_leave_survivors_training_to_identical_replicas() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    write_tiny_idx(dir.path(), 96).expect("data");
-    let data = dir.path().to_str().expect("utf-8");
-    let output = dir.path().join("out");
-    let log = dir.path().join("coordinator.log");
-    let args = job_args(data, output.to_str().expect("utf-8"), "400", "4");
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let coordinator = CoordinatorProcess::start_logged("start", &args, DEADLINE, Some(&log))
-        .expect("coordinator");
+    let job = Job::new("400", "4", &[], &[]);
+    let log = job.log.clone();
+    let coordinator = job.start();
     let address = coordinator.address.clone();
     let mut workers: Vec<(String, WorkerProcess)> = (0..4)
         .map(|i| {
@@ -241,20 +261,15 @@ async fn killed_workers_leave_survivors_training_to_identical_replicas() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_joining_mid_run_gets_the_state_from_a_peer_and_ends_identical() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    write_tiny_idx(dir.path(), 96).expect("data");
-    let data = dir.path().to_str().expect("utf-8");
-    let output = dir.path().join("out");
-    let log = dir.path().join("coordinator.log");
-    let mut args = job_args(data, output.to_str().expect("utf-8"), "300", "3");
     // Start with 2 of at most 3 workers, at once.
-    for (flag, value) in [("--min-workers", "2"), ("--start-grace-ms", "0")] {
-        let at = args.iter().position(|a| a == flag).expect(flag);
-        args[at + 1] = value.to_string();
-    }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let coordinator = CoordinatorProcess::start_logged("start", &args, DEADLINE, Some(&log))
-        .expect("coordinator");
+    let job = Job::new(
+        "300",
+        "3",
+        &[("--min-workers", "2"), ("--start-grace-ms", "0")],
+        &[],
+    );
+    let (dir, log) = (job.dir.path(), job.log.clone());
+    let coordinator = job.start();
     let address = coordinator.address.clone();
     let mut workers: Vec<WorkerProcess> = ["w0", "w1"]
         .iter()
@@ -264,7 +279,7 @@ async fn a_worker_joining_mid_run_gets_the_state_from_a_peer_and_ends_identical(
         s.phase == v1::JobPhase::Training as i32 && s.completed_steps >= 60
     })
     .await;
-    let joiner_log = dir.path().join("w2.log");
+    let joiner_log = dir.join("w2.log");
     workers.push(
         WorkerProcess::join_with(&address, "w2", &[], &[], Some(&joiner_log)).expect("joiner"),
     );
@@ -311,18 +326,8 @@ async fn a_worker_joining_mid_run_gets_the_state_from_a_peer_and_ends_identical(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn below_min_workers_the_job_pauses_visibly_and_resumes_when_a_worker_returns() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    write_tiny_idx(dir.path(), 96).expect("data");
-    let data = dir.path().to_str().expect("utf-8");
-    let output = dir.path().join("out");
-    let mut args = job_args(data, output.to_str().expect("utf-8"), "200", "2");
-    let at = args
-        .iter()
-        .position(|a| a == "--min-workers")
-        .expect("flag");
-    args[at + 1] = "2".into();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let coordinator = CoordinatorProcess::start(&args, DEADLINE).expect("coordinator");
+    let job = Job::new("200", "2", &[("--min-workers", "2")], &[]);
+    let coordinator = job.start();
     let address = coordinator.address.clone();
     let mut workers: Vec<WorkerProcess> = ["w0", "w1"]
         .iter()
@@ -368,18 +373,14 @@ async fn below_min_workers_the_job_pauses_visibly_and_resumes_when_a_worker_retu
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_coordinator_restarts_from_the_newest_checkpoint_with_the_same_workers() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    write_tiny_idx(dir.path(), 96).expect("data");
-    let data = dir.path().to_str().expect("utf-8");
-    let output = dir.path().join("out");
-    let mut args = job_args(data, output.to_str().expect("utf-8"), "300", "2");
-    args.extend(["--checkpoint-every".to_string(), "20".to_string()]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let job = Job::new("300", "2", &[], &["--checkpoint-every", "20"]);
+    let (dir, output) = (job.dir.path(), job.output.clone());
+    let args = job.args();
     let mut first = CoordinatorProcess::start_logged(
         "start",
         &args,
         DEADLINE,
-        Some(&dir.path().join("first.log")),
+        Some(&dir.join("first.log")),
     )
     .expect("coordinator");
     let address = first.address.clone();
@@ -407,7 +408,7 @@ async fn a_killed_coordinator_restarts_from_the_newest_checkpoint_with_the_same_
         &address,
         &args,
         DEADLINE,
-        Some(&dir.path().join("second.log")),
+        Some(&dir.join("second.log")),
     )
     .expect("restarted coordinator");
     let resumed = wait_for(&address, "training again", |s| {
@@ -445,17 +446,11 @@ async fn a_killed_coordinator_restarts_from_the_newest_checkpoint_with_the_same_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_worker_is_fenced_when_it_wakes_and_rejoins() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    write_tiny_idx(dir.path(), 96).expect("data");
-    let data = dir.path().to_str().expect("utf-8");
-    let output = dir.path().join("out");
-    let log = dir.path().join("coordinator.log");
-    let args = job_args(data, output.to_str().expect("utf-8"), "300", "3");
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let coordinator = CoordinatorProcess::start_logged("start", &args, DEADLINE, Some(&log))
-        .expect("coordinator");
+    let job = Job::new("300", "3", &[], &[]);
+    let (dir, log) = (job.dir.path(), job.log.clone());
+    let coordinator = job.start();
     let address = coordinator.address.clone();
-    let stopped_log = dir.path().join("w2.log");
+    let stopped_log = dir.join("w2.log");
     let mut survivors: Vec<WorkerProcess> = ["w0", "w1"]
         .iter()
         .map(|id| WorkerProcess::join(&address, id).expect("worker"))
