@@ -152,6 +152,25 @@ fn reform_steps(log: &Path) -> Vec<u64> {
         .collect()
 }
 
+/// Waits for the job to end and checks it succeeded with identical replicas; its final status.
+async fn finished(coordinator: CoordinatorProcess) -> serde_json::Value {
+    let (status, success) = tokio::task::spawn_blocking(move || coordinator.wait(DEADLINE))
+        .await
+        .expect("join")
+        .expect("job ends");
+    assert!(success, "{status}");
+    assert_eq!(status["phase"], "done", "{status}");
+    assert_eq!(status["replicas_identical"], true, "{status}");
+    status
+}
+
+/// `worker join` processes for `ids`.
+fn join_all(address: &str, ids: &[&str]) -> Vec<WorkerProcess> {
+    ids.iter()
+        .map(|id| WorkerProcess::join(address, id).expect("worker"))
+        .collect()
+}
+
 fn median_and_worst(mut values: Vec<u64>) -> (u64, u64) {
     values.sort_unstable();
     (values[values.len() / 2], *values.last().expect("values"))
@@ -211,13 +230,7 @@ async fn killed_workers_leave_survivors_training_to_identical_replicas() {
         .await;
     }
 
-    let (final_status, success) = tokio::task::spawn_blocking(move || coordinator.wait(DEADLINE))
-        .await
-        .expect("join")
-        .expect("job ends");
-    assert!(success, "{final_status}");
-    assert_eq!(final_status["phase"], "done");
-    assert_eq!(final_status["replicas_identical"], true, "{final_status}");
+    let final_status = finished(coordinator).await;
     assert_eq!(final_status["completed_steps"], 400);
     assert_eq!(
         final_status["membership_generation"].as_u64(),
@@ -271,10 +284,7 @@ async fn a_worker_joining_mid_run_gets_the_state_from_a_peer_and_ends_identical(
     let (dir, log) = (job.dir.path(), job.log.clone());
     let coordinator = job.start();
     let address = coordinator.address.clone();
-    let mut workers: Vec<WorkerProcess> = ["w0", "w1"]
-        .iter()
-        .map(|id| WorkerProcess::join(&address, id).expect("worker"))
-        .collect();
+    let mut workers = join_all(&address, &["w0", "w1"]);
     let before = wait_for(&address, "training progress", |s| {
         s.phase == v1::JobPhase::Training as i32 && s.completed_steps >= 60
     })
@@ -288,13 +298,8 @@ async fn a_worker_joining_mid_run_gets_the_state_from_a_peer_and_ends_identical(
     })
     .await;
 
-    let (status, success) = tokio::task::spawn_blocking(move || coordinator.wait(DEADLINE))
-        .await
-        .expect("join")
-        .expect("job ends");
-    assert!(success, "{status}");
+    let status = finished(coordinator).await;
     // The joiner's final parameters equal the others': it received the right state.
-    assert_eq!(status["replicas_identical"], true, "{status}");
     assert_eq!(
         status["workers"].as_array().map(Vec::len),
         Some(3),
@@ -329,10 +334,7 @@ async fn below_min_workers_the_job_pauses_visibly_and_resumes_when_a_worker_retu
     let job = Job::new("200", "2", &[("--min-workers", "2")], &[]);
     let coordinator = job.start();
     let address = coordinator.address.clone();
-    let mut workers: Vec<WorkerProcess> = ["w0", "w1"]
-        .iter()
-        .map(|id| WorkerProcess::join(&address, id).expect("worker"))
-        .collect();
+    let mut workers = join_all(&address, &["w0", "w1"]);
     let before = wait_for(&address, "training progress", |s| {
         s.phase == v1::JobPhase::Training as i32 && s.completed_steps >= 50
     })
@@ -358,12 +360,7 @@ async fn below_min_workers_the_job_pauses_visibly_and_resumes_when_a_worker_retu
         s.phase == v1::JobPhase::Training as i32 && s.completed_steps > paused.completed_steps
     })
     .await;
-    let (status, success) = tokio::task::spawn_blocking(move || coordinator.wait(DEADLINE))
-        .await
-        .expect("join")
-        .expect("job ends");
-    assert!(success, "{status}");
-    assert_eq!(status["replicas_identical"], true, "{status}");
+    let status = finished(coordinator).await;
     assert_eq!(status["completed_steps"], 200);
     for worker in &mut workers {
         assert!(worker.wait(DEADLINE).expect("exits"), "a worker failed");
@@ -376,18 +373,11 @@ async fn a_killed_coordinator_restarts_from_the_newest_checkpoint_with_the_same_
     let job = Job::new("300", "2", &[], &["--checkpoint-every", "20"]);
     let (dir, output) = (job.dir.path(), job.output.clone());
     let args = job.args();
-    let mut first = CoordinatorProcess::start_logged(
-        "start",
-        &args,
-        DEADLINE,
-        Some(&dir.join("first.log")),
-    )
-    .expect("coordinator");
+    let mut first =
+        CoordinatorProcess::start_logged("start", &args, DEADLINE, Some(&dir.join("first.log")))
+            .expect("coordinator");
     let address = first.address.clone();
-    let mut workers: Vec<WorkerProcess> = ["w0", "w1"]
-        .iter()
-        .map(|id| WorkerProcess::join(&address, id).expect("worker"))
-        .collect();
+    let mut workers = join_all(&address, &["w0", "w1"]);
     let before = wait_for(&address, "training progress", |s| {
         s.phase == v1::JobPhase::Training as i32 && s.completed_steps >= 110
     })
@@ -425,12 +415,7 @@ async fn a_killed_coordinator_restarts_from_the_newest_checkpoint_with_the_same_
         "a new incarnation's generation"
     );
 
-    let (status, success) = tokio::task::spawn_blocking(move || second.wait(DEADLINE))
-        .await
-        .expect("join")
-        .expect("job ends");
-    assert!(success, "{status}");
-    assert_eq!(status["replicas_identical"], true, "{status}");
+    let status = finished(second).await;
     assert_eq!(status["completed_steps"], 300);
     for worker in &mut workers {
         assert!(
@@ -451,10 +436,7 @@ async fn a_stopped_worker_is_fenced_when_it_wakes_and_rejoins() {
     let coordinator = job.start();
     let address = coordinator.address.clone();
     let stopped_log = dir.join("w2.log");
-    let mut survivors: Vec<WorkerProcess> = ["w0", "w1"]
-        .iter()
-        .map(|id| WorkerProcess::join(&address, id).expect("worker"))
-        .collect();
+    let mut survivors = join_all(&address, &["w0", "w1"]);
     let sleeper =
         WorkerProcess::join_with(&address, "w2", &[], &[], Some(&stopped_log)).expect("worker");
     let seen = wait_for(&address, "training progress", |s| {
@@ -486,12 +468,7 @@ async fn a_stopped_worker_is_fenced_when_it_wakes_and_rejoins() {
     assert!(rejoined.workers.iter().any(|w| w.worker_id == "w2"));
     survivors.push(sleeper);
 
-    let (final_status, success) = tokio::task::spawn_blocking(move || coordinator.wait(DEADLINE))
-        .await
-        .expect("join")
-        .expect("job ends");
-    assert!(success, "{final_status}");
-    assert_eq!(final_status["replicas_identical"], true, "{final_status}");
+    let final_status = finished(coordinator).await;
     assert_eq!(final_status["completed_steps"], 300);
     assert_eq!(
         final_status["workers"].as_array().map(Vec::len),
