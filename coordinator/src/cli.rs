@@ -177,8 +177,9 @@ struct ServingArgs {
     #[arg(long, default_value_t = 500)]
     heartbeat_interval_ms: u64,
     /// A worker silent this long is declared lost (its ring is re-formed, its tasks go to
-    /// others).
-    #[arg(long, default_value_t = 10_000)]
+    /// others). Heartbeats come from their own task, not the training thread, so a long step
+    /// does not delay them.
+    #[arg(long, default_value_t = 5_000)]
     heartbeat_timeout_ms: u64,
     /// Also start this many `worker join` processes on this machine (0: workers join by themselves).
     #[arg(long, default_value_t = 0)]

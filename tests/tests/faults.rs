@@ -178,7 +178,8 @@ fn median_and_worst(mut values: Vec<u64>) -> (u64, u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_workers_leave_survivors_training_to_identical_replicas() {
-    let job = Job::new("400", "4", &[], &[]);
+    const KILLS: u64 = 8;
+    let job = Job::new("700", "4", &[], &[]);
     let log = job.log.clone();
     let coordinator = job.start();
     let address = coordinator.address.clone();
@@ -190,8 +191,9 @@ async fn killed_workers_leave_survivors_training_to_identical_replicas() {
         })
         .collect();
 
-    // Three kills at pseudo-random points: a random step to reach, then a random delay within
-    // the step (a step takes a few milliseconds here), so the kill lands anywhere in it.
+    // Kills at pseudo-random points: a random step to reach, then a random delay within the
+    // step (a step takes a few milliseconds here), so the kill lands anywhere in it. After
+    // each, a fresh worker joins, so the ring is back to four for the next kill.
     let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
     let mut next = |below: u64| {
         seed ^= seed << 13;
@@ -206,8 +208,8 @@ async fn killed_workers_leave_survivors_training_to_identical_replicas() {
     .await
     .generation;
     let mut target = 0;
-    for kill in 0..3 {
-        target += 40 + next(60);
+    for kill in 0..KILLS {
+        target += 30 + next(40);
         let seen = wait_for(&address, "training progress", |s| {
             s.phase == v1::JobPhase::Training as i32 && s.completed_steps >= target
         })
@@ -222,54 +224,81 @@ async fn killed_workers_leave_survivors_training_to_identical_replicas() {
             "kill {kill}: SIGKILL {id} after step {}",
             seen.completed_steps
         );
-        // The survivors re-form; wait for the next generation before the next kill.
+        // The survivors re-form; then a replacement joins.
         let generation = seen.generation;
-        wait_for(&address, "the re-formed ring", |s| {
-            s.generation > generation && s.workers.len() == workers.len()
+        let reformed = wait_for(&address, "the re-formed ring", |s| {
+            s.generation > generation && s.workers.len() == 3
+        })
+        .await;
+        let fresh = format!("r{kill}");
+        workers.push((
+            fresh.clone(),
+            WorkerProcess::join(&address, &fresh).expect("replacement"),
+        ));
+        wait_for(&address, "the replacement in the ring", |s| {
+            s.generation > reformed.generation && s.workers.len() == 4
         })
         .await;
     }
 
     let final_status = finished(coordinator).await;
-    assert_eq!(final_status["completed_steps"], 400);
+    assert_eq!(final_status["completed_steps"], 700);
     assert_eq!(
         final_status["membership_generation"].as_u64(),
-        Some(first_generation + 3),
-        "three re-formed rings"
+        Some(first_generation + 2 * KILLS),
+        "a re-formed ring per loss and per join"
     );
     for (id, worker) in &mut workers {
-        assert!(
-            worker.wait(DEADLINE).expect("exits"),
-            "survivor {id} failed"
-        );
+        assert!(worker.wait(DEADLINE).expect("exits"), "worker {id} failed");
     }
     let log_text = std::fs::read_to_string(&log).expect("log");
     assert!(
         !log_text.contains("resuming"),
-        "no survivor restarted from a checkpoint"
+        "no worker restarted from a checkpoint"
     );
 
-    // Each re-formed ring starts no earlier than the steps every worker had completed before
-    // the kill: only the step in flight is lost.
+    // Each ring re-formed after a loss starts no earlier than the steps every worker had
+    // completed before the kill: only the step in flight is lost.
     let reforms = reform_steps(&log);
-    assert_eq!(reforms.len(), 3, "{log_text}");
-    for (reform, before) in reforms.iter().zip(&completed_before_kill) {
+    assert_eq!(reforms.len() as u64, 2 * KILLS, "{log_text}");
+    for (reform, before) in reforms.iter().step_by(2).zip(&completed_before_kill) {
         assert!(
             reform >= before,
             "re-formed at {reform}, {before} were complete"
         );
     }
-    let measured = recoveries(&log);
-    assert_eq!(measured.len(), 3, "{log_text}");
-    let (detection_median, detection_worst) =
-        median_and_worst(measured.iter().map(|m| m.0).collect());
-    let (recovery_median, recovery_worst) =
-        median_and_worst(measured.iter().map(|m| m.1).collect());
+    let detections = lost_silences(&log);
+    assert_eq!(detections.len() as u64, KILLS);
+    let (detection_median, detection_worst) = median_and_worst(detections.clone());
+    let recoveries: Vec<u64> = recoveries(&log).iter().map(|m| m.1).collect();
+    assert!(!recoveries.is_empty());
+    let (recovery_median, recovery_worst) = median_and_worst(recoveries.clone());
     eprintln!(
-        "SIGKILL x3: detection median {detection_median} ms, worst {detection_worst} ms (timeout 1000 ms); \
-         recovery median {recovery_median} ms, worst {recovery_worst} ms"
+        "SIGKILL x{KILLS}: detection median {detection_median} ms, worst {detection_worst} ms (timeout 1000 ms); \
+         recovery median {recovery_median} ms, worst {recovery_worst} ms ({} rings measured)",
+        recoveries.len()
     );
-    assert!(detection_worst >= 1000, "declared before the timeout");
+    assert!(
+        detections.iter().all(|&d| d >= 1000),
+        "declared before the timeout: {detections:?}"
+    );
+}
+
+/// How long each lost worker had been silent when it was declared lost (ms).
+fn lost_silences(log: &Path) -> Vec<u64> {
+    std::fs::read_to_string(log)
+        .expect("coordinator log")
+        .lines()
+        .filter(|l| l.contains("worker lost"))
+        .map(|l| {
+            let start = l.find("silent_ms=").expect("silent_ms") + "silent_ms=".len();
+            l[start..]
+                .split(|c: char| !c.is_ascii_digit())
+                .next()
+                .and_then(|n| n.parse().ok())
+                .expect("a number")
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
