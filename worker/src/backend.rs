@@ -29,6 +29,52 @@ pub type TrainBackend = burn::backend::Autodiff<ComputeBackend>;
 /// Name of the selected backend, for logs and benchmark tables.
 pub const BACKEND_NAME: &str = selected::NAME;
 
+/// The GPU this process computes on (`--device cuda:N`); 0 unless chosen.
+static DEVICE_ORDINAL: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Parses `--device`: `cuda:N` (or `cuda`) when built with the `cuda` feature, `cpu` otherwise;
+/// the error names what this build can do.
+pub fn parse_device(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let cuda = BACKEND_NAME == "cuda";
+    match (text, cuda) {
+        ("cpu", false) => Ok(0),
+        ("cuda", true) => Ok(0),
+        (t, true) if t.starts_with("cuda:") => t["cuda:".len()..]
+            .parse::<usize>()
+            .map_err(|_| format!("--device {t}: expected cuda:N with N a GPU index")),
+        (t, true) => Err(format!(
+            "--device {t}: this worker is built with the cuda backend; use cuda:N"
+        )),
+        (t, false) => Err(format!(
+            "--device {t}: this worker is built for the CPU ({BACKEND_NAME}); build it with \
+             `--features cuda` for GPUs, or use --device cpu"
+        )),
+    }
+}
+
+/// Chooses the device of this process (call once, at start-up).
+pub fn select_device(ordinal: usize) {
+    DEVICE_ORDINAL.store(ordinal, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The device chosen with [`select_device`].
+pub fn selected_device() -> burn::prelude::Device<ComputeBackend> {
+    device(DEVICE_ORDINAL.load(std::sync::atomic::Ordering::Relaxed))
+}
+
+/// How this process's device is named in logs and to the coordinator (`cuda:1`, `flex`).
+pub fn device_name() -> String {
+    if BACKEND_NAME == "cuda" {
+        format!(
+            "cuda:{}",
+            DEVICE_ORDINAL.load(std::sync::atomic::Ordering::Relaxed)
+        )
+    } else {
+        BACKEND_NAME.to_string()
+    }
+}
+
 /// The device of the selected backend; `ordinal` picks the GPU under `cuda`.
 pub fn device(ordinal: usize) -> burn::prelude::Device<ComputeBackend> {
     #[cfg(feature = "cuda")]
@@ -39,5 +85,23 @@ pub fn device(ordinal: usize) -> burn::prelude::Device<ComputeBackend> {
     {
         let _ = ordinal; // one CPU device
         Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_flags_match_the_build() {
+        if BACKEND_NAME == "cuda" {
+            assert_eq!(parse_device("cuda:3"), Ok(3));
+            assert!(parse_device("cpu").is_err());
+        } else {
+            assert_eq!(parse_device("cpu"), Ok(0));
+            let error = parse_device("cuda:0").expect_err("no GPU backend");
+            assert!(error.contains("--features cuda"), "{error}");
+        }
+        assert!(parse_device("cuda:x").is_err());
     }
 }

@@ -92,6 +92,10 @@ struct JoinArgs {
     connect_timeout_s: u64,
     #[command(flatten)]
     security: SecurityArgs,
+    /// The device to compute on: cuda:N (builds with the `cuda` feature; default cuda:0) or
+    /// cpu (the default build).
+    #[arg(long, env = "ANYGAN_DEVICE")]
+    device: Option<String>,
     /// Where this worker's Prometheus endpoint (/metrics, /healthz) listens, e.g. 0.0.0.0:9091.
     #[arg(long, env = "ANYGAN_WORKER_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
@@ -276,6 +280,11 @@ fn join_job(args: JoinArgs) -> anyhow::Result<()> {
         let host = std::fs::read_to_string("/etc/hostname").unwrap_or_else(|_| "worker".into());
         format!("{}-{}", host.trim(), std::process::id())
     });
+    if let Some(device) = &args.device {
+        anygan_worker::backend::select_device(
+            anygan_worker::backend::parse_device(device).map_err(anyhow::Error::msg)?,
+        );
+    }
     let config = JoinConfig {
         coordinator: args.coordinator,
         worker_id,

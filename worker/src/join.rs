@@ -13,7 +13,7 @@ use anygan_proto::v1::coordinator_client::CoordinatorClient;
 use anygan_proto::v1::{self, JobPhase};
 use tokio::net::TcpListener;
 
-use crate::backend::{BACKEND_NAME, TrainBackend};
+use crate::backend::TrainBackend;
 use crate::collective::{Inbox, serve_collective};
 use crate::data::load_source;
 use crate::error::{Error, Result};
@@ -211,7 +211,7 @@ async fn session(
             protocol_version: anygan_proto::PROTOCOL_VERSION,
             worker_id: config.worker_id.clone(),
             collective_address: collective_address.to_string(),
-            device: BACKEND_NAME.to_string(),
+            device: crate::backend::device_name(),
         })
         .await
         .map_err(|status| coordinator_call_error(&address, "refused registration", &status))?

@@ -93,7 +93,7 @@ impl From<Error> for StepFailure {
 impl Replica {
     pub(crate) fn train(mut self) -> Result<TrainingOutcome> {
         let spec = self.spec.clone();
-        let device = crate::backend::device(0);
+        let device = crate::backend::selected_device();
         let class_counts = self.dataset.class_counts();
         let config = train_config(&spec, self.dataset.num_classes());
         let output = StoreLocation::parse(&spec.output, spec.store_options.iter().cloned(), true)?;

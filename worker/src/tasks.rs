@@ -73,7 +73,7 @@ pub(crate) async fn run_tasks(
         let io = runtime.clone();
         let store_options = spec.store_options.clone();
         let (task_id, result, returned_cache) = tokio::task::spawn_blocking(move || {
-            let device = crate::backend::device(0);
+            let device = crate::backend::selected_device();
             match task {
                 v1::task_response::Task::Generate(task) => {
                     let result = crate::generate::run_generation_task(

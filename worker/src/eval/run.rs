@@ -81,7 +81,7 @@ pub fn evaluate(
     mut on_result: impl FnMut(&RunResult),
 ) -> Result<Vec<RunResult>> {
     let long_tail = sources.long_tail;
-    let device = crate::backend::device(0);
+    let device = crate::backend::selected_device();
     let shape = long_tail.shape();
     let config = ClassifierConfig::new(long_tail.num_classes())
         .with_channels(shape.channels)
