@@ -165,26 +165,14 @@ fn cell(values: &[f64]) -> String {
 /// The BENCHMARK.md-style table: per method and test set, ACSA / GM / GM-ovr / macro-F1 in %,
 /// mean ± std over seeds; then per-class recall (mean over seeds) per method.
 pub fn markdown_report(results: &[RunResult], class_names: &[String]) -> String {
-    let mut methods: Vec<Method> = Vec::new();
-    let mut tests: Vec<String> = Vec::new();
-    for r in results {
-        if !methods.contains(&r.method) {
-            methods.push(r.method);
-        }
-        if !tests.contains(&r.test_set) {
-            tests.push(r.test_set.clone());
-        }
-    }
+    let (methods, tests) = methods_and_tests(results);
     let mut out = String::new();
     for test in &tests {
         out.push_str(&format!(
             "\n#### {test} test set (%, mean ± std over seeds)\n\n| method | ACSA | GM | GM-ovr | macro-F1 | seeds |\n|---|---|---|---|---|---|\n"
         ));
         for &method in &methods {
-            let runs: Vec<&RunResult> = results
-                .iter()
-                .filter(|r| r.method == method && &r.test_set == test)
-                .collect();
+            let runs = runs_of(results, method, test);
             let pick =
                 |f: fn(&Metrics) -> f64| runs.iter().map(|r| f(&r.metrics)).collect::<Vec<_>>();
             out.push_str(&format!(
@@ -203,10 +191,7 @@ pub fn markdown_report(results: &[RunResult], class_names: &[String]) -> String 
             "---|".repeat(class_names.len())
         ));
         for &method in &methods {
-            let runs: Vec<&RunResult> = results
-                .iter()
-                .filter(|r| r.method == method && &r.test_set == test)
-                .collect();
+            let runs = runs_of(results, method, test);
             let recalls: Vec<String> = (0..class_names.len())
                 .map(|k| {
                     let values: Vec<f64> = runs
@@ -232,9 +217,8 @@ pub fn markdown_report(results: &[RunResult], class_names: &[String]) -> String 
 /// classifier (trained on the full real training split) labels as their class.
 fn quality_report(results: &[RunResult], class_names: &[String]) -> String {
     let mut out = String::new();
-    let cas: Vec<f64> = results
+    let cas: Vec<f64> = runs_of(results, Method::Cas, "balanced")
         .iter()
-        .filter(|r| r.method == Method::Cas && r.test_set == "balanced")
         .map(|r| r.metrics.acsa)
         .collect();
     let fidelity: Vec<&Fidelity> = results
@@ -254,9 +238,8 @@ fn quality_report(results: &[RunResult], class_names: &[String]) -> String {
         ));
     }
     if let Some(first) = fidelity.first() {
-        let reference: Vec<f64> = results
+        let reference: Vec<f64> = runs_of(results, Method::FullReal, "balanced")
             .iter()
-            .filter(|r| r.method == Method::FullReal && r.test_set == "balanced")
             .map(|r| r.metrics.acsa)
             .collect();
         out.push_str(&format!(
@@ -284,14 +267,8 @@ fn quality_report(results: &[RunResult], class_names: &[String]) -> String {
     out
 }
 
-/// A picture and its file name.
-pub type NamedPng = (String, Vec<u8>);
-
-/// The report's pictures: per test set, per-class recall by method (mean over seeds) as
-/// `recall-<test>.png`, and each method's confusion matrix of its first seed as
-/// `confusion-<method>-<test>.png`. Returns (file name, PNG) pairs and the legend text.
-pub fn charts(results: &[RunResult]) -> Result<(Vec<NamedPng>, String)> {
-    use super::charts::{confusion_png, recall_bars_png};
+/// The methods and test sets of `results`, in order of first appearance.
+fn methods_and_tests(results: &[RunResult]) -> (Vec<Method>, Vec<String>) {
     let mut methods: Vec<Method> = Vec::new();
     let mut tests: Vec<String> = Vec::new();
     for r in results {
@@ -302,15 +279,32 @@ pub fn charts(results: &[RunResult]) -> Result<(Vec<NamedPng>, String)> {
             tests.push(r.test_set.clone());
         }
     }
+    (methods, tests)
+}
+
+/// Every seed's result of `method` on `test`.
+fn runs_of<'a>(results: &'a [RunResult], method: Method, test: &str) -> Vec<&'a RunResult> {
+    results
+        .iter()
+        .filter(|r| r.method == method && r.test_set == test)
+        .collect()
+}
+
+/// A picture and its file name.
+pub type NamedPng = (String, Vec<u8>);
+
+/// The report's pictures: per test set, per-class recall by method (mean over seeds) as
+/// `recall-<test>.png`, and each method's confusion matrix of its first seed as
+/// `confusion-<method>-<test>.png`. Returns (file name, PNG) pairs and the legend text.
+pub fn charts(results: &[RunResult]) -> Result<(Vec<NamedPng>, String)> {
+    use super::charts::{confusion_png, recall_bars_png};
+    let (methods, tests) = methods_and_tests(results);
     let mut files = Vec::new();
     for test in &tests {
         let recalls: Vec<Vec<f64>> = methods
             .iter()
             .map(|&m| {
-                let runs: Vec<&RunResult> = results
-                    .iter()
-                    .filter(|r| r.method == m && &r.test_set == test)
-                    .collect();
+                let runs = runs_of(results, m, test);
                 let classes = runs.first().map_or(0, |r| r.metrics.recalls.len());
                 (0..classes)
                     .map(|k| {
