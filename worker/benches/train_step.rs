@@ -1,8 +1,10 @@
 //! Benchmark of one cDCGAN training step (D update + G update) on the selected backend.
 //!
 //! `cargo bench -p anygan-worker --bench train_step -- [--widths 64,128] [--batch 64]
-//! [--warmup 2] [--steps 10]` prints, per width: parameter counts, median step time,
-//! images per second and peak heap memory during the measured steps.
+//! [--warmup 2] [--steps 10] [--keep-states 2]` prints, per width: parameter counts, median
+//! step time, images per second and peak heap memory during the measured steps;
+//! `--keep-states N` keeps the trainer's state before each of the last N steps, as a worker in
+//! a ring does to roll back after a lost peer.
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a test fails loudly on broken setup
 #![allow(unsafe_code)] // the counting allocator below must implement GlobalAlloc
 
@@ -47,6 +49,8 @@ struct Options {
     batch: usize,
     warmup: usize,
     steps: usize,
+    /// Clones of the trainer kept from step to step, as a worker in a ring keeps them.
+    keep_states: usize,
 }
 
 fn options() -> Options {
@@ -55,6 +59,7 @@ fn options() -> Options {
         batch: 64,
         warmup: 2,
         steps: 10,
+        keep_states: 0,
     };
     let args: Vec<String> = std::env::args().collect();
     let value = |name: &str| {
@@ -70,6 +75,7 @@ fn options() -> Options {
     options.batch = number("--batch", options.batch);
     options.warmup = number("--warmup", options.warmup);
     options.steps = number("--steps", options.steps).max(1);
+    options.keep_states = number("--keep-states", options.keep_states);
     options
 }
 
@@ -90,9 +96,9 @@ fn main() {
         options.batch, options.steps, options.warmup
     );
     println!(
-        "| width | G params | D params | median step (s) | min step (s) | images/s | peak heap (MiB) |"
+        "| width | kept states | G params | D params | median step (s) | min step (s) | images/s | peak heap (MiB) |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     let device = device(0);
     for &width in &options.widths {
         let config =
@@ -112,8 +118,17 @@ fn main() {
         }
         PEAK.store(LIVE.load(Ordering::Relaxed), Ordering::Relaxed);
         let mut times = Vec::with_capacity(options.steps);
+        // What a worker in a ring keeps to roll back after a lost peer: the state before each
+        // of its last steps (`--keep-states 2` is what `worker join` does).
+        let mut kept = std::collections::VecDeque::new();
         for _ in 0..options.steps {
             let started = Instant::now();
+            if options.keep_states > 0 {
+                kept.push_back(trainer.clone());
+                if kept.len() > options.keep_states {
+                    kept.pop_front();
+                }
+            }
             trainer.train_step(&batch).expect("measured step");
             times.push(started.elapsed().as_secs_f64());
         }
@@ -121,7 +136,8 @@ fn main() {
         let median = times[times.len() / 2];
         let peak_mib = PEAK.load(Ordering::Relaxed) as f64 / (1024.0 * 1024.0);
         println!(
-            "| {width} | {g_params} | {d_params} | {median:.3} | {:.3} | {:.1} | {peak_mib:.0} |",
+            "| {width} | {} | {g_params} | {d_params} | {median:.3} | {:.3} | {:.1} | {peak_mib:.0} |",
+            options.keep_states,
             times[0],
             options.batch as f64 / median
         );
