@@ -110,6 +110,10 @@ struct EvaluationArgs {
     /// generated images; one run each, first seed).
     #[arg(long)]
     no_eval_quality: bool,
+    /// Method (d): the share of each rare class that is its real images repeated; generated
+    /// images fill the rest (0: the long-tailed set plus every generated image).
+    #[arg(long, default_value_t = anygan_proto::generation::DEFAULT_REAL_SHARE)]
+    eval_real_share: f64,
 }
 
 impl EvaluationArgs {
@@ -122,6 +126,7 @@ impl EvaluationArgs {
             learning_rate: self.eval_learning_rate,
             width: self.eval_width,
             quality: !self.no_eval_quality,
+            real_share: self.eval_real_share,
         })
     }
 }

@@ -40,4 +40,7 @@ fn bad_job_settings_are_named() {
     let (ok, stderr) = start(&["--eval-seeds", "", "--eval-methods", "anygan"]);
     assert!(!ok);
     assert!(stderr.contains("seed"), "{stderr}");
+    let (ok, stderr) = start(&["--eval-real-share", "1.5"]);
+    assert!(!ok);
+    assert!(stderr.contains("real share"), "{stderr}");
 }

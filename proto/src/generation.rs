@@ -81,7 +81,14 @@ pub struct EvaluationSettings {
     /// training split, which labels the generated images).
     #[serde(default)]
     pub quality: bool,
+    /// Method (d): the share of each rare class that is its real images repeated, the rest
+    /// generated (0: the long-tailed set plus every generated image).
+    #[serde(default)]
+    pub real_share: f64,
 }
+
+/// Method (d)'s default share of real images per rare class (see the README's benchmark).
+pub const DEFAULT_REAL_SHARE: f64 = 0.5;
 
 /// The evaluation's quality runs: the generator is measured once, with the first seed.
 pub const QUALITY_METHODS: [&str; 2] = ["cas", "full-real"];
@@ -110,6 +117,12 @@ impl EvaluationSettings {
         }
         if self.seeds.is_empty() {
             return Err("evaluation needs at least one seed".into());
+        }
+        if !(0.0..=1.0).contains(&self.real_share) {
+            return Err(format!(
+                "the real share of method (d) must lie between 0 and 1, not {}",
+                self.real_share
+            ));
         }
         if self.epochs == 0 || self.batch_size == 0 || self.width == 0 {
             return Err(format!(
@@ -159,6 +172,7 @@ impl Default for EvaluationSettings {
             learning_rate: 1e-3,
             width: 32,
             quality: true,
+            real_share: DEFAULT_REAL_SHARE,
         }
     }
 }

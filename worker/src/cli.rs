@@ -68,6 +68,10 @@ struct EvaluateArgs {
     /// Width of the classifier's first convolution.
     #[arg(long, default_value_t = 32)]
     classifier_width: usize,
+    /// Method (d): the share of each rare class that is its real images repeated; generated
+    /// images fill the rest (0: the long-tailed set plus every generated image).
+    #[arg(long, default_value_t = anygan_proto::generation::DEFAULT_REAL_SHARE)]
+    real_share: f64,
     /// Where report.md and results.json go: a directory or s3://bucket/prefix.
     #[arg(long, default_value = "out/eval")]
     output: String,
@@ -390,7 +394,10 @@ fn evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
             .with_batch_size(args.batch_size)
             .with_learning_rate(args.learning_rate),
         width: args.classifier_width,
-        target,
+        balance: anygan_worker::eval::methods::Balance {
+            target,
+            real_share: args.real_share,
+        },
     };
     tracing::info!(
         train = ?long_tail.class_counts(),

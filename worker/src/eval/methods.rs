@@ -105,22 +105,44 @@ impl Sources<'_> {
     }
 }
 
-/// Builds the training set of `method`; `target` is the per-class count oversampling and
-/// SMOTE reach.
+/// How the rebalancing methods fill the classes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Balance {
+    /// Per-class count oversampling, SMOTE and (d) reach (the largest class's by default).
+    pub target: usize,
+    /// (d): the share of each class's `target` that is real images, the rare classes' originals
+    /// repeated to reach it; generated images fill the rest. 0 is the long-tailed set plus
+    /// every generated image as the generation run wrote it.
+    pub real_share: f64,
+}
+
+/// Builds the training set of `method`.
 pub fn training_set(
     method: Method,
     sources: Sources<'_>,
-    target: usize,
+    balance: Balance,
     seed: u64,
 ) -> Result<TrainingSet> {
     let long_tail = sources.long_tail;
+    let target = balance.target;
     let data = match method {
         Method::LongTail | Method::ClassWeighted => long_tail.clone(),
         Method::RandomOversampling => random_oversample(long_tail, target, seed)?,
-        Method::Anygan => sources
-            .rebalanced
-            .ok_or_else(|| Error::config("generation", "method (d) needs anygan's rebalanced set"))?
-            .clone(),
+        Method::Anygan => {
+            if sources.rebalanced.is_none() {
+                return Err(Error::config(
+                    "generation",
+                    "method (d) needs anygan's rebalanced set",
+                ));
+            }
+            mix_generated(
+                long_tail,
+                &sources.generated()?,
+                target,
+                balance.real_share,
+                seed,
+            )?
+        }
         Method::Smote => smote(long_tail, target, SMOTE_NEIGHBOURS, seed)?,
         Method::Cas => sources.generated()?,
         Method::FullReal => sources
@@ -190,6 +212,56 @@ pub fn random_oversample(data: &ImageDataset, target: usize, seed: u64) -> Resul
         }
     }
     data.select(&chosen)
+}
+
+/// Method (d)'s training set: every class below `target` keeps its originals, repeats them
+/// (drawn with replacement) until real images make up `real_share` of `target`, and takes
+/// generated images of its class (a seeded random choice) for the rest; where too few were
+/// generated, more real copies fill the gap. Classes at or above `target` stay as they are.
+///
+/// Why real copies at all: with `real_share` 0 a class of 40 originals is 99 % generated, and
+/// the classifier learns what the generator draws rather than what the test set holds wherever
+/// the two differ (shirts, coats); the copies keep the real images as present as random
+/// oversampling does while the generated ones add the variety copies cannot.
+pub fn mix_generated(
+    long_tail: &ImageDataset,
+    generated: &ImageDataset,
+    target: usize,
+    real_share: f64,
+    seed: u64,
+) -> Result<ImageDataset> {
+    if !(0.0..=1.0).contains(&real_share) {
+        return Err(Error::config(
+            "real_share",
+            format!("{real_share} is not a share between 0 and 1"),
+        ));
+    }
+    let real_by_class = indices_by_class(long_tail);
+    let generated_by_class = indices_by_class(generated);
+    let mut real_chosen: Vec<usize> = (0..long_tail.len()).collect();
+    let mut generated_chosen = Vec::new();
+    for (class, members) in real_by_class.iter().enumerate() {
+        if members.is_empty() || members.len() >= target {
+            continue;
+        }
+        let mut rng = stream(seed, Purpose::Oversampling, class as u64, 2);
+        let real_wanted =
+            ((real_share * target as f64).round() as usize).clamp(members.len(), target);
+        let mut candidates = generated_by_class.get(class).cloned().unwrap_or_default();
+        let take = candidates.len().min(target - real_wanted);
+        // A partial Fisher–Yates shuffle: the first `take` are a uniform choice.
+        for i in 0..take {
+            let j = rng.random_range(i..candidates.len());
+            candidates.swap(i, j);
+        }
+        generated_chosen.extend_from_slice(&candidates[..take]);
+        for _ in members.len()..target - take {
+            real_chosen.push(members[rng.random_range(0..members.len())]);
+        }
+    }
+    let mut mixed = long_tail.select(&real_chosen)?;
+    mixed.extend(&generated.select(&generated_chosen)?)?;
+    Ok(mixed)
 }
 
 /// Pixel-space SMOTE: each class gets `target - n` synthetic images, each a random point on the
@@ -318,6 +390,13 @@ mod tests {
         assert_eq!(&data.labels()[..6], &[0; 6]);
     }
 
+    fn balance(target: usize) -> Balance {
+        Balance {
+            target,
+            real_share: 0.0,
+        }
+    }
+
     fn only(data: &ImageDataset) -> Sources<'_> {
         Sources {
             long_tail: data,
@@ -329,20 +408,100 @@ mod tests {
     #[test]
     fn methods_build_their_sets() {
         let data = tiny();
-        let weighted = training_set(Method::ClassWeighted, only(&data), 6, 0).unwrap();
+        let weighted = training_set(Method::ClassWeighted, only(&data), balance(6), 0).unwrap();
         let weights = weighted.class_weights.unwrap();
         assert!(weights[1] > weights[0], "the rare class weighs more");
         assert_eq!(weighted.data, data);
         assert!(
-            training_set(Method::LongTail, only(&data), 6, 0)
+            training_set(Method::LongTail, only(&data), balance(6), 0)
                 .unwrap()
                 .class_weights
                 .is_none()
         );
-        let err = training_set(Method::Anygan, only(&data), 6, 0).unwrap_err();
+        let err = training_set(Method::Anygan, only(&data), balance(6), 0).unwrap_err();
         assert!(err.to_string().contains("rebalanced"), "{err}");
-        let err = training_set(Method::FullReal, only(&data), 6, 0).unwrap_err();
+        let err = training_set(Method::FullReal, only(&data), balance(6), 0).unwrap_err();
         assert!(err.to_string().contains("full real"), "{err}");
+    }
+
+    /// `count` generated images of class 1 at levels 150, 151, ...
+    fn generated_of_class_1(count: u8) -> ImageDataset {
+        let data = tiny();
+        let mut pixels = Vec::new();
+        for i in 0..count {
+            pixels.extend([150 + i; 4]);
+        }
+        ImageDataset::new(
+            data.shape(),
+            pixels,
+            vec![1; usize::from(count)],
+            data.class_names().to_vec(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn mix_keeps_the_real_share_and_fills_with_generated() {
+        let data = tiny();
+        let levels_of_class_1 = |mixed: &ImageDataset| -> Vec<u8> {
+            (0..mixed.len())
+                .filter(|&i| mixed.labels()[i] == 1)
+                .map(|i| mixed.image(i)[0])
+                .collect()
+        };
+        // Target 6, half real: class 1 (2 originals) gets 3 real (one a copy) + 3 generated;
+        // class 0 already holds 6 and is untouched.
+        let generated = generated_of_class_1(10);
+        let mixed = mix_generated(&data, &generated, 6, 0.5, 7).unwrap();
+        assert_eq!(mixed.class_counts(), vec![6, 6]);
+        let levels = levels_of_class_1(&mixed);
+        let real = levels.iter().filter(|&&l| l == 100 || l == 200).count();
+        assert_eq!(real, 3);
+        assert!(
+            levels.contains(&100) && levels.contains(&200),
+            "every original kept"
+        );
+        let mut chosen: Vec<u8> = levels
+            .iter()
+            .copied()
+            .filter(|l| (150..160).contains(l))
+            .collect();
+        chosen.sort_unstable();
+        chosen.dedup();
+        assert_eq!(
+            chosen.len(),
+            3,
+            "three different generated images: {levels:?}"
+        );
+        assert_eq!(mix_generated(&data, &generated, 6, 0.5, 7).unwrap(), mixed);
+        assert_ne!(
+            levels_of_class_1(&mix_generated(&data, &generated, 6, 0.5, 8).unwrap()),
+            levels,
+            "another seed chooses other generated images"
+        );
+        // Share 0: the originals once, generated images for the rest.
+        let none = mix_generated(&data, &generated, 6, 0.0, 7).unwrap();
+        let levels = levels_of_class_1(&none);
+        assert_eq!(levels.iter().filter(|&&l| l == 100 || l == 200).count(), 2);
+        // Too few generated images: real copies fill the gap.
+        let scarce = mix_generated(&data, &generated_of_class_1(1), 6, 0.0, 7).unwrap();
+        assert_eq!(scarce.class_counts(), vec![6, 6]);
+        assert_eq!(
+            levels_of_class_1(&scarce)
+                .iter()
+                .filter(|&&l| l == 150)
+                .count(),
+            1
+        );
+        // Share 1 is random oversampling; a share outside [0, 1] is refused by name.
+        let all_real = mix_generated(&data, &generated, 6, 1.0, 7).unwrap();
+        assert!(
+            levels_of_class_1(&all_real)
+                .iter()
+                .all(|&l| l == 100 || l == 200)
+        );
+        let err = mix_generated(&data, &generated, 6, 1.5, 7).unwrap_err();
+        assert!(err.to_string().contains("real_share"), "{err}");
     }
 
     #[test]
@@ -375,7 +534,9 @@ mod tests {
             rebalanced: Some(&rebalanced),
             full_real: None,
         };
-        let generated = training_set(Method::Cas, sources, 6, 0).unwrap().data;
+        let generated = training_set(Method::Cas, sources, balance(6), 0)
+            .unwrap()
+            .data;
         assert_eq!(generated.class_counts(), vec![1, 3]);
         let levels: Vec<u8> = (0..generated.len())
             .map(|i| generated.image(i)[0])

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use super::classifier::{ClassifierConfig, ClassifierTraining, predict, train_classifier};
-use super::methods::{Method, Sources, training_set};
+use super::methods::{Balance, Method, Sources, training_set};
 use super::metrics::{ConfusionMatrix, Metrics, mean_std};
 use crate::backend::TrainBackend;
 use crate::data::ImageDataset;
@@ -17,8 +17,8 @@ pub struct EvaluationSpec {
     pub seeds: Vec<u64>,
     pub training: ClassifierTraining,
     pub width: usize,
-    /// Per-class count oversampling and SMOTE reach (the largest class's by default).
-    pub target: usize,
+    /// How oversampling, SMOTE and (d) fill the classes.
+    pub balance: Balance,
 }
 
 /// A test set with its name.
@@ -90,7 +90,7 @@ pub fn evaluate(
     let mut results = Vec::new();
     for &method in &spec.methods {
         for &seed in &spec.seeds {
-            let set = training_set(method, sources, spec.target, seed)?;
+            let set = training_set(method, sources, spec.balance, seed)?;
             let training = ClassifierTraining {
                 seed,
                 ..spec.training.clone()

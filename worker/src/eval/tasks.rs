@@ -138,7 +138,10 @@ pub fn run_evaluate_task(
             .with_batch_size(settings.batch_size)
             .with_learning_rate(settings.learning_rate),
         width: settings.width,
-        target: long_tail.class_counts().into_iter().max().unwrap_or(0),
+        balance: super::methods::Balance {
+            target: long_tail.class_counts().into_iter().max().unwrap_or(0),
+            real_share: settings.real_share,
+        },
     };
     let sources = Sources {
         long_tail: &long_tail,
