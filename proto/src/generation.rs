@@ -85,6 +85,10 @@ pub struct EvaluationSettings {
     /// generated (0: the long-tailed set plus every generated image).
     #[serde(default)]
     pub real_share: f64,
+    /// Method (d): train on the generated images a judge (the classifier trained on the
+    /// randomly oversampled long-tailed set) labels as their class, not on all of them.
+    #[serde(default)]
+    pub filter_generated: bool,
 }
 
 /// Method (d)'s default share of real images per rare class (see the README's benchmark).
@@ -173,6 +177,7 @@ impl Default for EvaluationSettings {
             width: 32,
             quality: true,
             real_share: DEFAULT_REAL_SHARE,
+            filter_generated: true,
         }
     }
 }

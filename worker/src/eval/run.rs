@@ -4,7 +4,9 @@
 use std::time::Instant;
 
 use super::classifier::{ClassifierConfig, ClassifierTraining, predict, train_classifier};
-use super::methods::{Balance, Method, Sources, training_set};
+use super::methods::{
+    Balance, Method, Sources, TrainingSet, mix_generated, random_oversample, training_set,
+};
 use super::metrics::{ConfusionMatrix, Metrics, mean_std};
 use crate::backend::TrainBackend;
 use crate::data::ImageDataset;
@@ -19,6 +21,10 @@ pub struct EvaluationSpec {
     pub width: usize,
     /// How oversampling, SMOTE and (d) fill the classes.
     pub balance: Balance,
+    /// (d) trains on the generated images a judge — the same classifier trained on the
+    /// randomly oversampled long-tailed set, nothing the user would not have — labels as their
+    /// own class, not on all of them.
+    pub filter_generated: bool,
 }
 
 /// A test set with its name.
@@ -42,6 +48,9 @@ pub struct RunResult {
     /// that class's generated images it labels as that class.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generated_fidelity: Option<Fidelity>,
+    /// (d) with the filter: per class, the share of the generated images the judge kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generated_kept: Option<Fidelity>,
 }
 
 /// How recognisable the generated images of each class are to a real-data classifier.
@@ -90,10 +99,26 @@ pub fn evaluate(
     let mut results = Vec::new();
     for &method in &spec.methods {
         for &seed in &spec.seeds {
-            let set = training_set(method, sources, spec.balance, seed)?;
             let training = ClassifierTraining {
                 seed,
                 ..spec.training.clone()
+            };
+            let (set, generated_kept) = if method == Method::Anygan && spec.filter_generated {
+                let (kept, share) = judged_generated(sources, spec, &config, &training, &device)?;
+                let data = mix_generated(
+                    long_tail,
+                    &kept,
+                    spec.balance.target,
+                    spec.balance.real_share,
+                    seed,
+                )?;
+                let set = TrainingSet {
+                    data,
+                    class_weights: None,
+                };
+                (set, Some(share))
+            } else {
+                (training_set(method, sources, spec.balance, seed)?, None)
             };
             let started = Instant::now();
             let model = train_classifier::<TrainBackend>(
@@ -133,6 +158,7 @@ pub fn evaluate(
                     metrics: confusion.metrics(),
                     confusion,
                     generated_fidelity: generated_fidelity.clone(),
+                    generated_kept: generated_kept.clone(),
                 };
                 on_result(&result);
                 results.push(result);
@@ -140,6 +166,35 @@ pub fn evaluate(
         }
     }
     Ok(results)
+}
+
+/// The generated images the judge labels as their own class, and per class the share kept.
+/// The judge is the evaluation's classifier trained (same settings and seed) on the long-tailed
+/// set randomly oversampled to the target: it knows only what the user has.
+fn judged_generated(
+    sources: Sources<'_>,
+    spec: &EvaluationSpec,
+    config: &ClassifierConfig,
+    training: &ClassifierTraining,
+    device: &burn::prelude::Device<crate::backend::ComputeBackend>,
+) -> Result<(ImageDataset, Fidelity)> {
+    let long_tail = sources.long_tail;
+    let generated = sources.generated()?;
+    let judge_set = random_oversample(long_tail, spec.balance.target, training.seed)?;
+    let started = Instant::now();
+    let judge = train_classifier::<TrainBackend>(&judge_set, config, training, None, device)?;
+    let predicted = predict(&judge, &generated, device);
+    let kept: Vec<usize> = (0..generated.len())
+        .filter(|&i| predicted[i] == generated.labels()[i])
+        .collect();
+    let share = Fidelity::of(generated.labels(), &predicted, long_tail.num_classes());
+    tracing::info!(
+        generated = generated.len(),
+        kept = kept.len(),
+        judge_s = format!("{:.0}", started.elapsed().as_secs_f64()),
+        "filtered the generated images"
+    );
+    Ok((generated.select(&kept)?, share))
 }
 
 /// One log line per scored run.
@@ -209,6 +264,7 @@ pub fn markdown_report(results: &[RunResult], class_names: &[String]) -> String 
         }
     }
     out.push_str(&quality_report(results, class_names));
+    out.push_str(&filter_report(results, class_names));
     out
 }
 
@@ -237,34 +293,59 @@ fn quality_report(results: &[RunResult], class_names: &[String]) -> String {
             cas.len()
         ));
     }
-    if let Some(first) = fidelity.first() {
+    if !fidelity.is_empty() {
         let reference: Vec<f64> = runs_of(results, Method::FullReal, "balanced")
             .iter()
             .map(|r| r.metrics.acsa)
             .collect();
         out.push_str(&format!(
-            "\nShare of each class's generated images that the reference classifier (full real training split, balanced-test ACSA {} %) labels as that class (%; classes with no generated images show –):\n\n| {} |\n|{}\n| {} |\n",
+            "\nShare of each class's generated images that the reference classifier (full real training split, balanced-test ACSA {} %) labels as that class (%; classes with no generated images show –):\n\n{}",
             cell(&reference),
-            class_names.join(" | "),
-            "---|".repeat(class_names.len()),
-            (0..class_names.len())
-                .map(|k| {
-                    let shares: Vec<f64> = fidelity
-                        .iter()
-                        .filter(|f| f.images.get(k).copied().unwrap_or(0) > 0)
-                        .map(|f| f.correct[k])
-                        .collect();
-                    if shares.is_empty() || first.images.get(k).copied().unwrap_or(0) == 0 {
-                        "–".to_string()
-                    } else {
-                        format!("{:.1}", 100.0 * mean_std(&shares).0)
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join(" | ")
+            per_class_share_table(&fidelity, class_names)
         ));
     }
     out
+}
+
+/// Method (d)'s filter: per class, the share of the generated images its judge kept.
+fn filter_report(results: &[RunResult], class_names: &[String]) -> String {
+    let kept: Vec<&Fidelity> = results
+        .iter()
+        .filter(|r| r.test_set == "balanced")
+        .filter_map(|r| r.generated_kept.as_ref())
+        .collect();
+    if kept.is_empty() {
+        return String::new();
+    }
+    format!(
+        "\n#### (d)'s filter\n\nShare of each class's generated images that (d)'s judge (the classifier trained on the randomly oversampled long-tailed set) labels as that class and (d) therefore trains on (%, mean over seeds):\n\n{}",
+        per_class_share_table(&kept, class_names)
+    )
+}
+
+/// A one-row table of per-class shares in %, the mean over `shares`; – where a class had no
+/// generated images.
+fn per_class_share_table(shares: &[&Fidelity], class_names: &[String]) -> String {
+    let row: Vec<String> = (0..class_names.len())
+        .map(|k| {
+            let values: Vec<f64> = shares
+                .iter()
+                .filter(|f| f.images.get(k).copied().unwrap_or(0) > 0)
+                .map(|f| f.correct[k])
+                .collect();
+            if values.is_empty() {
+                "–".to_string()
+            } else {
+                format!("{:.1}", 100.0 * mean_std(&values).0)
+            }
+        })
+        .collect();
+    format!(
+        "| {} |\n|{}\n| {} |\n",
+        class_names.join(" | "),
+        "---|".repeat(class_names.len()),
+        row.join(" | ")
+    )
 }
 
 /// The methods and test sets of `results`, in order of first appearance.
@@ -374,6 +455,7 @@ mod tests {
             metrics,
             confusion,
             generated_fidelity: fidelity,
+            generated_kept: None,
         }
     }
 
@@ -398,6 +480,18 @@ mod tests {
         assert!(report.contains("50.00 ± 0.00 %"), "{report}");
         assert!(report.contains("| – | 62.5 |"), "{report}");
         assert!(report.contains("ACSA 90.00 ± 0.00 %"), "{report}");
+        assert!(!report.contains("judge"), "no filter, no judge: {report}");
+        // (d)'s filter: the share kept per class is the mean over seeds.
+        let judged = |kept: f64| RunResult {
+            generated_kept: Some(Fidelity {
+                images: vec![0, 4],
+                correct: vec![0.0, kept],
+            }),
+            ..result(Method::Anygan, 0.8, None)
+        };
+        let filtered = markdown_report(&[judged(0.5), judged(0.75)], &names);
+        assert!(filtered.contains("(d)'s judge"), "{filtered}");
+        assert!(filtered.contains("| – | 62.5 |"), "{filtered}");
         // Without quality runs there is no such section.
         let plain = markdown_report(&[result(Method::LongTail, 0.5, None)], &names);
         assert!(!plain.contains("The generator itself"));

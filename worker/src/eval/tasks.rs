@@ -142,6 +142,7 @@ pub fn run_evaluate_task(
             target: long_tail.class_counts().into_iter().max().unwrap_or(0),
             real_share: settings.real_share,
         },
+        filter_generated: settings.filter_generated,
     };
     let sources = Sources {
         long_tail: &long_tail,
