@@ -135,6 +135,22 @@ fn train_generate_evaluate_on_fashion_mnist() {
     for share in fidelity["correct"].as_array().unwrap() {
         assert!((0.0..=1.0).contains(&share.as_f64().unwrap()));
     }
+    // (d)'s judge (on by default) looked at every generated image and its share kept per
+    // class is reported; nothing else carries one.
+    for result in &results {
+        let judged = &result["generated_kept"];
+        if result["method"] != "anygan" {
+            assert!(judged.is_null(), "{result}");
+            continue;
+        }
+        let judged_images: Vec<u64> = judged["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_u64().unwrap())
+            .collect();
+        assert_eq!(judged_images, labelled);
+    }
     for test in ["balanced", "imbalanced"] {
         let bars = image::open(evaluation.join(format!("recall-{test}.png"))).unwrap();
         assert_eq!(
@@ -158,6 +174,7 @@ fn train_generate_evaluate_on_fashion_mnist() {
         "DeepSMOTE",
         "CAS (classifier trained on the generated images only",
         "labels as that class",
+        "(d)'s judge",
     ] {
         assert!(report.contains(needle), "{needle} missing from:\n{report}");
     }
