@@ -63,6 +63,10 @@ struct GenerationArgs {
     /// Do not write the rebalanced dataset (originals + generated, as image folders and IDX).
     #[arg(long)]
     no_rebalanced_set: bool,
+    /// The truncation trick: noise components beyond ±T are drawn again, giving more typical
+    /// images of each class at the cost of variety (0: plain N(0, 1) noise; else ≥ 0.2).
+    #[arg(long, default_value_t = 0.0)]
+    generation_truncation: f32,
 }
 
 impl GenerationArgs {
@@ -75,6 +79,7 @@ impl GenerationArgs {
             },
             seed: self.generation_seed,
             batch: self.generation_batch,
+            truncation: self.generation_truncation,
             task_images: self.generation_task_images,
             rebalanced_set: !self.no_rebalanced_set,
         }

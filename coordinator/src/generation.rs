@@ -139,6 +139,7 @@ impl Board {
                     count: range.count,
                     seed: self.plan.spec.seed,
                     batch_size: self.plan.spec.batch as u32,
+                    truncation: self.plan.spec.truncation,
                 })
             }
             Kind::Assemble => Wire::Assemble(v1::AssembleTask {

@@ -89,6 +89,7 @@ fn main() {
             count: images,
             seed: 1,
             batch_size: batch as u32,
+            truncation: 0.0,
         };
         let outcome =
             run_generation_task(&task, &output, &mut cache, runtime.handle(), &device).unwrap();
