@@ -119,10 +119,10 @@ struct EvaluationArgs {
     /// images fill the rest (0: the long-tailed set plus every generated image).
     #[arg(long, default_value_t = anygan_proto::generation::DEFAULT_REAL_SHARE)]
     eval_real_share: f64,
-    /// Method (d) trains on every generated image, not only those a classifier trained on the
-    /// oversampled long-tailed set labels as their class.
+    /// Method (d) trains only on the generated images a classifier trained on the oversampled
+    /// long-tailed set labels as their class (costs one more classifier per seed).
     #[arg(long)]
-    no_eval_filter: bool,
+    eval_filter_generated: bool,
 }
 
 impl EvaluationArgs {
@@ -136,7 +136,7 @@ impl EvaluationArgs {
             width: self.eval_width,
             quality: !self.no_eval_quality,
             real_share: self.eval_real_share,
-            filter_generated: !self.no_eval_filter,
+            filter_generated: self.eval_filter_generated,
         })
     }
 }

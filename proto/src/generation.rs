@@ -193,7 +193,7 @@ impl Default for EvaluationSettings {
             width: 32,
             quality: true,
             real_share: DEFAULT_REAL_SHARE,
-            filter_generated: true,
+            filter_generated: false,
         }
     }
 }

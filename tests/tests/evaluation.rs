@@ -48,6 +48,7 @@ fn train_generate_evaluate_on_fashion_mnist() {
         "4",
         "--eval-batch-size",
         "32",
+        "--eval-filter-generated",
         "--output",
         output.to_str().unwrap(),
     ]

@@ -72,10 +72,10 @@ struct EvaluateArgs {
     /// images fill the rest (0: the long-tailed set plus every generated image).
     #[arg(long, default_value_t = anygan_proto::generation::DEFAULT_REAL_SHARE)]
     real_share: f64,
-    /// Method (d) trains on every generated image, not only those a classifier trained on the
-    /// oversampled long-tailed set labels as their class.
+    /// Method (d) trains only on the generated images a classifier trained on the oversampled
+    /// long-tailed set labels as their class (costs one more classifier per seed).
     #[arg(long)]
-    no_filter: bool,
+    filter_generated: bool,
     /// Where report.md and results.json go: a directory or s3://bucket/prefix.
     #[arg(long, default_value = "out/eval")]
     output: String,
@@ -402,7 +402,7 @@ fn evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
             target,
             real_share: args.real_share,
         },
-        filter_generated: !args.no_filter,
+        filter_generated: args.filter_generated,
     };
     tracing::info!(
         train = ?long_tail.class_counts(),
