@@ -65,7 +65,7 @@ struct GenerationArgs {
     no_rebalanced_set: bool,
     /// The truncation trick: noise components beyond ±T are drawn again, giving more typical
     /// images of each class at the cost of variety (0: plain N(0, 1) noise; else ≥ 0.2).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = anygan_proto::generation::DEFAULT_TRUNCATION)]
     generation_truncation: f32,
 }
 
