@@ -126,17 +126,20 @@ fn train_generate_evaluate_on_fashion_mnist() {
         .iter()
         .find(|r| r["method"] == "full-real" && r["test_set"] == "balanced")
         .unwrap()["generated_fidelity"];
-    let labelled: Vec<u64> = fidelity["images"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n.as_u64().unwrap())
-        .collect();
+    let counts = |value: &serde_json::Value| -> Vec<u64> {
+        value
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_u64().unwrap())
+            .collect()
+    };
+    let labelled = counts(&fidelity["images"]);
     assert_eq!(labelled, vec![0, 12, 16, 16, 18, 18, 20, 20, 20, 20]);
     for share in fidelity["correct"].as_array().unwrap() {
         assert!((0.0..=1.0).contains(&share.as_f64().unwrap()));
     }
-    // (d)'s judge (on by default) looked at every generated image and its share kept per
+    // (d)'s judge (asked for with --eval-filter-generated) looked at every generated image and its share kept per
     // class is reported; nothing else carries one.
     for result in &results {
         let judged = &result["generated_kept"];
@@ -144,13 +147,7 @@ fn train_generate_evaluate_on_fashion_mnist() {
             assert!(judged.is_null(), "{result}");
             continue;
         }
-        let judged_images: Vec<u64> = judged["images"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|n| n.as_u64().unwrap())
-            .collect();
-        assert_eq!(judged_images, labelled);
+        assert_eq!(counts(&judged["images"]), labelled);
     }
     for test in ["balanced", "imbalanced"] {
         let bars = image::open(evaluation.join(format!("recall-{test}.png"))).unwrap();
