@@ -173,6 +173,8 @@ fn train_generate_evaluate_on_fashion_mnist() {
         "CAS (classifier trained on the generated images only",
         "labels as that class",
         "(d)'s judge",
+        "(d): real images are 50 % of each rare class",
+        "only those the judge labels as their class",
     ] {
         assert!(report.contains(needle), "{needle} missing from:\n{report}");
     }

@@ -328,7 +328,7 @@ fn evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
     use anygan_worker::data::LONG_TAIL_TEST_COUNTS;
     use anygan_worker::eval::classifier::ClassifierTraining;
     use anygan_worker::eval::methods::Method;
-    use anygan_worker::eval::run::{EvaluationSpec, TestSet, markdown_report};
+    use anygan_worker::eval::run::{EvaluationSpec, TestSet};
 
     let runtime = runtime()?;
     let store_options = args.data.all_store_options().map_err(anyhow::Error::msg)?;
@@ -435,9 +435,29 @@ fn evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
         &spec,
         anygan_worker::eval::run::log_result,
     )?;
-    let mut report = markdown_report(&results, long_tail.class_names());
-    let (pictures, legend) = anygan_worker::eval::run::charts(&results)?;
-    report.push_str(&legend);
+    let settings = anygan_proto::generation::EvaluationSettings {
+        methods: args.methods.clone(),
+        seeds: args.seeds.clone(),
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        learning_rate: args.learning_rate,
+        width: args.classifier_width,
+        quality: false,
+        real_share: args.real_share,
+        filter_generated: args.filter_generated,
+    };
+    let generator = args
+        .generation
+        .as_deref()
+        .map_or("none (method (d) not run)".to_string(), |root| {
+            format!("generation `{root}`")
+        });
+    let (report, pictures) = anygan_worker::eval::run::full_report(
+        &generator,
+        &settings,
+        &results,
+        long_tail.class_names(),
+    )?;
     println!("{report}");
     let output = StoreLocation::parse(&args.output, store_options, true)?;
     for (name, png) in pictures {

@@ -197,6 +197,49 @@ fn judged_generated(
     Ok((generated.select(&kept)?, share))
 }
 
+/// The whole report: what was evaluated and how, the tables, the pictures' legend and the
+/// published rows; with the pictures (file name, PNG) it refers to.
+pub fn full_report(
+    generator: &str,
+    settings: &anygan_proto::generation::EvaluationSettings,
+    results: &[RunResult],
+    class_names: &[String],
+) -> Result<(String, Vec<NamedPng>)> {
+    let mut report = format!(
+        "# anygan evaluation\n\nGenerator: {generator}.\n\
+         Classifier: small CNN (width {}), Adam lr {}, batch {}, {} epochs, seeds {:?}.\n\
+         (d): real images are {} % of each rare class (originals repeated), generated images the rest{}.\n",
+        settings.width,
+        settings.learning_rate,
+        settings.batch_size,
+        settings.epochs,
+        settings.seeds,
+        100.0 * settings.real_share,
+        if settings.filter_generated {
+            ", only those the judge labels as their class"
+        } else {
+            ""
+        },
+    );
+    report.push_str(&markdown_report(results, class_names));
+    let (pictures, legend) = charts(results)?;
+    report.push_str(&legend);
+    report.push_str(PUBLISHED);
+    Ok((report, pictures))
+}
+
+/// BENCHMARK.md's published rows, to read beside ours (their protocol: ResNet-18, 5-fold CV).
+const PUBLISHED: &str = "
+#### Published (DeepSMOTE, IEEE TNNLS 2022; ResNet-18, 5-fold CV), ACSA / GM-ovr / macro-F1 %
+
+| method | imbalanced test | balanced test |
+|---|---|---|
+| SMOTE | 67.94 / 74.84 / 67.12 | 70.58 / 76.39 / 68.06 |
+| BAGAN | 82.50 / 90.51 / 82.96 | 81.48 / 89.31 / 80.93 |
+| GAMO | 83.05 / 90.76 / 83.00 | 83.03 / 90.26 / 82.50 |
+| DeepSMOTE | 84.88 / 91.63 / 83.79 | 83.63 / 90.61 / 83.27 |
+";
+
 /// One log line per scored run.
 pub fn log_result(r: &RunResult) {
     tracing::info!(

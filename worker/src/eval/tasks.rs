@@ -9,7 +9,7 @@ use anygan_store::StoreLocation;
 
 use super::classifier::ClassifierTraining;
 use super::methods::{Method, Sources};
-use super::run::{EvaluationSpec, RunResult, TestSet, evaluate, markdown_report};
+use super::run::{EvaluationSpec, RunResult, TestSet, evaluate, full_report};
 use crate::data::{ImageDataset, ImageShape, LONG_TAIL_TEST_COUNTS, load_source, per_class_subset};
 use crate::error::{Error, Result};
 use crate::generate::TaskOutcome;
@@ -185,22 +185,11 @@ pub fn run_report_task(
         }
     }
     let class_names: Vec<String> = plan.classes.iter().map(|c| c.name.clone()).collect();
-    let mut report = format!(
-        "# anygan evaluation\n\nGenerator: checkpoint `{}` (step {}), generation `{}`.\n\
-         Classifier: small CNN (width {}), Adam lr {}, batch {}, {} epochs, seeds {:?}.\n",
-        plan.checkpoint,
-        plan.checkpoint_step,
-        plan.root,
-        settings.width,
-        settings.learning_rate,
-        settings.batch_size,
-        settings.epochs,
-        settings.seeds
+    let generator = format!(
+        "checkpoint `{}` (step {}), generation `{}`",
+        plan.checkpoint, plan.checkpoint_step, plan.root
     );
-    report.push_str(&markdown_report(&results, &class_names));
-    let (pictures, legend) = super::run::charts(&results)?;
-    report.push_str(&legend);
-    report.push_str(PUBLISHED);
+    let (report, pictures) = full_report(&generator, settings, &results, &class_names)?;
     for (name, png) in pictures {
         io.block_on(root.put(&format!("{EVALUATION_DIR}/{name}"), png))?;
     }
@@ -216,15 +205,3 @@ pub fn run_report_task(
         seconds: started.elapsed().as_secs_f64(),
     })
 }
-
-/// BENCHMARK.md's published rows, to read beside ours (their protocol: ResNet-18, 5-fold CV).
-const PUBLISHED: &str = "
-#### Published (DeepSMOTE, IEEE TNNLS 2022; ResNet-18, 5-fold CV), ACSA / GM-ovr / macro-F1 %
-
-| method | imbalanced test | balanced test |
-|---|---|---|
-| SMOTE | 67.94 / 74.84 / 67.12 | 70.58 / 76.39 / 68.06 |
-| BAGAN | 82.50 / 90.51 / 82.96 | 81.48 / 89.31 / 80.93 |
-| GAMO | 83.05 / 90.76 / 83.00 | 83.03 / 90.26 / 82.50 |
-| DeepSMOTE | 84.88 / 91.63 / 83.79 | 83.63 / 90.61 / 83.27 |
-";
