@@ -113,42 +113,45 @@ async fn wait_for(
     }
 }
 
-/// (detection ms, recovery ms) of every recovery the coordinator logged.
+/// The number logged as ` name=` on `line`.
+fn log_field(line: &str, name: &str) -> u64 {
+    let key = format!(" {name}=");
+    let start = line.find(&key).expect(name) + key.len();
+    line[start..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("a number")
+}
+
+/// The coordinator log's lines that contain `event`.
+fn log_events(log: &Path, event: &str) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .expect("coordinator log")
+        .lines()
+        .filter(|l| l.contains(event))
+        .map(str::to_string)
+        .collect()
+}
+
+/// (detection ms, recovery ms, step) of every recovery the coordinator logged.
 fn recoveries(log: &Path) -> Vec<(u64, u64, u64)> {
-    let text = std::fs::read_to_string(log).expect("coordinator log");
-    let field = |line: &str, name: &str| -> u64 {
-        let start = line.find(&format!("{name}=")).expect(name) + name.len() + 1;
-        line[start..]
-            .split(|c: char| !c.is_ascii_digit())
-            .next()
-            .and_then(|n| n.parse().ok())
-            .expect("a number")
-    };
-    text.lines()
-        .filter(|l| l.contains("recovered: every survivor"))
+    log_events(log, "recovered: every survivor")
+        .iter()
         .map(|l| {
             (
-                field(l, "detection_ms"),
-                field(l, "recovery_ms"),
-                field(l, "step"),
+                log_field(l, "detection_ms"),
+                log_field(l, "recovery_ms"),
+                log_field(l, "step"),
             )
         })
         .collect()
 }
 
 fn reform_steps(log: &Path) -> Vec<u64> {
-    std::fs::read_to_string(log)
-        .expect("coordinator log")
-        .lines()
-        .filter(|l| l.contains("ring re-formed"))
-        .map(|l| {
-            let start = l.find(" step=").expect("step") + 6;
-            l[start..]
-                .split(|c: char| !c.is_ascii_digit())
-                .next()
-                .and_then(|n| n.parse().ok())
-                .expect("a number")
-        })
+    log_events(log, "ring re-formed")
+        .iter()
+        .map(|l| log_field(l, "step"))
         .collect()
 }
 
@@ -286,18 +289,9 @@ async fn killed_workers_leave_survivors_training_to_identical_replicas() {
 
 /// How long each lost worker had been silent when it was declared lost (ms).
 fn lost_silences(log: &Path) -> Vec<u64> {
-    std::fs::read_to_string(log)
-        .expect("coordinator log")
-        .lines()
-        .filter(|l| l.contains("worker lost"))
-        .map(|l| {
-            let start = l.find("silent_ms=").expect("silent_ms") + "silent_ms=".len();
-            l[start..]
-                .split(|c: char| !c.is_ascii_digit())
-                .next()
-                .and_then(|n| n.parse().ok())
-                .expect("a number")
-        })
+    log_events(log, "worker lost")
+        .iter()
+        .map(|l| log_field(l, "silent_ms"))
         .collect()
 }
 

@@ -326,7 +326,6 @@ fn join_job(args: JoinArgs) -> anyhow::Result<()> {
 fn evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
     use anygan_proto::job::{DatasetFormat, DatasetSource};
     use anygan_worker::data::LONG_TAIL_TEST_COUNTS;
-    use anygan_worker::eval::classifier::ClassifierTraining;
     use anygan_worker::eval::methods::Method;
     use anygan_worker::eval::run::{EvaluationSpec, TestSet};
 
@@ -390,20 +389,18 @@ fn evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
         None
     };
     let target = long_tail.class_counts().into_iter().max().unwrap_or(0);
-    let spec = EvaluationSpec {
-        methods,
+    let settings = anygan_proto::generation::EvaluationSettings {
+        methods: args.methods.clone(),
         seeds: args.seeds.clone(),
-        training: ClassifierTraining::new()
-            .with_epochs(args.epochs)
-            .with_batch_size(args.batch_size)
-            .with_learning_rate(args.learning_rate),
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        learning_rate: args.learning_rate,
         width: args.classifier_width,
-        balance: anygan_worker::eval::methods::Balance {
-            target,
-            real_share: args.real_share,
-        },
+        quality: false,
+        real_share: args.real_share,
         filter_generated: args.filter_generated,
     };
+    let spec = EvaluationSpec::new(&settings, methods, args.seeds.clone(), target);
     tracing::info!(
         train = ?long_tail.class_counts(),
         rebalanced = ?rebalanced.as_ref().map(|r| r.class_counts()),
@@ -428,6 +425,7 @@ fn evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
         long_tail: &long_tail,
         rebalanced: rebalanced.as_ref(),
         full_real: full_real.as_ref(),
+        judged: None,
     };
     let results = anygan_worker::eval::run::evaluate(
         sources,
@@ -435,17 +433,6 @@ fn evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
         &spec,
         anygan_worker::eval::run::log_result,
     )?;
-    let settings = anygan_proto::generation::EvaluationSettings {
-        methods: args.methods.clone(),
-        seeds: args.seeds.clone(),
-        epochs: args.epochs,
-        batch_size: args.batch_size,
-        learning_rate: args.learning_rate,
-        width: args.classifier_width,
-        quality: false,
-        real_share: args.real_share,
-        filter_generated: args.filter_generated,
-    };
     let generator = args
         .generation
         .as_deref()

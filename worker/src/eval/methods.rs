@@ -90,6 +90,8 @@ pub struct Sources<'a> {
     pub rebalanced: Option<&'a ImageDataset>,
     /// The whole real training split: the reference classifier.
     pub full_real: Option<&'a ImageDataset>,
+    /// The generated images (d)'s judge kept; when given, (d) draws on these instead of all.
+    pub judged: Option<&'a ImageDataset>,
 }
 
 impl Sources<'_> {
@@ -129,19 +131,15 @@ pub fn training_set(
         Method::LongTail | Method::ClassWeighted => long_tail.clone(),
         Method::RandomOversampling => random_oversample(long_tail, target, seed)?,
         Method::Anygan => {
-            if sources.rebalanced.is_none() {
-                return Err(Error::config(
-                    "generation",
-                    "method (d) needs anygan's rebalanced set",
-                ));
-            }
-            mix_generated(
-                long_tail,
-                &sources.generated()?,
-                target,
-                balance.real_share,
-                seed,
-            )?
+            let all;
+            let generated = match sources.judged {
+                Some(kept) => kept,
+                None => {
+                    all = sources.generated()?;
+                    &all
+                }
+            };
+            mix_generated(long_tail, generated, balance, seed)?
         }
         Method::Smote => smote(long_tail, target, SMOTE_NEIGHBOURS, seed)?,
         Method::Cas => sources.generated()?,
@@ -214,22 +212,22 @@ pub fn random_oversample(data: &ImageDataset, target: usize, seed: u64) -> Resul
     data.select(&chosen)
 }
 
-/// Method (d)'s training set: every class below `target` keeps its originals, repeats them
-/// (drawn with replacement) until real images make up `real_share` of `target`, and takes
+/// Method (d)'s training set: every class below the target keeps its originals, repeats them
+/// (drawn with replacement) until real images make up the real share of the target, and takes
 /// generated images of its class (a seeded random choice) for the rest; where too few were
-/// generated, more real copies fill the gap. Classes at or above `target` stay as they are.
+/// generated, more real copies fill the gap. Classes at or above the target stay as they are.
 ///
-/// Why real copies at all: with `real_share` 0 a class of 40 originals is 99 % generated, and
+/// Why real copies at all: with a real share of 0 a class of 40 originals is 99 % generated, and
 /// the classifier learns what the generator draws rather than what the test set holds wherever
 /// the two differ (shirts, coats); the copies keep the real images as present as random
 /// oversampling does while the generated ones add the variety copies cannot.
 pub fn mix_generated(
     long_tail: &ImageDataset,
     generated: &ImageDataset,
-    target: usize,
-    real_share: f64,
+    balance: Balance,
     seed: u64,
 ) -> Result<ImageDataset> {
+    let Balance { target, real_share } = balance;
     if !(0.0..=1.0).contains(&real_share) {
         return Err(Error::config(
             "real_share",
@@ -397,11 +395,20 @@ mod tests {
         }
     }
 
+    /// Target 6 with `real_share`.
+    fn share(real_share: f64) -> Balance {
+        Balance {
+            target: 6,
+            real_share,
+        }
+    }
+
     fn only(data: &ImageDataset) -> Sources<'_> {
         Sources {
             long_tail: data,
             rebalanced: None,
             full_real: None,
+            judged: None,
         }
     }
 
@@ -452,7 +459,7 @@ mod tests {
         // Target 6, half real: class 1 (2 originals) gets 3 real (one a copy) + 3 generated;
         // class 0 already holds 6 and is untouched.
         let generated = generated_of_class_1(10);
-        let mixed = mix_generated(&data, &generated, 6, 0.5, 7).unwrap();
+        let mixed = mix_generated(&data, &generated, share(0.5), 7).unwrap();
         assert_eq!(mixed.class_counts(), vec![6, 6]);
         let levels = levels_of_class_1(&mixed);
         let real = levels.iter().filter(|&&l| l == 100 || l == 200).count();
@@ -473,18 +480,21 @@ mod tests {
             3,
             "three different generated images: {levels:?}"
         );
-        assert_eq!(mix_generated(&data, &generated, 6, 0.5, 7).unwrap(), mixed);
+        assert_eq!(
+            mix_generated(&data, &generated, share(0.5), 7).unwrap(),
+            mixed
+        );
         assert_ne!(
-            levels_of_class_1(&mix_generated(&data, &generated, 6, 0.5, 8).unwrap()),
+            levels_of_class_1(&mix_generated(&data, &generated, share(0.5), 8).unwrap()),
             levels,
             "another seed chooses other generated images"
         );
         // Share 0: the originals once, generated images for the rest.
-        let none = mix_generated(&data, &generated, 6, 0.0, 7).unwrap();
+        let none = mix_generated(&data, &generated, share(0.0), 7).unwrap();
         let levels = levels_of_class_1(&none);
         assert_eq!(levels.iter().filter(|&&l| l == 100 || l == 200).count(), 2);
         // Too few generated images: real copies fill the gap.
-        let scarce = mix_generated(&data, &generated_of_class_1(1), 6, 0.0, 7).unwrap();
+        let scarce = mix_generated(&data, &generated_of_class_1(1), share(0.0), 7).unwrap();
         assert_eq!(scarce.class_counts(), vec![6, 6]);
         assert_eq!(
             levels_of_class_1(&scarce)
@@ -494,13 +504,13 @@ mod tests {
             1
         );
         // Share 1 is random oversampling; a share outside [0, 1] is refused by name.
-        let all_real = mix_generated(&data, &generated, 6, 1.0, 7).unwrap();
+        let all_real = mix_generated(&data, &generated, share(1.0), 7).unwrap();
         assert!(
             levels_of_class_1(&all_real)
                 .iter()
                 .all(|&l| l == 100 || l == 200)
         );
-        let err = mix_generated(&data, &generated, 6, 1.5, 7).unwrap_err();
+        let err = mix_generated(&data, &generated, share(1.5), 7).unwrap_err();
         assert!(err.to_string().contains("real_share"), "{err}");
     }
 
@@ -533,6 +543,7 @@ mod tests {
             long_tail: &data,
             rebalanced: Some(&rebalanced),
             full_real: None,
+            judged: None,
         };
         let generated = training_set(Method::Cas, sources, balance(6), 0)
             .unwrap()

@@ -4,9 +4,7 @@
 use std::time::Instant;
 
 use super::classifier::{ClassifierConfig, ClassifierTraining, predict, train_classifier};
-use super::methods::{
-    Balance, Method, Sources, TrainingSet, mix_generated, random_oversample, training_set,
-};
+use super::methods::{Balance, Method, Sources, random_oversample, training_set};
 use super::metrics::{ConfusionMatrix, Metrics, mean_std};
 use crate::backend::TrainBackend;
 use crate::data::ImageDataset;
@@ -25,6 +23,31 @@ pub struct EvaluationSpec {
     /// randomly oversampled long-tailed set, nothing the user would not have — labels as their
     /// own class, not on all of them.
     pub filter_generated: bool,
+}
+
+impl EvaluationSpec {
+    /// What an evaluation's `settings` ask of `methods` × `seeds`, filling classes to `target`.
+    pub fn new(
+        settings: &anygan_proto::generation::EvaluationSettings,
+        methods: Vec<Method>,
+        seeds: Vec<u64>,
+        target: usize,
+    ) -> Self {
+        Self {
+            methods,
+            seeds,
+            training: ClassifierTraining::new()
+                .with_epochs(settings.epochs)
+                .with_batch_size(settings.batch_size)
+                .with_learning_rate(settings.learning_rate),
+            width: settings.width,
+            balance: Balance {
+                target,
+                real_share: settings.real_share,
+            },
+            filter_generated: settings.filter_generated,
+        }
+    }
 }
 
 /// A test set with its name.
@@ -103,23 +126,23 @@ pub fn evaluate(
                 seed,
                 ..spec.training.clone()
             };
-            let (set, generated_kept) = if method == Method::Anygan && spec.filter_generated {
-                let (kept, share) = judged_generated(sources, spec, &config, &training, &device)?;
-                let data = mix_generated(
-                    long_tail,
-                    &kept,
-                    spec.balance.target,
-                    spec.balance.real_share,
-                    seed,
-                )?;
-                let set = TrainingSet {
-                    data,
-                    class_weights: None,
-                };
-                (set, Some(share))
+            let judged = if method == Method::Anygan && spec.filter_generated {
+                Some(judged_generated(
+                    sources, spec, &config, &training, &device,
+                )?)
             } else {
-                (training_set(method, sources, spec.balance, seed)?, None)
+                None
             };
+            let set = training_set(
+                method,
+                Sources {
+                    judged: judged.as_ref().map(|(kept, _)| kept),
+                    ..sources
+                },
+                spec.balance,
+                seed,
+            )?;
+            let generated_kept = judged.map(|(_, share)| share);
             let started = Instant::now();
             let model = train_classifier::<TrainBackend>(
                 &set.data,

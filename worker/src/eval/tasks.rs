@@ -7,7 +7,6 @@ use anygan_proto::generation::{EvaluationSettings, GenerationPlan};
 use anygan_proto::job::{DatasetFormat, DatasetSource};
 use anygan_store::StoreLocation;
 
-use super::classifier::ClassifierTraining;
 use super::methods::{Method, Sources};
 use super::run::{EvaluationSpec, RunResult, TestSet, evaluate, full_report};
 use crate::data::{ImageDataset, ImageShape, LONG_TAIL_TEST_COUNTS, load_source, per_class_subset};
@@ -130,24 +129,13 @@ pub fn run_evaluate_task(
     } else {
         None
     };
-    let spec = EvaluationSpec {
-        methods: vec![method],
-        seeds: vec![seed],
-        training: ClassifierTraining::new()
-            .with_epochs(settings.epochs)
-            .with_batch_size(settings.batch_size)
-            .with_learning_rate(settings.learning_rate),
-        width: settings.width,
-        balance: super::methods::Balance {
-            target: long_tail.class_counts().into_iter().max().unwrap_or(0),
-            real_share: settings.real_share,
-        },
-        filter_generated: settings.filter_generated,
-    };
+    let target = long_tail.class_counts().into_iter().max().unwrap_or(0);
+    let spec = EvaluationSpec::new(settings, vec![method], vec![seed], target);
     let sources = Sources {
         long_tail: &long_tail,
         rebalanced: rebalanced.as_ref(),
         full_real: full_real.as_ref(),
+        judged: None,
     };
     let results = evaluate(sources, &tests, &spec, super::run::log_result)?;
     let name = format!("{EVALUATION_DIR}/runs/{}-seed{seed}.json", method.key());
