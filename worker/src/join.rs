@@ -161,33 +161,26 @@ pub async fn join(config: JoinConfig) -> Result<JoinOutcome> {
     // A coordinator that dies is restarted (by its supervisor, or by hand) and continues from
     // the newest checkpoint: this worker reconnects with backoff and registers again.
     let outcome = loop {
-        match session(&config, &collective_address, &inbox, &metrics).await {
+        let (counter, help) = match session(&config, &collective_address, &inbox, &metrics).await {
             Err(Error::CoordinatorLost { address, reason }) => {
                 tracing::warn!(%address, %reason, "coordinator lost; reconnecting");
-                metrics.update(|m| {
-                    m.add(
-                        "anygan_coordinator_reconnects_total",
-                        "Times this worker lost the coordinator and registered again.",
-                        &[],
-                        1.0,
-                    )
-                });
+                (
+                    "anygan_coordinator_reconnects_total",
+                    "Times this worker lost the coordinator and registered again.",
+                )
             }
             // Fenced: its state is stale. It registers again and, admitted into the running
             // ring, fetches the current state from rank 0.
             Err(Error::Fenced { address, reason }) => {
                 tracing::warn!(%address, %reason, "fenced; joining again");
-                metrics.update(|m| {
-                    m.add(
-                        "anygan_rejoins_total",
-                        "Times this worker was fenced and joined the job again.",
-                        &[],
-                        1.0,
-                    )
-                });
+                (
+                    "anygan_rejoins_total",
+                    "Times this worker was fenced and joined the job again.",
+                )
             }
             other => break other,
-        }
+        };
+        metrics.update(|m| m.add(counter, help, &[], 1.0));
     };
     let _ = stop_metrics.send(());
     let _ = stop_server.send(());
