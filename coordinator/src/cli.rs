@@ -10,7 +10,7 @@ use anygan_coordinator::{ServeOptions, Timing, prepare_output, serve};
 use anygan_proto::cli::{DataArgs, SecurityArgs};
 
 mod inspect;
-use anygan_proto::generation::{EvaluationSettings, GenerationSpec, Targets};
+use anygan_proto::generation::{EvaluationSettings, GenerationSpec, GeneratorWeights, Targets};
 use anygan_proto::job::{JobSpec, ModelSpec};
 use anygan_proto::shard::Sampling;
 use anygan_proto::v1;
@@ -67,6 +67,10 @@ struct GenerationArgs {
     /// images of each class at the cost of variety (0: plain N(0, 1) noise; else ≥ 0.2).
     #[arg(long, default_value_t = anygan_proto::generation::DEFAULT_TRUNCATION)]
     generation_truncation: f32,
+    /// Sample from the generator's weights as trained at the checkpoint instead of their
+    /// moving average (see --generator-ema).
+    #[arg(long)]
+    generation_as_trained_weights: bool,
 }
 
 impl GenerationArgs {
@@ -80,6 +84,11 @@ impl GenerationArgs {
             seed: self.generation_seed,
             batch: self.generation_batch,
             truncation: self.generation_truncation,
+            weights: if self.generation_as_trained_weights {
+                GeneratorWeights::AsTrained
+            } else {
+                GeneratorWeights::Averaged
+            },
             task_images: self.generation_task_images,
             rebalanced_set: !self.no_rebalanced_set,
         }
@@ -271,6 +280,10 @@ struct StartArgs {
     /// with fewer workers then sees exactly the global batches of the larger one.
     #[arg(long)]
     shard_world_size: Option<usize>,
+    /// Keep a moving average of the generator's weights with this decay; generation samples
+    /// from it (0: none). A resumed run without one starts it at the resumed step.
+    #[arg(long, default_value_t = anygan_proto::job::DEFAULT_GENERATOR_EMA)]
+    generator_ema: f32,
     #[command(flatten)]
     generation: GenerationArgs,
     #[command(flatten)]
@@ -355,6 +368,7 @@ fn job_spec(args: &StartArgs) -> anyhow::Result<JobSpec> {
         max_workers: args.max_workers,
         collective_timeout_ms: args.collective_timeout_ms,
         shard_world_size: args.shard_world_size,
+        generator_ema: (args.generator_ema != 0.0).then_some(args.generator_ema),
     };
     spec.validate().map_err(anyhow::Error::msg)?;
     Ok(spec)

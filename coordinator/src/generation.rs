@@ -140,6 +140,8 @@ impl Board {
                     seed: self.plan.spec.seed,
                     batch_size: self.plan.spec.batch as u32,
                     truncation: self.plan.spec.truncation,
+                    as_trained_weights: self.plan.spec.weights
+                        == anygan_proto::generation::GeneratorWeights::AsTrained,
                 })
             }
             Kind::Assemble => Wire::Assemble(v1::AssembleTask {

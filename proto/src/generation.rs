@@ -39,6 +39,29 @@ pub struct GenerationSpec {
     /// trading variety for more typical images of each class. 0 draws plain N(0, 1) noise.
     #[serde(default)]
     pub truncation: f32,
+    /// Which of the checkpoint's generator weights to sample from.
+    #[serde(default)]
+    pub weights: GeneratorWeights,
+}
+
+/// A checkpoint's generator weights: as trained at its step, or their moving average over the
+/// steps before it (kept when the run was trained with one).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GeneratorWeights {
+    /// The moving average when the checkpoint has one, else the weights as trained.
+    #[default]
+    Averaged,
+    AsTrained,
+}
+
+impl GeneratorWeights {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Averaged => "averaged",
+            Self::AsTrained => "as-trained",
+        }
+    }
 }
 
 /// The truncation anygan generates with unless told otherwise: on the Fashion-MNIST benchmark
@@ -57,6 +80,7 @@ impl Default for GenerationSpec {
             task_images: 512,
             rebalanced_set: true,
             truncation: DEFAULT_TRUNCATION,
+            weights: GeneratorWeights::Averaged,
         }
     }
 }
@@ -357,6 +381,11 @@ pub fn plan_root(checkpoint: &str, spec: &GenerationSpec) -> String {
     if spec.truncation != 0.0 {
         spec.truncation.to_bits().hash(&mut hasher);
     }
+    // Sampling from the average is the default and names nothing, so checkpoints without an
+    // average keep their roots; the weights as trained are a different set of images.
+    if spec.weights == GeneratorWeights::AsTrained {
+        spec.weights.name().hash(&mut hasher);
+    }
     format!("generations/{checkpoint}-{:08x}", hasher.finish() as u32)
 }
 
@@ -508,6 +537,15 @@ mod tests {
         };
         assert_ne!(root, plan_root("step-0000000300-abcd", &other_seed));
         assert!(root.starts_with("generations/step-0000000300-abcd-"));
+        let as_trained = GenerationSpec {
+            weights: GeneratorWeights::AsTrained,
+            ..GenerationSpec::default()
+        };
+        assert_ne!(
+            root,
+            plan_root("step-0000000300-abcd", &as_trained),
+            "the weights as trained are other images than their average"
+        );
         assert_eq!(image_name(42), "gen-000042.png");
         assert_eq!(class_folder(0, "T-shirt/top"), "00-T-shirt_top");
         assert_eq!(class_folder(9, "Ankle boot"), "09-Ankle_boot");

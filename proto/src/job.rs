@@ -57,6 +57,10 @@ impl Default for ModelSpec {
     }
 }
 
+/// The decay of the generator's moving average unless told otherwise: a horizon of about a
+/// thousand steps.
+pub const DEFAULT_GENERATOR_EMA: f32 = 0.999;
+
 /// Everything a worker needs to train its replica.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobSpec {
@@ -108,6 +112,10 @@ pub struct JobSpec {
     /// the world size). None: the actual world size.
     #[serde(default)]
     pub shard_world_size: Option<usize>,
+    /// Keep a moving average of the generator's weights with this decay, for generation to
+    /// sample from; none: no average. Training itself never reads it.
+    #[serde(default)]
+    pub generator_ema: Option<f32>,
 }
 
 fn default_keep_checkpoints() -> usize {
@@ -208,6 +216,13 @@ impl JobSpec {
 
     /// Checks the fields that do not need the data; names the first bad one.
     pub fn validate(&self) -> Result<(), String> {
+        if let Some(decay) = self.generator_ema
+            && !(decay.is_finite() && decay > 0.0 && decay < 1.0)
+        {
+            return Err(format!(
+                "generator_ema decay {decay} is not in (0, 1) (0 on the command line turns it off)"
+            ));
+        }
         if self.min_workers == 0 || self.max_workers < self.min_workers {
             return Err(format!(
                 "min_workers {} and max_workers {} must satisfy 1 <= min <= max",
@@ -283,6 +298,7 @@ mod tests {
             max_workers: 4,
             collective_timeout_ms: 1000,
             shard_world_size: None,
+            generator_ema: None,
         }
     }
 

@@ -8,6 +8,7 @@
 
 use std::time::Instant;
 
+use anygan_proto::generation::GeneratorWeights;
 use anygan_proto::v1;
 use anygan_store::{CheckpointOptions, StoreLocation};
 use anygan_worker::backend::{BACKEND_NAME, ComputeBackend, TrainBackend, device};
@@ -57,7 +58,14 @@ fn main() {
         .unwrap()
         .prefix;
     drop(trainer);
-    let generator = LoadedGenerator::load(&output, &checkpoint, runtime.handle(), &device).unwrap();
+    let generator = LoadedGenerator::load(
+        &output,
+        &checkpoint,
+        GeneratorWeights::Averaged,
+        runtime.handle(),
+        &device,
+    )
+    .unwrap();
 
     println!(
         "generation, W={width}, {images} images per measurement, backend {BACKEND_NAME}, one worker"
@@ -90,6 +98,7 @@ fn main() {
             seed: 1,
             batch_size: batch as u32,
             truncation: 0.0,
+            as_trained_weights: false,
         };
         let outcome =
             run_generation_task(&task, &output, &mut cache, runtime.handle(), &device).unwrap();

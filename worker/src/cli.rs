@@ -137,6 +137,10 @@ struct TrainArgs {
     /// Labels of generated images during training: empirical class frequencies, or uniform.
     #[arg(long, value_enum, default_value = "empirical")]
     fake_labels: FakeLabelsArg,
+    /// Keep a moving average of the generator's weights with this decay; the sample grids and
+    /// the exported generator use it (0: none).
+    #[arg(long, default_value_t = anygan_proto::job::DEFAULT_GENERATOR_EMA)]
+    generator_ema: f32,
     /// Write a sample grid every N steps (0: only at the end).
     #[arg(long, default_value_t = 100)]
     sample_every: u64,
@@ -240,6 +244,7 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
         grid_columns: args.grid_columns,
         output,
         resume: args.resume,
+        generator_ema: (args.generator_ema != 0.0).then_some(args.generator_ema),
     };
     let log_every = args.log_every.max(1);
     let device = device(0);

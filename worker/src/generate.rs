@@ -14,7 +14,7 @@
 use std::collections::BTreeSet;
 use std::time::Instant;
 
-use anygan_proto::generation::{GenerationPlan, class_folder, image_name};
+use anygan_proto::generation::{GenerationPlan, GeneratorWeights, class_folder, image_name};
 use anygan_proto::v1;
 use anygan_store::{CheckpointOptions, StoreLocation};
 use bytes::Bytes;
@@ -36,9 +36,12 @@ const SHEET_COLUMNS: usize = 10;
 /// The run's manifest under its root.
 pub const GENERATION_MANIFEST: &str = "MANIFEST.json";
 
-/// A checkpoint's generator, kept between tasks of the same checkpoint.
+/// A checkpoint's generator, kept between tasks of the same checkpoint and weights.
 pub struct LoadedGenerator {
     checkpoint: String,
+    /// The weights asked for (the ones loaded may be the weights as trained, when the
+    /// checkpoint keeps no average).
+    asked: GeneratorWeights,
     generator: Generator<ComputeBackend>,
     config: GanConfig,
 }
@@ -56,15 +59,18 @@ impl LoadedGenerator {
     pub fn load(
         output: &StoreLocation,
         checkpoint: &str,
+        weights: GeneratorWeights,
         io: &tokio::runtime::Handle,
         device: &burn::tensor::Device<ComputeBackend>,
     ) -> Result<Self> {
         let store = checkpoint_store(output, CheckpointOptions::default())?;
         let loaded = io.block_on(store.load(checkpoint, None))?;
         let snapshot = Snapshot::from_checkpoint(&loaded)?;
-        let generator = load_generator_only::<ComputeBackend>(&snapshot, device)?;
+        let (generator, used) = load_generator_only::<ComputeBackend>(&snapshot, weights, device)?;
+        tracing::info!(checkpoint, weights = used.name(), "generator loaded");
         Ok(Self {
             checkpoint: checkpoint.to_string(),
+            asked: weights,
             generator,
             config: snapshot.description.config.gan,
         })
@@ -106,11 +112,22 @@ pub fn run_generation_task(
     device: &burn::tensor::Device<ComputeBackend>,
 ) -> Result<TaskOutcome> {
     let started = Instant::now();
+    let weights = if task.as_trained_weights {
+        GeneratorWeights::AsTrained
+    } else {
+        GeneratorWeights::Averaged
+    };
     if cache
         .as_ref()
-        .is_none_or(|c| c.checkpoint != task.checkpoint)
+        .is_none_or(|c| c.checkpoint != task.checkpoint || c.asked != weights)
     {
-        *cache = Some(LoadedGenerator::load(output, &task.checkpoint, io, device)?);
+        *cache = Some(LoadedGenerator::load(
+            output,
+            &task.checkpoint,
+            weights,
+            io,
+            device,
+        )?);
     }
     let Some(loaded) = cache.as_ref() else {
         return Err(Error::config("checkpoint", "generator not loaded"));

@@ -32,7 +32,7 @@ impl RunOutputs<'_> {
     ) -> Result<()> {
         let config = trainer.config();
         let png = sample_grid_png(
-            &trainer.generator(),
+            &trainer.sampling_generator(),
             &config.gan,
             self.grid_columns,
             config.seed,
@@ -46,7 +46,7 @@ impl RunOutputs<'_> {
     /// The final grid and the generator export.
     pub fn finish<B: AutodiffBackend>(&self, trainer: &GanTrainer<B>) -> Result<()> {
         self.write_grid(trainer, "final.png")?;
-        let export = generator_safetensors(&trainer.generator(), &trainer.config().gan)?;
+        let export = generator_safetensors(&trainer.sampling_generator(), &trainer.config().gan)?;
         Ok(self
             .io
             .block_on(self.location.put(GENERATOR_EXPORT, export))?)

@@ -108,6 +108,9 @@ impl Replica {
         } else {
             self.restore(&output, checkpoint_options, config, &device)?
         };
+        // Every replica starts (or continues) the average from the same weights at the same
+        // step, so the averages stay identical like the weights.
+        trainer.set_generator_ema(spec.generator_ema)?;
         let labels = self.dataset.labels().to_vec();
         let runtime = self.runtime.clone();
         let outputs = RunOutputs {

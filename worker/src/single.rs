@@ -30,6 +30,8 @@ pub struct SingleDeviceRun {
     pub output: StoreLocation,
     /// Continue from the newest valid checkpoint under `output` when there is one.
     pub resume: bool,
+    /// Decay of the generator weights' moving average; none: no average.
+    pub generator_ema: Option<f32>,
 }
 
 /// A finished single-device run.
@@ -93,6 +95,7 @@ pub fn run_single_device<B: AutodiffBackend>(
         Some(trainer) => trainer,
         None => GanTrainer::<B>::new(config.clone(), &class_counts, device)?,
     };
+    trainer.set_generator_ema(run.generator_ema)?;
     let resumed_from = trainer.step();
     let mut sampler = EpochSampler::new(dataset.len(), config.batch_size, config.seed)?;
     let position = |sampler: &EpochSampler, step: u64| {

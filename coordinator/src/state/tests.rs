@@ -30,6 +30,7 @@ fn spec(min: usize, max: usize) -> JobSpec {
         max_workers: max,
         collective_timeout_ms: 1000,
         shard_world_size: None,
+        generator_ema: None,
     }
 }
 

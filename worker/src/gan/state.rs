@@ -10,6 +10,9 @@ use burn::optim::Optimizer;
 use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
 use burn::tensor::backend::AutodiffBackend;
 
+use anygan_proto::generation::GeneratorWeights;
+
+use super::ema::{EmaSettings, GeneratorEma};
 use super::model::{GanConfig, Generator};
 use super::params::{named_tensors, parameter_shapes};
 use super::train::{GanTrainer, TrainConfig};
@@ -30,6 +33,10 @@ pub struct SnapshotDescription {
     pub config: TrainConfig,
     pub class_names: Vec<String>,
     pub class_counts: Vec<usize>,
+    /// The moving average of the generator's weights, when the run keeps one (its weights are
+    /// the `generator_ema.mpk` blob).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator_ema: Option<EmaSettings>,
 }
 
 /// A trainer's full state in memory: description plus named blobs.
@@ -49,6 +56,7 @@ impl Snapshot {
                     format!("is not a trainer description: {e}"),
                 )
             })?;
+        let averaged = description.generator_ema.is_some().then_some(GENERATOR_EMA);
         let blobs = [
             GENERATOR,
             DISCRIMINATOR,
@@ -56,6 +64,7 @@ impl Snapshot {
             DISCRIMINATOR_OPTIM,
         ]
         .into_iter()
+        .chain(averaged)
         .map(|name| Ok((name.to_string(), checkpoint.object(name)?.clone())))
         .collect::<Result<Vec<_>>>()?;
         Ok(Self { description, blobs })
@@ -74,8 +83,9 @@ const GENERATOR: &str = "generator.mpk";
 const DISCRIMINATOR: &str = "discriminator.mpk";
 const GENERATOR_OPTIM: &str = "generator_optim.mpk";
 const DISCRIMINATOR_OPTIM: &str = "discriminator_optim.mpk";
+const GENERATOR_EMA: &str = "generator_ema.mpk";
 
-fn encode<B: AutodiffBackend, R: burn::record::Record<B>>(
+fn encode<B: burn::prelude::Backend, R: burn::record::Record<B>>(
     record: R,
     what: &str,
 ) -> Result<Vec<u8>> {
@@ -83,7 +93,7 @@ fn encode<B: AutodiffBackend, R: burn::record::Record<B>>(
         .map_err(|e| Error::checkpoint(what, format!("cannot encode: {e}")))
 }
 
-fn decode<B: AutodiffBackend, R: burn::record::Record<B>>(
+fn decode<B: burn::prelude::Backend, R: burn::record::Record<B>>(
     bytes: Vec<u8>,
     what: &str,
     device: &B::Device,
@@ -93,15 +103,21 @@ fn decode<B: AutodiffBackend, R: burn::record::Record<B>>(
 }
 
 impl<B: AutodiffBackend> GanTrainer<B> {
-    /// SHA-256 over the bits of every parameter value, generator then discriminator, in module
-    /// order. Unlike the records' bytes (which carry per-process ParamIds), it is equal across
+    /// SHA-256 over the bits of every parameter value, generator, discriminator and the
+    /// generator's average (if kept), in module order. Unlike the records' bytes (which carry per-process ParamIds), it is equal across
     /// processes exactly when the parameters are.
     pub fn parameter_checksum(&self) -> String {
         use sha2::{Digest, Sha256};
         let mut hasher = Sha256::new();
+        let averaged = self
+            .generator_ema
+            .as_ref()
+            .map(|(_, ema)| super::params::parameter_bits(&ema.generator))
+            .unwrap_or_default();
         for bits in super::params::parameter_bits(&self.generator)
             .into_iter()
             .chain(super::params::parameter_bits(&self.discriminator))
+            .chain(averaged)
         {
             hasher.update(bits.to_le_bytes());
         }
@@ -114,7 +130,7 @@ impl<B: AutodiffBackend> GanTrainer<B> {
 
     /// Captures models, optimizers and position. `class_names`/`class_counts` describe the data.
     pub fn snapshot(&self, class_names: &[String], class_counts: &[usize]) -> Result<Snapshot> {
-        let blobs: Vec<(String, Vec<u8>)> = vec![
+        let mut blobs: Vec<(String, Vec<u8>)> = vec![
             (
                 GENERATOR.to_string(),
                 encode::<B, _>(self.generator.clone().into_record(), GENERATOR)?,
@@ -132,6 +148,12 @@ impl<B: AutodiffBackend> GanTrainer<B> {
                 encode::<B, _>(self.discriminator_optim.to_record(), DISCRIMINATOR_OPTIM)?,
             ),
         ];
+        if let Some((_, ema)) = &self.generator_ema {
+            blobs.push((
+                GENERATOR_EMA.to_string(),
+                encode::<B::InnerBackend, _>(ema.generator.clone().into_record(), GENERATOR_EMA)?,
+            ));
+        }
         Ok(Snapshot {
             description: SnapshotDescription {
                 format: SNAPSHOT_FORMAT,
@@ -139,6 +161,7 @@ impl<B: AutodiffBackend> GanTrainer<B> {
                 config: self.config.clone(),
                 class_names: class_names.to_vec(),
                 class_counts: class_counts.to_vec(),
+                generator_ema: self.generator_ema(),
             },
             blobs: blobs
                 .into_iter()
@@ -197,6 +220,10 @@ impl<B: AutodiffBackend> GanTrainer<B> {
             device,
         )?);
         trainer.step = description.step;
+        if let Some(settings) = description.generator_ema {
+            let averaged = decode_generator::<B::InnerBackend>(&snapshot, GENERATOR_EMA, device)?;
+            trainer.generator_ema = Some((settings, GeneratorEma::starting_at(averaged)));
+        }
         Ok(trainer)
     }
 }
@@ -214,12 +241,32 @@ fn check_shapes(blob: &str, expected: &[Vec<usize>], loaded: &[Vec<usize>]) -> R
     Ok(())
 }
 
-/// The generator of a snapshot, on any backend (generation needs no autodiff or optimizer).
+/// The generator of a snapshot to sample from, on any backend (generation needs no autodiff or
+/// optimizer): its weights' moving average when asked for and kept, else the generator as
+/// trained. Returns which weights it loaded.
 pub fn load_generator_only<B: burn::prelude::Backend>(
     snapshot: &Snapshot,
+    weights: GeneratorWeights,
+    device: &B::Device,
+) -> Result<(Generator<B>, GeneratorWeights)> {
+    let loaded = match (weights, snapshot.description.generator_ema) {
+        (GeneratorWeights::Averaged, Some(_)) => GeneratorWeights::Averaged,
+        _ => GeneratorWeights::AsTrained,
+    };
+    let blob = match loaded {
+        GeneratorWeights::Averaged => GENERATOR_EMA,
+        GeneratorWeights::AsTrained => GENERATOR,
+    };
+    Ok((decode_generator(snapshot, blob, device)?, loaded))
+}
+
+/// A generator blob (`generator.mpk` or `generator_ema.mpk`) decoded into the described model.
+fn decode_generator<B: burn::prelude::Backend>(
+    snapshot: &Snapshot,
+    blob: &str,
     device: &B::Device,
 ) -> Result<Generator<B>> {
-    let bytes = snapshot.blob(GENERATOR)?;
+    let bytes = snapshot.blob(blob)?;
     // Its initial values are overwritten by the record, but drawing them must not interleave
     // with another thread's seeded initialization.
     let (generator, _) = super::train::seeded_init::<B, _>(device, 0, || {
@@ -231,10 +278,8 @@ pub fn load_generator_only<B: burn::prelude::Backend>(
             .map(|(g, d)| (super::params::force_init(g), d))
     })?;
     let expected = parameter_shapes(&generator);
-    let record = Recorder::<B>::load(&ByteRecorder::default(), bytes, device)
-        .map_err(|e| Error::checkpoint(GENERATOR, format!("cannot decode: {e}")))?;
-    let generator = generator.load_record(record);
-    check_shapes(GENERATOR, &expected, &parameter_shapes(&generator))?;
+    let generator = generator.load_record(decode::<B, _>(bytes, blob, device)?);
+    check_shapes(blob, &expected, &parameter_shapes(&generator))?;
     Ok(generator)
 }
 

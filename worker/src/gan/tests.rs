@@ -8,6 +8,7 @@ use super::state::{Snapshot, generator_safetensors, load_generator_only};
 use super::*;
 use crate::backend::{ComputeBackend, TrainBackend};
 use crate::rng::Purpose;
+use anygan_proto::generation::GeneratorWeights;
 use anygan_store::StoreLocation;
 
 type Train = TrainBackend;
@@ -208,11 +209,111 @@ fn generator_alone_loads_from_a_snapshot() {
         .snapshot(&["a".into(), "b".into()], &[4, 4])
         .expect("snapshot");
     let device = Default::default();
-    let generator = load_generator_only::<ComputeBackend>(&snapshot, &device).expect("load");
+    let (generator, loaded) =
+        load_generator_only::<ComputeBackend>(&snapshot, GeneratorWeights::Averaged, &device)
+            .expect("load");
+    assert_eq!(
+        loaded,
+        GeneratorWeights::AsTrained,
+        "no average kept, so the weights as trained"
+    );
     assert_eq!(
         parameter_bits(&generator),
         parameter_bits(&trainer.generator())
     );
+}
+
+fn trained_with_average(seed: u64, steps: u64, decay: f32) -> GanTrainer<Train> {
+    let device = Default::default();
+    let mut trainer =
+        GanTrainer::<Train>::new(tiny_config(seed), &[4, 4], &device).expect("trainer");
+    trainer.set_generator_ema(Some(decay)).expect("decay");
+    for _ in 0..steps {
+        let step = trainer.step();
+        trainer.train_step(&two_class_batch(step)).expect("step");
+    }
+    trainer
+}
+
+#[test]
+fn the_generator_average_leaves_training_alone_and_trails_the_weights() {
+    let plain = trained(12, 4);
+    let averaged = trained_with_average(12, 4, 0.5);
+    assert_eq!(
+        all_bits(&plain),
+        all_bits(&averaged),
+        "training never reads the average"
+    );
+    let average = parameter_bits(&averaged.sampling_generator());
+    assert_ne!(average, parameter_bits(&averaged.generator()));
+    assert_ne!(
+        plain.parameter_checksum(),
+        averaged.parameter_checksum(),
+        "the replicas' checksum covers the average"
+    );
+    let settings = averaged.generator_ema().expect("kept");
+    assert_eq!((settings.decay, settings.since_step), (0.5, 0));
+}
+
+#[test]
+fn the_generator_average_resumes_bit_for_bit_and_generation_can_pick_either_weights() {
+    let uninterrupted = trained_with_average(13, 6, 0.9);
+    let first_half = trained_with_average(13, 3, 0.9);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let loaded = through_checkpoint(&first_half, dir.path());
+    drop(first_half);
+    let device = Default::default();
+    let (averaged, which) =
+        load_generator_only::<ComputeBackend>(&loaded, GeneratorWeights::Averaged, &device)
+            .expect("load");
+    assert_eq!(which, GeneratorWeights::Averaged);
+    let (as_trained, which) =
+        load_generator_only::<ComputeBackend>(&loaded, GeneratorWeights::AsTrained, &device)
+            .expect("load");
+    assert_eq!(which, GeneratorWeights::AsTrained);
+    assert_ne!(parameter_bits(&averaged), parameter_bits(&as_trained));
+
+    let mut resumed = GanTrainer::<Train>::restore(loaded, &device).expect("restore");
+    // The run asks again for the same average: it continues, it does not restart.
+    resumed.set_generator_ema(Some(0.9)).expect("decay");
+    while resumed.step() < 6 {
+        let step = resumed.step();
+        resumed.train_step(&two_class_batch(step)).expect("step");
+    }
+    assert_eq!(
+        parameter_bits(&resumed.sampling_generator()),
+        parameter_bits(&uninterrupted.sampling_generator()),
+        "the average must resume bit for bit"
+    );
+    assert_eq!(
+        resumed.parameter_checksum(),
+        uninterrupted.parameter_checksum()
+    );
+}
+
+#[test]
+fn a_run_resumed_with_an_average_starts_it_at_the_resumed_weights() {
+    let mut trainer = trained(14, 3);
+    trainer.set_generator_ema(Some(0.99)).expect("decay");
+    assert_eq!(trainer.generator_ema().expect("kept").since_step, 3);
+    assert_eq!(
+        parameter_bits(&trainer.sampling_generator()),
+        parameter_bits(&trainer.generator())
+    );
+    let snapshot = trainer
+        .snapshot(&["a".into(), "b".into()], &[4, 4])
+        .expect("snapshot");
+    let mut without_blob = snapshot.clone();
+    without_blob
+        .blobs
+        .retain(|(name, _)| name != "generator_ema.mpk");
+    let err = GanTrainer::<Train>::restore(without_blob, &Default::default())
+        .err()
+        .expect("the description promises an average");
+    assert!(err.to_string().contains("generator_ema.mpk"), "{err}");
+    trainer.set_generator_ema(None).expect("off");
+    assert!(trainer.generator_ema().is_none());
+    assert!(trainer.set_generator_ema(Some(1.0)).is_err());
 }
 
 #[test]

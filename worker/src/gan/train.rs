@@ -11,6 +11,7 @@ use burn::tensor::activation::log_sigmoid;
 use burn::tensor::backend::AutodiffBackend;
 use rand::Rng;
 
+use super::ema::{EmaSettings, GeneratorEma};
 use super::model::{Discriminator, GanConfig, Generator};
 use super::params::force_init;
 use super::sync::average_gradients;
@@ -110,6 +111,9 @@ pub struct GanTrainer<B: AutodiffBackend> {
     pub(crate) discriminator_optim: DiscriminatorOptim<B>,
     /// Steps completed.
     pub(crate) step: u64,
+    /// The moving average of the generator's weights that generation samples from, if the run
+    /// keeps one. Training never reads it.
+    pub(crate) generator_ema: Option<(EmaSettings, GeneratorEma<B::InnerBackend>)>,
     /// Cumulative class weights used to draw labels of generated images.
     label_cdf: Vec<f64>,
     /// This replica's rank and the number of replicas. Random draws are made for the whole
@@ -156,6 +160,7 @@ impl<B: AutodiffBackend> GanTrainer<B> {
             generator,
             discriminator,
             step: 0,
+            generator_ema: None,
             label_cdf,
             rank: 0,
             world_size: 1,
@@ -206,9 +211,47 @@ impl<B: AutodiffBackend> GanTrainer<B> {
         &self.device
     }
 
-    /// The generator without autodiff, for sampling.
+    /// The generator without autodiff, as trained.
     pub fn generator(&self) -> Generator<B::InnerBackend> {
         self.generator.valid()
+    }
+
+    /// The generator to sample from: the weights' moving average when the run keeps one, else
+    /// the generator as trained.
+    pub fn sampling_generator(&self) -> Generator<B::InnerBackend> {
+        match &self.generator_ema {
+            Some((_, ema)) => ema.generator.clone(),
+            None => self.generator(),
+        }
+    }
+
+    /// How the generator's weights are being averaged, if they are.
+    pub fn generator_ema(&self) -> Option<EmaSettings> {
+        self.generator_ema.as_ref().map(|(settings, _)| *settings)
+    }
+
+    /// Keeps (`Some(decay)`) or drops (`None`) the moving average of the generator's weights.
+    /// An average already kept (restored from a checkpoint) continues with the new decay; a new
+    /// one starts at the current weights and step.
+    pub fn set_generator_ema(&mut self, decay: Option<f32>) -> Result<()> {
+        let Some(decay) = decay else {
+            self.generator_ema = None;
+            return Ok(());
+        };
+        EmaSettings::validate_decay(decay)?;
+        match &mut self.generator_ema {
+            Some((settings, _)) => settings.decay = decay,
+            None => {
+                self.generator_ema = Some((
+                    EmaSettings {
+                        decay,
+                        since_step: self.step,
+                    },
+                    GeneratorEma::starting_at(self.generator.valid()),
+                ));
+            }
+        }
+        Ok(())
     }
 
     pub fn discriminator(&self) -> Discriminator<B::InnerBackend> {
@@ -299,6 +342,9 @@ impl<B: AutodiffBackend> GanTrainer<B> {
         self.generator = self
             .generator_optim
             .step(lr, self.generator.clone(), g_grads);
+        if let Some((settings, ema)) = &mut self.generator_ema {
+            ema.update(&self.generator.valid(), settings.decay);
+        }
 
         self.step += 1;
         Ok(StepLosses {
