@@ -163,6 +163,42 @@ fn training_then_generation_fills_each_class_exactly() {
     );
     let sheet = image::open(root.join("contact_sheet.png")).unwrap();
     assert_eq!((sheet.width(), sheet.height()), (10 * 30 + 2, 2 * 30 + 2));
+    assert_eq!(
+        manifest["sampled_weights"], "averaged (decay 0.999 since step 0)",
+        "the run kept the generator's average by default and sampled from it"
+    );
+
+    // The same checkpoint's weights as trained: another root, other images.
+    let args: Vec<String> = [
+        "--output",
+        output.to_str().unwrap(),
+        "--generation-as-trained-weights",
+        "--min-workers",
+        "2",
+        "--start-grace-ms",
+        "0",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let (as_trained, success, _) = run_cluster("generate", &args, [&[], &[]]);
+    assert!(success, "{as_trained}");
+    let as_trained_root = generation_root(&output, &as_trained);
+    assert_ne!(as_trained_root, root);
+    let as_trained_manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(as_trained_root.join("MANIFEST.json")).unwrap())
+            .unwrap();
+    assert_eq!(as_trained_manifest["sampled_weights"], "as trained");
+    let averaged_images = file_hashes(&root.join("images"));
+    let as_trained_images = file_hashes(&as_trained_root.join("images"));
+    assert_eq!(
+        averaged_images.keys().collect::<Vec<_>>(),
+        as_trained_images.keys().collect::<Vec<_>>()
+    );
+    assert_ne!(
+        averaged_images, as_trained_images,
+        "other weights, other pixels"
+    );
 
     // The rebalanced set, read back by anygan's own loader in both layouts.
     let folder = root.join("rebalanced/folder");

@@ -230,7 +230,29 @@ pub struct GenerationManifest {
     pub counts: Vec<ClassCounts>,
     /// Paths (relative to the root) of the rebalanced set's layouts, when written.
     pub rebalanced: Vec<String>,
+    /// The generator weights the images were sampled from, e.g. `averaged (decay 0.999 since
+    /// step 6000)` or `as trained`.
+    #[serde(default)]
+    pub sampled_weights: String,
     pub created_unix_ms: u64,
+}
+
+/// What a plan's images were sampled from: the checkpoint's average when asked for and kept.
+pub fn sampled_weights(
+    plan: &GenerationPlan,
+    output: &StoreLocation,
+    io: &tokio::runtime::Handle,
+) -> Result<String> {
+    let store = checkpoint_store(output, CheckpointOptions::default())?;
+    let loaded = io.block_on(store.load(&plan.checkpoint, None))?;
+    let description = Snapshot::from_checkpoint(&loaded)?.description;
+    Ok(match (plan.spec.weights, description.generator_ema) {
+        (GeneratorWeights::Averaged, Some(ema)) => format!(
+            "averaged (decay {} since step {})",
+            ema.decay, ema.since_step
+        ),
+        _ => "as trained".to_string(),
+    })
 }
 
 fn decode_png(bytes: &[u8], shape: ImageShape, name: &str) -> Result<Vec<u8>> {
@@ -373,6 +395,7 @@ pub fn run_assemble(
             })
             .collect(),
         rebalanced,
+        sampled_weights: sampled_weights(plan, output, io)?,
         created_unix_ms: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)

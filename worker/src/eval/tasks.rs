@@ -173,8 +173,9 @@ pub fn run_report_task(
         }
     }
     let class_names: Vec<String> = plan.classes.iter().map(|c| c.name.clone()).collect();
+    let weights = crate::generate::sampled_weights(plan, output, io)?;
     let generator = format!(
-        "checkpoint `{}` (step {}), generation `{}`",
+        "checkpoint `{}` (step {}), weights {weights}, generation `{}`",
         plan.checkpoint, plan.checkpoint_step, plan.root
     );
     let (report, pictures) = full_report(&generator, settings, &results, &class_names)?;
