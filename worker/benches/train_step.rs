@@ -1,7 +1,8 @@
 //! Benchmark of one cDCGAN training step (D update + G update) on the selected backend.
 //!
 //! `cargo bench -p anygan-worker --bench train_step -- [--widths 64,128] [--batch 64]
-//! [--warmup 2] [--steps 10] [--keep-states 2]` prints, per width: parameter counts, median
+//! [--warmup 2] [--steps 10] [--keep-states 2] [--generator-ema 0,0.999]` prints, per width and
+//! generator-average decay (0: none, the default): parameter counts, median
 //! step time, images per second and peak heap memory during the measured steps;
 //! `--keep-states N` keeps the trainer's state before each of the last N steps, as a worker in
 //! a ring does to roll back after a lost peer.
@@ -51,6 +52,8 @@ struct Options {
     steps: usize,
     /// Clones of the trainer kept from step to step, as a worker in a ring keeps them.
     keep_states: usize,
+    /// Decays of the generator's moving average to measure; 0 keeps none.
+    generator_ema: Vec<f32>,
 }
 
 fn options() -> Options {
@@ -60,6 +63,7 @@ fn options() -> Options {
         warmup: 2,
         steps: 10,
         keep_states: 0,
+        generator_ema: vec![0.0],
     };
     let args: Vec<String> = std::env::args().collect();
     let value = |name: &str| {
@@ -76,6 +80,9 @@ fn options() -> Options {
     options.warmup = number("--warmup", options.warmup);
     options.steps = number("--steps", options.steps).max(1);
     options.keep_states = number("--keep-states", options.keep_states);
+    if let Some(decays) = value("--generator-ema") {
+        options.generator_ema = decays.split(',').filter_map(|d| d.parse().ok()).collect();
+    }
     options
 }
 
@@ -96,11 +103,15 @@ fn main() {
         options.batch, options.steps, options.warmup
     );
     println!(
-        "| width | kept states | G params | D params | median step (s) | min step (s) | images/s | peak heap (MiB) |"
+        "| width | G average decay | kept states | G params | D params | median step (s) | min step (s) | images/s | peak heap (MiB) |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     let device = device(0);
-    for &width in &options.widths {
+    let runs = options
+        .widths
+        .iter()
+        .flat_map(|&w| options.generator_ema.iter().map(move |&d| (w, d)));
+    for (width, decay) in runs {
         let config =
             TrainConfig::new(GanConfig::new(10).with_width(width)).with_batch_size(options.batch);
         let mut trainer = match GanTrainer::<TrainBackend>::new(config, &[1; 10], &device) {
@@ -110,6 +121,9 @@ fn main() {
                 continue;
             }
         };
+        trainer
+            .set_generator_ema((decay != 0.0).then_some(decay))
+            .expect("decay");
         let g_params = parameter_count(&trainer.generator());
         let d_params = parameter_count(&trainer.discriminator());
         let batch = synthetic_batch(options.batch);
@@ -136,7 +150,7 @@ fn main() {
         let median = times[times.len() / 2];
         let peak_mib = PEAK.load(Ordering::Relaxed) as f64 / (1024.0 * 1024.0);
         println!(
-            "| {width} | {} | {g_params} | {d_params} | {median:.3} | {:.3} | {:.1} | {peak_mib:.0} |",
+            "| {width} | {decay} | {} | {g_params} | {d_params} | {median:.3} | {:.3} | {:.1} | {peak_mib:.0} |",
             options.keep_states,
             times[0],
             options.batch as f64 / median
