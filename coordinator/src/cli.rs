@@ -71,6 +71,10 @@ struct GenerationArgs {
     /// moving average (see --generator-ema).
     #[arg(long)]
     generation_as_trained_weights: bool,
+    /// Draw this many candidates per image and keep the one the checkpoint's discriminator
+    /// finds most real for its class (1: no ranking).
+    #[arg(long, default_value_t = 1)]
+    generation_candidates: usize,
 }
 
 impl GenerationArgs {
@@ -89,6 +93,7 @@ impl GenerationArgs {
             } else {
                 GeneratorWeights::Averaged
             },
+            candidates: self.generation_candidates,
             task_images: self.generation_task_images,
             rebalanced_set: !self.no_rebalanced_set,
         }

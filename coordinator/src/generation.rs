@@ -142,6 +142,7 @@ impl Board {
                     truncation: self.plan.spec.truncation,
                     as_trained_weights: self.plan.spec.weights
                         == anygan_proto::generation::GeneratorWeights::AsTrained,
+                    candidates: self.plan.spec.candidates as u32,
                 })
             }
             Kind::Assemble => Wire::Assemble(v1::AssembleTask {

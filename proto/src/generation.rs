@@ -42,7 +42,18 @@ pub struct GenerationSpec {
     /// Which of the checkpoint's generator weights to sample from.
     #[serde(default)]
     pub weights: GeneratorWeights,
+    /// Each image is the one of this many candidates (drawn from the image's own streams)
+    /// that the checkpoint's discriminator finds most real for the class; 1: no ranking.
+    #[serde(default = "one_candidate")]
+    pub candidates: usize,
 }
+
+fn one_candidate() -> usize {
+    1
+}
+
+/// The most candidates an image may be picked from.
+pub const MAX_CANDIDATES: usize = 64;
 
 /// A checkpoint's generator weights: as trained at its step, or their moving average over the
 /// steps before it (kept when the run was trained with one).
@@ -81,6 +92,7 @@ impl Default for GenerationSpec {
             rebalanced_set: true,
             truncation: DEFAULT_TRUNCATION,
             weights: GeneratorWeights::Averaged,
+            candidates: 1,
         }
     }
 }
@@ -97,6 +109,12 @@ impl GenerationSpec {
         }
         if self.batch == 0 {
             return Err("generation batch must be positive".into());
+        }
+        if !(1..=MAX_CANDIDATES).contains(&self.candidates) {
+            return Err(format!(
+                "generation candidates {} must be in 1..={MAX_CANDIDATES}",
+                self.candidates
+            ));
         }
         if self.task_images == 0 || !self.task_images.is_multiple_of(self.batch) {
             return Err(format!(
@@ -386,6 +404,9 @@ pub fn plan_root(checkpoint: &str, spec: &GenerationSpec) -> String {
     if spec.weights == GeneratorWeights::AsTrained {
         spec.weights.name().hash(&mut hasher);
     }
+    if spec.candidates != 1 {
+        spec.candidates.hash(&mut hasher);
+    }
     format!("generations/{checkpoint}-{:08x}", hasher.finish() as u32)
 }
 
@@ -546,6 +567,20 @@ mod tests {
             plan_root("step-0000000300-abcd", &as_trained),
             "the weights as trained are other images than their average"
         );
+        let ranked = GenerationSpec {
+            candidates: 4,
+            ..GenerationSpec::default()
+        };
+        assert_ne!(root, plan_root("step-0000000300-abcd", &ranked));
+        for bad in [0, MAX_CANDIDATES + 1] {
+            let err = GenerationSpec {
+                candidates: bad,
+                ..GenerationSpec::default()
+            }
+            .validate()
+            .unwrap_err();
+            assert!(err.contains("candidates"), "{err}");
+        }
         assert_eq!(image_name(42), "gen-000042.png");
         assert_eq!(class_folder(0, "T-shirt/top"), "00-T-shirt_top");
         assert_eq!(class_folder(9, "Ankle boot"), "09-Ankle_boot");

@@ -21,6 +21,7 @@ pub enum Purpose {
     Generation = 10,
     Oversampling = 11,
     BalancedPass = 12,
+    GenerationCandidates = 13,
 }
 
 /// A ChaCha8 stream keyed by the seed, the purpose and two indices (e.g. step and rank).

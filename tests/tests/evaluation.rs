@@ -40,6 +40,8 @@ fn train_generate_evaluate_on_fashion_mnist() {
         "16",
         "--generation-task-images",
         "64",
+        "--generation-candidates",
+        "2",
         "--eval-seeds",
         "0",
         "--eval-epochs",
@@ -175,6 +177,8 @@ fn train_generate_evaluate_on_fashion_mnist() {
         "(d)'s judge",
         "(d): real images are 50 % of each rare class",
         "only those the judge labels as their class",
+        "weights averaged (decay 0.999 since step 0)",
+        "each image the best of 2 candidates to the discriminator",
     ] {
         assert!(report.contains(needle), "{needle} missing from:\n{report}");
     }

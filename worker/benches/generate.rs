@@ -3,7 +3,8 @@
 //! writing every image to a local-disk store), in images per second.
 //!
 //! `cargo bench -p anygan-worker --bench generate -- [--width 128] [--images 1024]
-//! [--batches 64,256]`
+//! [--batches 64,256] [--candidates 1]` (`--candidates K`: every image the best of K candidates
+//! to the discriminator, as `--generation-candidates K` generates).
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark fails loudly on broken setup
 
 use std::time::Instant;
@@ -33,6 +34,7 @@ fn main() {
         .split(',')
         .map(|b| b.parse().unwrap())
         .collect();
+    let candidates: u32 = arg("--candidates", "1").parse().unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let device = device(0);
     let dir = tempfile::tempdir().unwrap();
@@ -68,7 +70,7 @@ fn main() {
     .unwrap();
 
     println!(
-        "generation, W={width}, {images} images per measurement, backend {BACKEND_NAME}, one worker"
+        "generation, W={width}, {images} images per measurement, {candidates} candidate(s) per image, backend {BACKEND_NAME}, one worker"
     );
     println!();
     println!("| batch | forward only (img/s) | whole task: forward + PNG + write (img/s) |");
@@ -99,6 +101,7 @@ fn main() {
             batch_size: batch as u32,
             truncation: 0.0,
             as_trained_weights: false,
+            candidates,
         };
         let outcome =
             run_generation_task(&task, &output, &mut cache, runtime.handle(), &device).unwrap();

@@ -24,9 +24,9 @@ use crate::backend::ComputeBackend;
 use crate::checkpointing::checkpoint_store;
 use crate::data::{ImageDataset, ImageShape, chw_to_dynamic_image, encode_idx, load_source};
 use crate::error::{Error, Result};
-use crate::gan::sample::{encode_png, generate_from_noise, grid_png};
-use crate::gan::state::{Snapshot, load_generator_only};
-use crate::gan::{GanConfig, Generator};
+use crate::gan::sample::{encode_png, generate_ranked, grid_png};
+use crate::gan::state::{Snapshot, load_discriminator_only, load_generator_only};
+use crate::gan::{Discriminator, GanConfig, Generator};
 use crate::rng::{Purpose, fill_standard_normal, stream};
 
 /// Uploads in flight while writing a batch's images.
@@ -43,6 +43,8 @@ pub struct LoadedGenerator {
     /// checkpoint keeps no average).
     asked: GeneratorWeights,
     generator: Generator<ComputeBackend>,
+    /// The checkpoint's discriminator, which ranks candidates when a task draws several.
+    discriminator: Discriminator<ComputeBackend>,
     config: GanConfig,
 }
 
@@ -67,11 +69,13 @@ impl LoadedGenerator {
         let loaded = io.block_on(store.load(checkpoint, None))?;
         let snapshot = Snapshot::from_checkpoint(&loaded)?;
         let (generator, used) = load_generator_only::<ComputeBackend>(&snapshot, weights, device)?;
+        let discriminator = load_discriminator_only::<ComputeBackend>(&snapshot, device)?;
         tracing::info!(checkpoint, weights = used.name(), "generator loaded");
         Ok(Self {
             checkpoint: checkpoint.to_string(),
             asked: weights,
             generator,
+            discriminator,
             config: snapshot.description.config.gan,
         })
     }
@@ -81,15 +85,42 @@ impl LoadedGenerator {
 /// on which batch or task carries it. With `truncation` > 0, components beyond ±truncation are
 /// drawn again from the same stream (the truncation trick), so the image stays reproducible.
 pub fn image_noise(seed: u64, class: u64, index: u64, truncation: f32, out: &mut [f32]) {
-    let mut rng = stream(seed, Purpose::Generation, class, index);
-    fill_standard_normal(&mut rng, out);
+    truncated_normal(
+        &mut stream(seed, Purpose::Generation, class, index),
+        truncation,
+        out,
+    );
+}
+
+/// The noise of all `candidates` of image `index` of `class`, one row after another: the first
+/// is [`image_noise`] (so one candidate is plain generation), the others come from the image's
+/// own candidate stream.
+pub fn candidate_noise(
+    seed: u64,
+    class: u64,
+    index: u64,
+    truncation: f32,
+    candidates: usize,
+    out: &mut [f32],
+) {
+    let latent = out.len() / candidates.max(1);
+    let (first, others) = out.split_at_mut(latent);
+    image_noise(seed, class, index, truncation, first);
+    let mut rng = stream(seed, Purpose::GenerationCandidates, class, index);
+    for row in others.chunks_mut(latent) {
+        truncated_normal(&mut rng, truncation, row);
+    }
+}
+
+fn truncated_normal(rng: &mut impl rand::Rng, truncation: f32, out: &mut [f32]) {
+    fill_standard_normal(rng, out);
     if truncation <= 0.0 {
         return;
     }
     let mut redraw = [0f32; 2];
     for value in out.iter_mut() {
         while value.abs() > truncation {
-            fill_standard_normal(&mut rng, &mut redraw);
+            fill_standard_normal(rng, &mut redraw);
             *value = redraw[0];
         }
     }
@@ -143,6 +174,16 @@ pub fn run_generation_task(
         ));
     }
     let batch = task.batch_size.max(1) as u64;
+    let candidates = (task.candidates as usize).max(1);
+    if candidates > anygan_proto::generation::MAX_CANDIDATES {
+        return Err(Error::config(
+            "candidates",
+            format!(
+                "{candidates} is above the most, {}",
+                anygan_proto::generation::MAX_CANDIDATES
+            ),
+        ));
+    }
     let shape = config.image_shape();
     let folder = output
         .join(&task.root)
@@ -154,19 +195,27 @@ pub fn run_generation_task(
         // Batches end at multiples of the batch size, whatever task carries them.
         let stop = ((start / batch + 1) * batch).min(end);
         let count = (stop - start) as usize;
-        let mut noise = vec![0f32; count * config.latent_dim];
-        for (offset, chunk) in noise.chunks_mut(config.latent_dim).enumerate() {
-            let index = start + offset as u64;
-            image_noise(
+        let mut noise = vec![0f32; count * candidates * config.latent_dim];
+        for (offset, rows) in noise.chunks_mut(candidates * config.latent_dim).enumerate() {
+            candidate_noise(
                 task.seed,
                 u64::from(task.class_index),
-                index,
+                start + offset as u64,
                 task.truncation,
-                chunk,
+                candidates,
+                rows,
             );
         }
         let labels = vec![task.class_index as u16; count];
-        let pixels = generate_from_noise(&loaded.generator, config, &labels, noise, device);
+        let pixels = generate_ranked(
+            &loaded.generator,
+            &loaded.discriminator,
+            config,
+            &labels,
+            candidates,
+            noise,
+            device,
+        );
         let files = pixels
             .chunks_exact(shape.pixel_count())
             .enumerate()
@@ -460,7 +509,31 @@ fn write_rebalanced(
 
 #[cfg(test)]
 mod tests {
-    use super::image_noise;
+    use super::{candidate_noise, image_noise};
+
+    #[test]
+    fn an_images_first_candidate_is_its_plain_noise_and_the_others_its_own() {
+        let mut plain = vec![0f32; 16];
+        image_noise(5, 2, 9, 0.5, &mut plain);
+        let mut one = vec![0f32; 16];
+        candidate_noise(5, 2, 9, 0.5, 1, &mut one);
+        assert_eq!(one, plain, "one candidate is plain generation");
+        let mut three = vec![0f32; 48];
+        candidate_noise(5, 2, 9, 0.5, 3, &mut three);
+        assert_eq!(three[..16], plain[..]);
+        assert_ne!(three[16..32], three[..16]);
+        assert_ne!(three[32..], three[16..32]);
+        assert!(
+            three.iter().all(|z| z.abs() <= 0.5),
+            "truncated like the first"
+        );
+        let mut again = vec![0f32; 48];
+        candidate_noise(5, 2, 9, 0.5, 3, &mut again);
+        assert_eq!(again, three, "reproducible");
+        let mut other_image = vec![0f32; 48];
+        candidate_noise(5, 2, 10, 0.5, 3, &mut other_image);
+        assert_ne!(other_image[16..], three[16..]);
+    }
 
     fn noise(truncation: f32, index: u64) -> Vec<f32> {
         let mut out = vec![0f32; 4096];

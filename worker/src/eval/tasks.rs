@@ -174,9 +174,13 @@ pub fn run_report_task(
     }
     let class_names: Vec<String> = plan.classes.iter().map(|c| c.name.clone()).collect();
     let weights = crate::generate::sampled_weights(plan, output, io)?;
+    let ranking = match plan.spec.candidates {
+        0 | 1 => String::new(),
+        k => format!(", each image the best of {k} candidates to the discriminator"),
+    };
     let generator = format!(
-        "checkpoint `{}` (step {}), weights {weights}, generation `{}`",
-        plan.checkpoint, plan.checkpoint_step, plan.root
+        "checkpoint `{}` (step {}), weights {weights}, truncation {}{ranking}, generation `{}`",
+        plan.checkpoint, plan.checkpoint_step, plan.spec.truncation, plan.root
     );
     let (report, pictures) = full_report(&generator, settings, &results, &class_names)?;
     for (name, png) in pictures {

@@ -2,7 +2,7 @@
 
 use burn::prelude::*;
 
-use super::model::{GanConfig, Generator};
+use super::model::{Discriminator, GanConfig, Generator};
 use super::train::labels_tensor;
 use crate::data::{ImageShape, chw_to_dynamic_image};
 use crate::error::{Error, Result};
@@ -54,6 +54,75 @@ pub fn generate_from_noise<B: Backend>(
         .into_iter()
         .map(to_pixel)
         .collect()
+}
+
+/// Generates one image per label, each the one of `candidates` that `discriminator` scores
+/// most real for its label (the highest logit; the first on ties). `noise` holds
+/// `labels.len() × candidates` rows, image after image: rows `i·candidates ..` are image `i`'s
+/// candidates. Returned as 8-bit channel-first pixels, image after image.
+pub fn generate_ranked<B: Backend>(
+    generator: &Generator<B>,
+    discriminator: &Discriminator<B>,
+    config: &GanConfig,
+    labels: &[u16],
+    candidates: usize,
+    noise: Vec<f32>,
+    device: &B::Device,
+) -> Vec<u8> {
+    let candidates = candidates.max(1);
+    if labels.is_empty() {
+        return Vec::new();
+    }
+    let rows = labels.len() * candidates;
+    let candidate_labels: Vec<u16> = labels
+        .iter()
+        .flat_map(|&label| std::iter::repeat_n(label, candidates))
+        .collect();
+    let noise =
+        Tensor::<B, 2>::from_data(TensorData::new(noise, [rows, config.latent_dim]), device);
+    let images = generator.forward(noise, labels_tensor(&candidate_labels, device));
+    let scores = if candidates == 1 {
+        vec![0.0; rows]
+    } else {
+        floats(discriminator.forward(
+            images.clone(),
+            labels_tensor(&candidate_labels, device),
+            None,
+        ))
+    };
+    let values = floats(images);
+    let size = config.image_shape().pixel_count();
+    scores
+        .chunks(candidates)
+        .enumerate()
+        .flat_map(|(image, scores)| {
+            let best = best_candidate(scores);
+            let row = image * candidates + best;
+            values[row * size..(row + 1) * size]
+                .iter()
+                .copied()
+                .map(to_pixel)
+        })
+        .collect()
+}
+
+/// Index of the highest score, the first one on ties (a NaN never wins over a number).
+fn best_candidate(scores: &[f32]) -> usize {
+    let mut best = 0;
+    for (index, &score) in scores.iter().enumerate().skip(1) {
+        if score > scores[best] || scores[best].is_nan() && !score.is_nan() {
+            best = index;
+        }
+    }
+    best
+}
+
+fn floats<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> Vec<f32> {
+    tensor
+        .into_data()
+        .convert::<f32>()
+        .into_vec::<f32>()
+        .unwrap_or_default() // converted to f32 just above
 }
 
 /// Maps a generator output in [-1, 1] to an 8-bit pixel.
@@ -121,6 +190,15 @@ pub fn encode_png(image: &image::DynamicImage, what: &str) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_best_candidate_is_the_first_highest_score() {
+        assert_eq!(best_candidate(&[0.5]), 0);
+        assert_eq!(best_candidate(&[0.1, 0.7, -2.0]), 1);
+        assert_eq!(best_candidate(&[0.7, 0.7, 0.1]), 0, "first on ties");
+        assert_eq!(best_candidate(&[f32::NAN, -5.0]), 1, "a number beats NaN");
+        assert_eq!(best_candidate(&[-5.0, f32::NAN]), 0);
+    }
 
     #[test]
     fn pixels_cover_the_range() {

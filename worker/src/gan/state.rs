@@ -13,7 +13,7 @@ use burn::tensor::backend::AutodiffBackend;
 use anygan_proto::generation::GeneratorWeights;
 
 use super::ema::{EmaSettings, GeneratorEma};
-use super::model::{GanConfig, Generator};
+use super::model::{Discriminator, GanConfig, Generator};
 use super::params::{named_tensors, parameter_shapes};
 use super::train::{GanTrainer, TrainConfig};
 use crate::error::{Error, Result};
@@ -266,21 +266,47 @@ fn decode_generator<B: burn::prelude::Backend>(
     blob: &str,
     device: &B::Device,
 ) -> Result<Generator<B>> {
-    let bytes = snapshot.blob(blob)?;
-    // Its initial values are overwritten by the record, but drawing them must not interleave
-    // with another thread's seeded initialization.
-    let (generator, _) = super::train::seeded_init::<B, _>(device, 0, || {
+    let (generator, _) = described_models::<B>(snapshot, device)?;
+    load_blob_into(generator, snapshot, blob, device)
+}
+
+/// The discriminator of a snapshot, on any backend (for ranking generated candidates).
+pub fn load_discriminator_only<B: burn::prelude::Backend>(
+    snapshot: &Snapshot,
+    device: &B::Device,
+) -> Result<Discriminator<B>> {
+    let (_, discriminator) = described_models::<B>(snapshot, device)?;
+    load_blob_into(discriminator, snapshot, DISCRIMINATOR, device)
+}
+
+/// Both networks of the described architecture, to load blobs into. Their initial values are
+/// overwritten, but drawing them must not interleave with another thread's seeded
+/// initialization.
+fn described_models<B: burn::prelude::Backend>(
+    snapshot: &Snapshot,
+    device: &B::Device,
+) -> Result<(Generator<B>, Discriminator<B>)> {
+    super::train::seeded_init::<B, _>(device, 0, || {
         snapshot
             .description
             .config
             .gan
             .init::<B>(device)
-            .map(|(g, d)| (super::params::force_init(g), d))
-    })?;
-    let expected = parameter_shapes(&generator);
-    let generator = generator.load_record(decode::<B, _>(bytes, blob, device)?);
-    check_shapes(blob, &expected, &parameter_shapes(&generator))?;
-    Ok(generator)
+            .map(|(g, d)| (super::params::force_init(g), super::params::force_init(d)))
+    })
+}
+
+/// `model` with the weights of `blob`, refused unless every parameter's shape fits.
+fn load_blob_into<B: burn::prelude::Backend, M: Module<B>>(
+    model: M,
+    snapshot: &Snapshot,
+    blob: &str,
+    device: &B::Device,
+) -> Result<M> {
+    let expected = parameter_shapes(&model);
+    let model = model.load_record(decode::<B, M::Record>(snapshot.blob(blob)?, blob, device)?);
+    check_shapes(blob, &expected, &parameter_shapes(&model))?;
+    Ok(model)
 }
 
 /// The generator's weights as safetensors with PyTorch's conventions: keys are module paths

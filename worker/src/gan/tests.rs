@@ -419,3 +419,90 @@ fn blobs_of_another_architecture_are_refused() {
     let error = result.err().expect("shapes differ");
     assert!(error.to_string().contains("generator.mpk"), "{error}");
 }
+
+#[test]
+fn ranked_generation_keeps_the_candidate_the_discriminator_scores_highest() {
+    use super::sample::{generate_from_noise, generate_ranked};
+    let trainer = trained(15, 3);
+    let (generator, discriminator) = (trainer.generator(), trainer.discriminator());
+    let config = &trainer.config().gan;
+    let device = Default::default();
+    let (images, candidates, latent) = (4usize, 3usize, config.latent_dim);
+    let labels: Vec<u16> = (0..images).map(|i| (i % 2) as u16).collect();
+    let mut noise = vec![0f32; images * candidates * latent];
+    crate::rng::fill_standard_normal(
+        &mut crate::rng::stream(3, Purpose::Generation, 0, 0),
+        &mut noise,
+    );
+
+    let size = config.image_shape().pixel_count();
+    let ranked = generate_ranked(
+        &generator,
+        &discriminator,
+        config,
+        &labels,
+        candidates,
+        noise.clone(),
+        &device,
+    );
+    assert_eq!(ranked.len(), images * size);
+    // Every candidate generated and scored in one batch of the same shape (a conv's last bits
+    // can depend on the batch shape).
+    let candidate_labels: Vec<u16> = labels
+        .iter()
+        .flat_map(|&l| std::iter::repeat_n(l, candidates))
+        .collect();
+    let all_pixels = generate_from_noise(
+        &generator,
+        config,
+        &candidate_labels,
+        noise.clone(),
+        &device,
+    );
+    let label_tensor = super::train::labels_tensor::<ComputeBackend>(&candidate_labels, &device);
+    let z = Tensor::<ComputeBackend, 2>::from_data(
+        TensorData::new(noise.clone(), [images * candidates, latent]),
+        &device,
+    );
+    let scores: Vec<f32> = discriminator
+        .forward(
+            generator.forward(z, label_tensor.clone()),
+            label_tensor,
+            None,
+        )
+        .into_data()
+        .into_vec::<f32>()
+        .expect("f32 logits");
+    let mut picked_other_than_first = false;
+    for image in 0..images {
+        let scores = &scores[image * candidates..(image + 1) * candidates];
+        let best = (0..candidates)
+            .max_by(|&a, &b| scores[a].total_cmp(&scores[b]).then(b.cmp(&a)))
+            .expect("candidates");
+        picked_other_than_first |= best != 0;
+        let row = image * candidates + best;
+        assert_eq!(
+            &ranked[image * size..(image + 1) * size],
+            &all_pixels[row * size..(row + 1) * size],
+            "image {image}: scores {scores:?}"
+        );
+    }
+    assert!(picked_other_than_first, "the ranking chose something");
+    // One candidate is plain generation.
+    let first_rows: Vec<f32> = noise
+        .chunks(candidates * latent)
+        .flat_map(|rows| rows[..latent].to_vec())
+        .collect();
+    assert_eq!(
+        generate_ranked(
+            &generator,
+            &discriminator,
+            config,
+            &labels,
+            1,
+            first_rows.clone(),
+            &device
+        ),
+        generate_from_noise(&generator, config, &labels, first_rows, &device)
+    );
+}
