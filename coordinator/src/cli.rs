@@ -137,6 +137,11 @@ struct EvaluationArgs {
     /// long-tailed set labels as their class (costs one more classifier per seed).
     #[arg(long)]
     eval_filter_generated: bool,
+    /// Method (d): every class, the largest included, is the real share real and the rest
+    /// generated (originals subsampled where a class has more). The largest class needs
+    /// generated images too: give --generation-targets above its count.
+    #[arg(long)]
+    eval_same_mix: bool,
 }
 
 impl EvaluationArgs {
@@ -151,6 +156,7 @@ impl EvaluationArgs {
             quality: !self.no_eval_quality,
             real_share: self.eval_real_share,
             filter_generated: self.eval_filter_generated,
+            same_mix: self.eval_same_mix,
         })
     }
 }

@@ -151,6 +151,11 @@ pub struct EvaluationSettings {
     /// randomly oversampled long-tailed set) labels as their class, not on all of them.
     #[serde(default)]
     pub filter_generated: bool,
+    /// Method (d): every class, the largest included, is `real_share` real and the rest
+    /// generated (the largest class needs generated images too, e.g. from
+    /// `--generation-targets`), so being generated says nothing about an image's class.
+    #[serde(default)]
+    pub same_mix: bool,
 }
 
 /// Method (d)'s default share of real images per rare class (see the README's benchmark).
@@ -240,6 +245,7 @@ impl Default for EvaluationSettings {
             quality: true,
             real_share: DEFAULT_REAL_SHARE,
             filter_generated: false,
+            same_mix: false,
         }
     }
 }

@@ -76,6 +76,11 @@ struct EvaluateArgs {
     /// long-tailed set labels as their class (costs one more classifier per seed).
     #[arg(long)]
     filter_generated: bool,
+    /// Method (d): every class, the largest included, is the real share real and the rest
+    /// generated (originals subsampled where a class has more), so being generated says
+    /// nothing about an image's class. The largest class needs generated images too.
+    #[arg(long)]
+    same_mix: bool,
     /// Where report.md and results.json go: a directory or s3://bucket/prefix.
     #[arg(long, default_value = "out/eval")]
     output: String,
@@ -404,6 +409,7 @@ fn evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
         quality: false,
         real_share: args.real_share,
         filter_generated: args.filter_generated,
+        same_mix: args.same_mix,
     };
     let spec = EvaluationSpec::new(&settings, methods, args.seeds.clone(), target);
     tracing::info!(

@@ -116,6 +116,10 @@ pub struct Balance {
     /// repeated to reach it; generated images fill the rest. 0 is the long-tailed set plus
     /// every generated image as the generation run wrote it.
     pub real_share: f64,
+    /// (d): every class, those at or above the target included, is `real_share` real and the
+    /// rest generated; a class with more originals than its real part uses a seeded random
+    /// subset of them. Whether an image is generated then says nothing about its class.
+    pub same_mix: bool,
 }
 
 /// Builds the training set of `method`.
@@ -227,7 +231,11 @@ pub fn mix_generated(
     balance: Balance,
     seed: u64,
 ) -> Result<ImageDataset> {
-    let Balance { target, real_share } = balance;
+    let Balance {
+        target,
+        real_share,
+        same_mix,
+    } = balance;
     if !(0.0..=1.0).contains(&real_share) {
         return Err(Error::config(
             "real_share",
@@ -236,30 +244,54 @@ pub fn mix_generated(
     }
     let real_by_class = indices_by_class(long_tail);
     let generated_by_class = indices_by_class(generated);
-    let mut real_chosen: Vec<usize> = (0..long_tail.len()).collect();
+    // Originals stay in the set's order, copies follow, class after class.
+    let mut original_kept = vec![true; long_tail.len()];
+    let mut copies = Vec::new();
     let mut generated_chosen = Vec::new();
     for (class, members) in real_by_class.iter().enumerate() {
-        if members.is_empty() || members.len() >= target {
+        if members.is_empty() || members.len() >= target && !same_mix {
             continue;
         }
         let mut rng = stream(seed, Purpose::Oversampling, class as u64, 2);
-        let real_wanted =
-            ((real_share * target as f64).round() as usize).clamp(members.len(), target);
+        let real_part = ((real_share * target as f64).round() as usize).min(target);
+        // Without the same mix a class keeps every original, however many that is.
+        let real_floor = if same_mix {
+            real_part
+        } else {
+            real_part.max(members.len())
+        };
         let mut candidates = generated_by_class.get(class).cloned().unwrap_or_default();
-        let take = candidates.len().min(target - real_wanted);
-        // A partial Fisher–Yates shuffle: the first `take` are a uniform choice.
-        for i in 0..take {
-            let j = rng.random_range(i..candidates.len());
-            candidates.swap(i, j);
-        }
+        let take = candidates.len().min(target - real_floor);
+        partial_shuffle(&mut candidates, take, &mut rng);
         generated_chosen.extend_from_slice(&candidates[..take]);
-        for _ in members.len()..target - take {
-            real_chosen.push(members[rng.random_range(0..members.len())]);
+        let real_wanted = target - take;
+        if members.len() > real_wanted {
+            // Only with the same mix: a uniform subset of the originals stays.
+            let mut dropped = members.clone();
+            partial_shuffle(&mut dropped, members.len() - real_wanted, &mut rng);
+            for &i in &dropped[..members.len() - real_wanted] {
+                original_kept[i] = false;
+            }
+        }
+        for _ in members.len()..real_wanted {
+            copies.push(members[rng.random_range(0..members.len())]);
         }
     }
+    let real_chosen: Vec<usize> = (0..long_tail.len())
+        .filter(|&i| original_kept[i])
+        .chain(copies)
+        .collect();
     let mut mixed = long_tail.select(&real_chosen)?;
     mixed.extend(&generated.select(&generated_chosen)?)?;
     Ok(mixed)
+}
+
+/// Moves a uniform random choice of `take` elements to the front (partial Fisher–Yates).
+fn partial_shuffle(items: &mut [usize], take: usize, rng: &mut impl rand::Rng) {
+    for i in 0..take.min(items.len()) {
+        let j = rng.random_range(i..items.len());
+        items.swap(i, j);
+    }
 }
 
 /// Pixel-space SMOTE: each class gets `target - n` synthetic images, each a random point on the
@@ -392,6 +424,7 @@ mod tests {
         Balance {
             target,
             real_share: 0.0,
+            same_mix: false,
         }
     }
 
@@ -400,6 +433,7 @@ mod tests {
         Balance {
             target: 6,
             real_share,
+            same_mix: false,
         }
     }
 
@@ -512,6 +546,65 @@ mod tests {
         );
         let err = mix_generated(&data, &generated, share(1.5), 7).unwrap_err();
         assert!(err.to_string().contains("real_share"), "{err}");
+    }
+
+    #[test]
+    fn the_same_mix_gives_every_class_the_same_real_share() {
+        let data = tiny();
+        // Generated: class 0 at levels 71..=74, class 1 at 150..=159.
+        let mut pixels = Vec::new();
+        let mut labels = Vec::new();
+        for level in 71..=74u8 {
+            pixels.extend([level; 4]);
+            labels.push(0);
+        }
+        for level in 150..160u8 {
+            pixels.extend([level; 4]);
+            labels.push(1);
+        }
+        let generated =
+            ImageDataset::new(data.shape(), pixels, labels, data.class_names().to_vec()).unwrap();
+        let same_mix = Balance {
+            same_mix: true,
+            ..share(0.5)
+        };
+        let mixed = mix_generated(&data, &generated, same_mix, 7).unwrap();
+        assert_eq!(mixed.class_counts(), vec![6, 6]);
+        let levels = |class: u16| -> Vec<u8> {
+            (0..mixed.len())
+                .filter(|&i| mixed.labels()[i] == class)
+                .map(|i| mixed.image(i)[0])
+                .collect()
+        };
+        // Class 0: 3 of its 6 originals (a subset, no copies) and 3 of its generated images.
+        let class_0 = levels(0);
+        let mut originals: Vec<u8> = class_0.iter().copied().filter(|l| l % 10 == 0).collect();
+        originals.sort_unstable();
+        originals.dedup();
+        assert_eq!(originals.len(), 3, "three different originals: {class_0:?}");
+        assert_eq!(
+            class_0.iter().filter(|l| (71..=74).contains(*l)).count(),
+            3,
+            "{class_0:?}"
+        );
+        // Class 1: both originals, one copy, 3 generated.
+        let class_1 = levels(1);
+        assert_eq!(class_1.iter().filter(|&&l| l == 100 || l == 200).count(), 3);
+        assert!(class_1.contains(&100) && class_1.contains(&200));
+        assert_eq!(
+            class_1.iter().filter(|l| (150..160).contains(*l)).count(),
+            3
+        );
+        // Another seed keeps other originals of class 0.
+        let reseeded = mix_generated(&data, &generated, same_mix, 8).unwrap();
+        assert_ne!(reseeded, mixed);
+        // Without the same mix class 0 keeps its 6 originals and takes nothing generated.
+        let rare_only = mix_generated(&data, &generated, share(0.5), 7).unwrap();
+        let class_0: Vec<u8> = (0..rare_only.len())
+            .filter(|&i| rare_only.labels()[i] == 0)
+            .map(|i| rare_only.image(i)[0])
+            .collect();
+        assert_eq!(class_0, vec![0, 10, 20, 30, 40, 50]);
     }
 
     #[test]

@@ -44,6 +44,7 @@ impl EvaluationSpec {
             balance: Balance {
                 target,
                 real_share: settings.real_share,
+                same_mix: settings.same_mix,
             },
             filter_generated: settings.filter_generated,
         }
@@ -231,13 +232,18 @@ pub fn full_report(
     let mut report = format!(
         "# anygan evaluation\n\nGenerator: {generator}.\n\
          Classifier: small CNN (width {}), Adam lr {}, batch {}, {} epochs, seeds {:?}.\n\
-         (d): real images are {} % of each rare class (originals repeated), generated images the rest{}.\n",
+         (d): real images are {} % of {} (originals repeated), generated images the rest{}.\n",
         settings.width,
         settings.learning_rate,
         settings.batch_size,
         settings.epochs,
         settings.seeds,
         100.0 * settings.real_share,
+        if settings.same_mix {
+            "every class, the largest included (originals subsampled where a class has more)"
+        } else {
+            "each rare class"
+        },
         if settings.filter_generated {
             ", only those the judge labels as their class"
         } else {
