@@ -295,6 +295,11 @@ struct StartArgs {
     /// from it (0: none). A resumed run without one starts it at the resumed step.
     #[arg(long, default_value_t = anygan_proto::job::DEFAULT_GENERATOR_EMA)]
     generator_ema: f32,
+    /// Send every discriminator input, real or generated, through these differentiable
+    /// transforms (DiffAugment): a comma-separated list of color, translation, cutout; none:
+    /// as is. Keeps the discriminator from memorizing classes with few images.
+    #[arg(long, default_value = "none")]
+    diff_augment: String,
     #[command(flatten)]
     generation: GenerationArgs,
     #[command(flatten)]
@@ -380,6 +385,8 @@ fn job_spec(args: &StartArgs) -> anyhow::Result<JobSpec> {
         collective_timeout_ms: args.collective_timeout_ms,
         shard_world_size: args.shard_world_size,
         generator_ema: (args.generator_ema != 0.0).then_some(args.generator_ema),
+        diff_augment: (!matches!(args.diff_augment.as_str(), "" | "none"))
+            .then(|| args.diff_augment.clone()),
     };
     spec.validate().map_err(anyhow::Error::msg)?;
     Ok(spec)

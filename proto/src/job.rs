@@ -116,6 +116,10 @@ pub struct JobSpec {
     /// sample from; none: no average. Training itself never reads it.
     #[serde(default)]
     pub generator_ema: Option<f32>,
+    /// DiffAugment policy for the discriminator's inputs (`color,translation,cutout`); none:
+    /// the images as they are.
+    #[serde(default)]
+    pub diff_augment: Option<String>,
 }
 
 fn default_keep_checkpoints() -> usize {
@@ -216,6 +220,16 @@ impl JobSpec {
 
     /// Checks the fields that do not need the data; names the first bad one.
     pub fn validate(&self) -> Result<(), String> {
+        if let Some(policy) = &self.diff_augment
+            && let Some(unknown) = policy
+                .split(',')
+                .map(str::trim)
+                .find(|name| !["color", "translation", "cutout", "none", ""].contains(name))
+        {
+            return Err(format!(
+                "diff_augment `{unknown}` is not color, translation, cutout or none"
+            ));
+        }
         if let Some(decay) = self.generator_ema
             && !(decay.is_finite() && decay > 0.0 && decay < 1.0)
         {
@@ -299,6 +313,7 @@ mod tests {
             collective_timeout_ms: 1000,
             shard_world_size: None,
             generator_ema: None,
+            diff_augment: None,
         }
     }
 
@@ -333,6 +348,27 @@ mod tests {
                 .unwrap_err()
                 .contains("keep_checkpoints")
         );
+        for decay in [1.0, 0.0, -0.1, f32::NAN] {
+            let err = JobSpec {
+                generator_ema: Some(decay),
+                ..spec()
+            }
+            .validate()
+            .unwrap_err();
+            assert!(err.contains("generator_ema"), "{err}");
+        }
+        let augmented = JobSpec {
+            diff_augment: Some("color,translation,cutout".into()),
+            ..spec()
+        };
+        assert!(augmented.validate().is_ok());
+        let err = JobSpec {
+            diff_augment: Some("color,flip".into()),
+            ..spec()
+        }
+        .validate()
+        .unwrap_err();
+        assert!(err.contains("diff_augment `flip`"), "{err}");
     }
 
     #[test]

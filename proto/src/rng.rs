@@ -22,6 +22,7 @@ pub enum Purpose {
     Oversampling = 11,
     BalancedPass = 12,
     GenerationCandidates = 13,
+    DiffAugment = 14,
 }
 
 /// A ChaCha8 stream keyed by the seed, the purpose and two indices (e.g. step and rank).

@@ -146,6 +146,10 @@ struct TrainArgs {
     /// the exported generator use it (0: none).
     #[arg(long, default_value_t = anygan_proto::job::DEFAULT_GENERATOR_EMA)]
     generator_ema: f32,
+    /// Send every discriminator input through these differentiable transforms (DiffAugment):
+    /// a comma-separated list of color, translation, cutout; none: as is.
+    #[arg(long, default_value = "none")]
+    diff_augment: String,
     /// Write a sample grid every N steps (0: only at the end).
     #[arg(long, default_value_t = 100)]
     sample_every: u64,
@@ -250,6 +254,7 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
         output,
         resume: args.resume,
         generator_ema: (args.generator_ema != 0.0).then_some(args.generator_ema),
+        diff_augment: anygan_worker::gan::augment::DiffAugment::parse(&args.diff_augment)?,
     };
     let log_every = args.log_every.max(1);
     let device = device(0);

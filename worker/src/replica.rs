@@ -27,6 +27,7 @@ use crate::checkpointing::{Checkpointer, RunDescription, checkpoint_store};
 use crate::collective::{BlockingRing, DEFAULT_CHUNK_VALUES, Inbox, RingAllReduce, RingConfig};
 use crate::data::ImageDataset;
 use crate::error::{Error, Result};
+use crate::gan::augment::DiffAugment;
 use crate::gan::state::Snapshot;
 use crate::gan::{Batch, GanTrainer};
 use crate::job::train_config;
@@ -111,6 +112,9 @@ impl Replica {
         // Every replica starts (or continues) the average from the same weights at the same
         // step, so the averages stay identical like the weights.
         trainer.set_generator_ema(spec.generator_ema)?;
+        trainer.set_diff_augment(DiffAugment::parse(
+            spec.diff_augment.as_deref().unwrap_or("none"),
+        )?);
         let labels = self.dataset.labels().to_vec();
         let runtime = self.runtime.clone();
         let outputs = RunOutputs {

@@ -32,6 +32,8 @@ pub struct SingleDeviceRun {
     pub resume: bool,
     /// Decay of the generator weights' moving average; none: no average.
     pub generator_ema: Option<f32>,
+    /// The discriminator's input transforms; none: as is.
+    pub diff_augment: Option<crate::gan::augment::DiffAugment>,
 }
 
 /// A finished single-device run.
@@ -96,6 +98,7 @@ pub fn run_single_device<B: AutodiffBackend>(
         None => GanTrainer::<B>::new(config.clone(), &class_counts, device)?,
     };
     trainer.set_generator_ema(run.generator_ema)?;
+    trainer.set_diff_augment(run.diff_augment);
     let resumed_from = trainer.step();
     let mut sampler = EpochSampler::new(dataset.len(), config.batch_size, config.seed)?;
     let position = |sampler: &EpochSampler, step: u64| {

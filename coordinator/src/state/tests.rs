@@ -31,6 +31,7 @@ fn spec(min: usize, max: usize) -> JobSpec {
         collective_timeout_ms: 1000,
         shard_world_size: None,
         generator_ema: None,
+        diff_augment: None,
     }
 }
 

@@ -1,6 +1,7 @@
 //! The cDCGAN as pure burn code: model, parameters, training step, sampling, serialization.
 //! No tokio or tonic here; callers run it on a dedicated thread.
 
+pub mod augment;
 pub mod ema;
 pub mod model;
 pub mod params;

@@ -37,6 +37,9 @@ pub struct SnapshotDescription {
     /// the `generator_ema.mpk` blob).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generator_ema: Option<EmaSettings>,
+    /// The transforms the discriminator's inputs went through, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diff_augment: Option<super::augment::DiffAugment>,
 }
 
 /// A trainer's full state in memory: description plus named blobs.
@@ -162,6 +165,7 @@ impl<B: AutodiffBackend> GanTrainer<B> {
                 class_names: class_names.to_vec(),
                 class_counts: class_counts.to_vec(),
                 generator_ema: self.generator_ema(),
+                diff_augment: self.diff_augment,
             },
             blobs: blobs
                 .into_iter()
@@ -220,6 +224,7 @@ impl<B: AutodiffBackend> GanTrainer<B> {
             device,
         )?);
         trainer.step = description.step;
+        trainer.diff_augment = description.diff_augment;
         if let Some(settings) = description.generator_ema {
             let averaged = decode_generator::<B::InnerBackend>(&snapshot, GENERATOR_EMA, device)?;
             trainer.generator_ema = Some((settings, GeneratorEma::starting_at(averaged)));

@@ -506,3 +506,35 @@ fn ranked_generation_keeps_the_candidate_the_discriminator_scores_highest() {
         generate_from_noise(&generator, config, &labels, first_rows, &device)
     );
 }
+
+#[test]
+fn augmented_training_differs_from_plain_and_resumes_bit_for_bit() {
+    use super::augment::DiffAugment;
+    let policy = DiffAugment::parse("color,translation,cutout").expect("policy");
+    let run = |steps: u64, from: Option<GanTrainer<Train>>| {
+        let mut trainer = from.unwrap_or_else(|| {
+            GanTrainer::<Train>::new(tiny_config(16), &[4, 4], &Default::default())
+                .expect("trainer")
+        });
+        trainer.set_diff_augment(policy);
+        while trainer.step() < steps {
+            let step = trainer.step();
+            trainer.train_step(&two_class_batch(step)).expect("step");
+        }
+        trainer
+    };
+    let uninterrupted = run(6, None);
+    assert_ne!(
+        all_bits(&uninterrupted),
+        all_bits(&trained(16, 6)),
+        "the discriminator saw other images"
+    );
+    let first_half = run(3, None);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let loaded = through_checkpoint(&first_half, dir.path());
+    assert_eq!(loaded.description.diff_augment, policy, "recorded");
+    let restored = GanTrainer::<Train>::restore(loaded, &Default::default()).expect("restore");
+    assert_eq!(restored.diff_augment(), policy);
+    let resumed = run(6, Some(restored));
+    assert_eq!(all_bits(&resumed), all_bits(&uninterrupted));
+}

@@ -11,6 +11,7 @@ use burn::tensor::activation::log_sigmoid;
 use burn::tensor::backend::AutodiffBackend;
 use rand::Rng;
 
+use super::augment::DiffAugment;
 use super::ema::{EmaSettings, GeneratorEma};
 use super::model::{Discriminator, GanConfig, Generator};
 use super::params::force_init;
@@ -114,6 +115,8 @@ pub struct GanTrainer<B: AutodiffBackend> {
     /// The moving average of the generator's weights that generation samples from, if the run
     /// keeps one. Training never reads it.
     pub(crate) generator_ema: Option<(EmaSettings, GeneratorEma<B::InnerBackend>)>,
+    /// The transforms every discriminator input goes through, if any.
+    pub(crate) diff_augment: Option<DiffAugment>,
     /// Cumulative class weights used to draw labels of generated images.
     label_cdf: Vec<f64>,
     /// This replica's rank and the number of replicas. Random draws are made for the whole
@@ -161,6 +164,7 @@ impl<B: AutodiffBackend> GanTrainer<B> {
             discriminator,
             step: 0,
             generator_ema: None,
+            diff_augment: None,
             label_cdf,
             rank: 0,
             world_size: 1,
@@ -223,6 +227,17 @@ impl<B: AutodiffBackend> GanTrainer<B> {
             Some((_, ema)) => ema.generator.clone(),
             None => self.generator(),
         }
+    }
+
+    /// Sends every discriminator input, real or generated, through `augment` (none: as is).
+    /// It changes the training from this step on; a resumed run must ask for the same to
+    /// continue bit for bit.
+    pub fn set_diff_augment(&mut self, augment: Option<DiffAugment>) {
+        self.diff_augment = augment;
+    }
+
+    pub fn diff_augment(&self) -> Option<DiffAugment> {
+        self.diff_augment
     }
 
     /// How the generator's weights are being averaged, if they are.
@@ -312,12 +327,12 @@ impl<B: AutodiffBackend> GanTrainer<B> {
         );
         let fake = Tensor::<B, 4>::from_inner(fake);
         let fake_labels = labels_tensor::<B>(&fake_labels, &device);
-        let real_logits = self
-            .discriminator
-            .forward(real, real_labels, self.dropout_mask(0));
-        let fake_logits = self
-            .discriminator
-            .forward(fake, fake_labels, self.dropout_mask(1));
+        let real_logits =
+            self.discriminator
+                .forward(self.augment(real, 0), real_labels, self.dropout_mask(0));
+        let fake_logits =
+            self.discriminator
+                .forward(self.augment(fake, 1), fake_labels, self.dropout_mask(1));
         let real_score = burn::tensor::activation::sigmoid(real_logits.clone()).mean();
         let fake_score = burn::tensor::activation::sigmoid(fake_logits.clone()).mean();
         let d_loss = bce_with_logits(real_logits, true) + bce_with_logits(fake_logits, false);
@@ -336,7 +351,10 @@ impl<B: AutodiffBackend> GanTrainer<B> {
             labels.clone(),
         );
         let frozen = self.discriminator.clone().no_grad();
-        let g_loss = bce_with_logits(frozen.forward(fake, labels, self.dropout_mask(2)), true);
+        let g_loss = bce_with_logits(
+            frozen.forward(self.augment(fake, 2), labels, self.dropout_mask(2)),
+            true,
+        );
         let mut g_grads = GradientsParams::from_grads(g_loss.backward(), &self.generator);
         average_gradients(&self.generator, &mut g_grads, reducer)?;
         self.generator = self
@@ -377,6 +395,19 @@ impl<B: AutodiffBackend> GanTrainer<B> {
     fn replica_rows(&self) -> std::ops::Range<usize> {
         let local = self.local_batch();
         self.rank * local..(self.rank + 1) * local
+    }
+
+    /// The discriminator's input for `pass` of this step, augmented when the run asks for it.
+    fn augment(&self, images: Tensor<B, 4>, pass: u64) -> Tensor<B, 4> {
+        match &self.diff_augment {
+            Some(augment) => augment.apply(
+                images,
+                self.replica_rows(),
+                self.config.batch_size,
+                (self.config.seed, self.step, pass),
+            ),
+            None => images,
+        }
     }
 
     /// Inverted-dropout keep mask for the discriminator's `pass` of this step, or none; drawn
