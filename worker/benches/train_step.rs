@@ -1,8 +1,10 @@
 //! Benchmark of one cDCGAN training step (D update + G update) on the selected backend.
 //!
 //! `cargo bench -p anygan-worker --bench train_step -- [--widths 64,128] [--batch 64]
-//! [--warmup 2] [--steps 10] [--keep-states 2] [--generator-ema 0,0.999]` prints, per width and
-//! generator-average decay (0: none, the default): parameter counts, median
+//! [--warmup 2] [--steps 10] [--keep-states 2] [--generator-ema 0,0.999]
+//! [--diff-augment none,color,translation,cutout]` prints, per width, generator-average decay
+//! (0: none, the default) and DiffAugment policy (`+`-separated transforms, e.g.
+//! `none,color+translation+cutout`): parameter counts, median
 //! step time, images per second and peak heap memory during the measured steps;
 //! `--keep-states N` keeps the trainer's state before each of the last N steps, as a worker in
 //! a ring does to roll back after a lost peer.
@@ -14,6 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use anygan_worker::backend::{BACKEND_NAME, TrainBackend, device};
+use anygan_worker::gan::augment::DiffAugment;
 use anygan_worker::gan::params::parameter_count;
 use anygan_worker::gan::{Batch, GanConfig, GanTrainer, TrainConfig};
 
@@ -54,6 +57,8 @@ struct Options {
     keep_states: usize,
     /// Decays of the generator's moving average to measure; 0 keeps none.
     generator_ema: Vec<f32>,
+    /// DiffAugment policies to measure, transforms joined by `+`.
+    diff_augment: Vec<String>,
 }
 
 fn options() -> Options {
@@ -64,6 +69,7 @@ fn options() -> Options {
         steps: 10,
         keep_states: 0,
         generator_ema: vec![0.0],
+        diff_augment: vec!["none".into()],
     };
     let args: Vec<String> = std::env::args().collect();
     let value = |name: &str| {
@@ -80,6 +86,9 @@ fn options() -> Options {
     options.warmup = number("--warmup", options.warmup);
     options.steps = number("--steps", options.steps).max(1);
     options.keep_states = number("--keep-states", options.keep_states);
+    if let Some(policies) = value("--diff-augment") {
+        options.diff_augment = policies.split(',').map(str::to_string).collect();
+    }
     if let Some(decays) = value("--generator-ema") {
         options.generator_ema = decays.split(',').filter_map(|d| d.parse().ok()).collect();
     }
@@ -103,15 +112,16 @@ fn main() {
         options.batch, options.steps, options.warmup
     );
     println!(
-        "| width | G average decay | kept states | G params | D params | median step (s) | min step (s) | images/s | peak heap (MiB) |"
+        "| width | G average decay | DiffAugment | kept states | G params | D params | median step (s) | min step (s) | images/s | peak heap (MiB) |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     let device = device(0);
     let runs = options
         .widths
         .iter()
-        .flat_map(|&w| options.generator_ema.iter().map(move |&d| (w, d)));
-    for (width, decay) in runs {
+        .flat_map(|&w| options.generator_ema.iter().map(move |&d| (w, d)))
+        .flat_map(|(w, d)| options.diff_augment.iter().map(move |p| (w, d, p.clone())));
+    for (width, decay, policy) in runs {
         let config =
             TrainConfig::new(GanConfig::new(10).with_width(width)).with_batch_size(options.batch);
         let mut trainer = match GanTrainer::<TrainBackend>::new(config, &[1; 10], &device) {
@@ -124,6 +134,7 @@ fn main() {
         trainer
             .set_generator_ema((decay != 0.0).then_some(decay))
             .expect("decay");
+        trainer.set_diff_augment(DiffAugment::parse(&policy.replace('+', ",")).expect("policy"));
         let g_params = parameter_count(&trainer.generator());
         let d_params = parameter_count(&trainer.discriminator());
         let batch = synthetic_batch(options.batch);
@@ -150,7 +161,7 @@ fn main() {
         let median = times[times.len() / 2];
         let peak_mib = PEAK.load(Ordering::Relaxed) as f64 / (1024.0 * 1024.0);
         println!(
-            "| {width} | {decay} | {} | {g_params} | {d_params} | {median:.3} | {:.3} | {:.1} | {peak_mib:.0} |",
+            "| {width} | {decay} | {policy} | {} | {g_params} | {d_params} | {median:.3} | {:.3} | {:.1} | {peak_mib:.0} |",
             options.keep_states,
             times[0],
             options.batch as f64 / median
