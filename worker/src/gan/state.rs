@@ -187,8 +187,6 @@ impl<B: AutodiffBackend> GanTrainer<B> {
                 ),
             ));
         }
-        let generator = snapshot.blob(GENERATOR)?;
-        let discriminator = snapshot.blob(DISCRIMINATOR)?;
         let generator_optim = snapshot.blob(GENERATOR_OPTIM)?;
         let discriminator_optim = snapshot.blob(DISCRIMINATOR_OPTIM)?;
 
@@ -197,22 +195,9 @@ impl<B: AutodiffBackend> GanTrainer<B> {
             &description.class_counts,
             device,
         )?;
-        let expected = parameter_shapes(&trainer.generator);
-        trainer.generator = trainer
-            .generator
-            .load_record(decode::<B, _>(generator, GENERATOR, device)?);
-        check_shapes(GENERATOR, &expected, &parameter_shapes(&trainer.generator))?;
-        let expected = parameter_shapes(&trainer.discriminator);
-        trainer.discriminator = trainer.discriminator.load_record(decode::<B, _>(
-            discriminator,
-            DISCRIMINATOR,
-            device,
-        )?);
-        check_shapes(
-            DISCRIMINATOR,
-            &expected,
-            &parameter_shapes(&trainer.discriminator),
-        )?;
+        trainer.generator = load_blob_into(trainer.generator, &snapshot, GENERATOR, device)?;
+        trainer.discriminator =
+            load_blob_into(trainer.discriminator, &snapshot, DISCRIMINATOR, device)?;
         trainer.generator_optim = trainer.generator_optim.load_record(decode::<B, _>(
             generator_optim,
             GENERATOR_OPTIM,
