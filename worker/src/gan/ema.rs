@@ -1,6 +1,9 @@
 //! An exponential moving average of the generator's weights (Yazıcı et al. 2019, "The Unusual
 //! Effectiveness of Averaging in GAN Training"): after every generator step,
-//! `averaged ← decay · averaged + (1 − decay) · current`. GAN weights orbit around a good point
+//! `averaged ← d · averaged + (1 − d) · current`, with `d = min(decay, (1 + n) / (10 + n))`
+//! after n updates — the warm-up of TensorFlow's `ExponentialMovingAverage`: a fresh run's
+//! first generators are noise, and a plain 0.999 average would still hold 12 % of the random
+//! initialization at step 2000. GAN weights orbit around a good point
 //! rather than settle on it; their average samples from closer to that point than any single
 //! step does. Training never reads the average, so it changes nothing about the run's arithmetic;
 //! generation uses it. It stays on the device: the update is one fused multiply-add per tensor.
@@ -28,6 +31,13 @@ pub struct EmaSettings {
 }
 
 impl EmaSettings {
+    /// The decay of the update that brings the step count to `step`: `decay`, or less while
+    /// the average is young.
+    pub fn effective_decay(&self, step: u64) -> f32 {
+        let updates = step.saturating_sub(self.since_step + 1) as f64;
+        (self.decay as f64).min((1.0 + updates) / (10.0 + updates)) as f32
+    }
+
     /// A decay is in (0, 1): 0 would be no averaging (ask for none instead), 1 would never move.
     pub fn validate_decay(decay: f32) -> Result<()> {
         if decay.is_finite() && decay > 0.0 && decay < 1.0 {
@@ -155,6 +165,21 @@ mod tests {
                 assert!((av - cv).abs() <= 1e-5, "{}: {av} vs {cv}", a.name);
             }
         }
+    }
+
+    #[test]
+    fn a_young_average_follows_the_weights_closely() {
+        let settings = EmaSettings {
+            decay: 0.999,
+            since_step: 100,
+        };
+        // The first update (step 100 → 101) after the start keeps 1/10 of the average.
+        assert!((settings.effective_decay(101) - 0.1).abs() < 1e-6);
+        assert!((settings.effective_decay(111) - 11.0 / 20.0).abs() < 1e-6);
+        // After about 9000 updates the asked-for decay holds.
+        assert!(settings.effective_decay(1100) < 0.999);
+        assert_eq!(settings.effective_decay(9200), 0.999);
+        assert_eq!(settings.effective_decay(1_000_000), 0.999);
     }
 
     #[test]

@@ -360,11 +360,10 @@ impl<B: AutodiffBackend> GanTrainer<B> {
         self.generator = self
             .generator_optim
             .step(lr, self.generator.clone(), g_grads);
-        if let Some((settings, ema)) = &mut self.generator_ema {
-            ema.update(&self.generator.valid(), settings.decay);
-        }
-
         self.step += 1;
+        if let Some((settings, ema)) = &mut self.generator_ema {
+            ema.update(&self.generator.valid(), settings.effective_decay(self.step));
+        }
         Ok(StepLosses {
             discriminator: scalar(d_loss),
             generator: scalar(g_loss),
