@@ -137,7 +137,21 @@ fn a_crash_before_the_manifest_leaves_latest_on_the_previous_checkpoint() {
         reference_checkpoint.parameters_sha256(),
         "the models must be bit-identical to the uninterrupted run's"
     );
-    assert_eq!(final_checkpoint.object_checksums().len(), 4);
+    assert_eq!(
+        final_checkpoint
+            .object_checksums()
+            .keys()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        vec![
+            "discriminator.mpk",
+            "discriminator_optim.mpk",
+            "generator.mpk",
+            "generator_ema.mpk",
+            "generator_optim.mpk"
+        ],
+        "both models, both optimizers and the generator's average (kept by default)"
+    );
 
     // Retention (keep 2) and garbage collection: only the newest two, all with manifests; the
     // crashed step-4 prefix is gone.
