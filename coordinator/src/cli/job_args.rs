@@ -1,0 +1,120 @@
+//! The `coordinator start` / `generate` argument groups that become the job's generation and
+//! evaluation settings.
+
+use anygan_proto::generation::{EvaluationSettings, GenerationSpec, GeneratorWeights, Targets};
+use clap::Args;
+
+/// How the images each class lacks are generated.
+#[derive(Args, Debug, Clone)]
+pub(super) struct GenerationArgs {
+    /// Per-class targets, comma-separated (default: every class up to the largest one).
+    #[arg(long, value_delimiter = ',')]
+    generation_targets: Vec<usize>,
+    #[arg(long, default_value_t = 0)]
+    generation_seed: u64,
+    /// Images per generator forward pass.
+    #[arg(long, default_value_t = 64)]
+    generation_batch: usize,
+    /// Images per task (a multiple of --generation-batch); tasks are spread over the workers.
+    #[arg(long, default_value_t = 512)]
+    generation_task_images: usize,
+    /// Do not write the rebalanced dataset (originals + generated, as image folders and IDX).
+    #[arg(long)]
+    no_rebalanced_set: bool,
+    /// The truncation trick: noise components beyond ±T are drawn again, giving more typical
+    /// images of each class at the cost of variety (0: plain N(0, 1) noise; else ≥ 0.2).
+    #[arg(long, default_value_t = anygan_proto::generation::DEFAULT_TRUNCATION)]
+    generation_truncation: f32,
+    /// Sample from the generator's weights as trained at the checkpoint instead of their
+    /// moving average (see --generator-ema).
+    #[arg(long)]
+    generation_as_trained_weights: bool,
+    /// Draw this many candidates per image and keep the one the checkpoint's discriminator
+    /// finds most real for its class (1: no ranking).
+    #[arg(long, default_value_t = 1)]
+    generation_candidates: usize,
+}
+
+impl GenerationArgs {
+    pub(super) fn spec(&self) -> GenerationSpec {
+        GenerationSpec {
+            targets: if self.generation_targets.is_empty() {
+                Targets::Largest
+            } else {
+                Targets::PerClass(self.generation_targets.clone())
+            },
+            seed: self.generation_seed,
+            batch: self.generation_batch,
+            truncation: self.generation_truncation,
+            weights: if self.generation_as_trained_weights {
+                GeneratorWeights::AsTrained
+            } else {
+                GeneratorWeights::Averaged
+            },
+            candidates: self.generation_candidates,
+            task_images: self.generation_task_images,
+            rebalanced_set: !self.no_rebalanced_set,
+        }
+    }
+}
+
+/// The evaluation scheduled after generation (Fashion-MNIST data only: it needs the test split).
+#[derive(Args, Debug, Clone)]
+pub(super) struct EvaluationArgs {
+    /// No evaluation after generation.
+    #[arg(long)]
+    no_evaluation: bool,
+    /// Methods: long-tail, random-oversampling, class-weighted, anygan, smote.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "long-tail,random-oversampling,class-weighted,anygan,smote"
+    )]
+    eval_methods: Vec<String>,
+    #[arg(long, value_delimiter = ',', default_value = "0,1,2")]
+    eval_seeds: Vec<u64>,
+    /// Classifier epochs (the benchmark uses 10; 2 keeps the main job short on CPU).
+    #[arg(long, default_value_t = 2)]
+    eval_epochs: usize,
+    #[arg(long, default_value_t = 128)]
+    eval_batch_size: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    eval_learning_rate: f64,
+    /// Width of the classifier's first convolution.
+    #[arg(long, default_value_t = 32)]
+    eval_width: usize,
+    /// Skip measuring the generator itself (CAS and the reference classifier's labels of the
+    /// generated images; one run each, first seed).
+    #[arg(long)]
+    no_eval_quality: bool,
+    /// Method (d): the share of each rare class that is its real images repeated; generated
+    /// images fill the rest (0: the long-tailed set plus every generated image).
+    #[arg(long, default_value_t = anygan_proto::generation::DEFAULT_REAL_SHARE)]
+    eval_real_share: f64,
+    /// Method (d) trains only on the generated images a classifier trained on the oversampled
+    /// long-tailed set labels as their class (costs one more classifier per seed).
+    #[arg(long)]
+    eval_filter_generated: bool,
+    /// Method (d): every class, the largest included, is the real share real and the rest
+    /// generated (originals subsampled where a class has more). The largest class needs
+    /// generated images too: give --generation-targets above its count.
+    #[arg(long)]
+    eval_same_mix: bool,
+}
+
+impl EvaluationArgs {
+    pub(super) fn settings(&self) -> Option<EvaluationSettings> {
+        (!self.no_evaluation).then(|| EvaluationSettings {
+            methods: self.eval_methods.clone(),
+            seeds: self.eval_seeds.clone(),
+            epochs: self.eval_epochs,
+            batch_size: self.eval_batch_size,
+            learning_rate: self.eval_learning_rate,
+            width: self.eval_width,
+            quality: !self.no_eval_quality,
+            real_share: self.eval_real_share,
+            filter_generated: self.eval_filter_generated,
+            same_mix: self.eval_same_mix,
+        })
+    }
+}
