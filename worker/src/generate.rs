@@ -287,7 +287,7 @@ pub struct GenerationManifest {
 }
 
 /// What a plan's images were sampled from: the checkpoint's average when asked for and kept.
-pub fn sampled_weights(
+fn sampled_weights(
     plan: &GenerationPlan,
     output: &StoreLocation,
     io: &tokio::runtime::Handle,

@@ -173,7 +173,17 @@ pub fn run_report_task(
         }
     }
     let class_names: Vec<String> = plan.classes.iter().map(|c| c.name.clone()).collect();
-    let weights = crate::generate::sampled_weights(plan, output, io)?;
+    // The assemble task recorded the weights; reading its manifest spares loading the
+    // checkpoint a second time.
+    let manifest_name = crate::generate::GENERATION_MANIFEST;
+    let manifest: crate::generate::GenerationManifest =
+        serde_json::from_slice(&io.block_on(root.get(manifest_name))?).map_err(|e| {
+            Error::checkpoint(
+                root.describe(manifest_name),
+                format!("is not a generation manifest: {e}"),
+            )
+        })?;
+    let weights = manifest.sampled_weights;
     let ranking = match plan.spec.candidates {
         0 | 1 => String::new(),
         k => format!(", each image the best of {k} candidates to the discriminator"),
