@@ -136,6 +136,10 @@ struct StartArgs {
     /// Dropout before the discriminator's last layer.
     #[arg(long, default_value_t = 0.4)]
     dropout: f64,
+    /// Add a projection term to the discriminator's logit (Miyato & Koyama 2018): a per-class
+    /// vector dotted with the features its last layer reads, beside the recipe's label channel.
+    #[arg(long)]
+    projection_discriminator: bool,
     /// Train until this many steps are complete.
     #[arg(long, default_value_t = 200)]
     steps: u64,
@@ -245,6 +249,7 @@ fn job_spec(args: &StartArgs) -> anyhow::Result<JobSpec> {
             channels: args.channels,
             latent_dim: args.latent_dim,
             dropout: args.dropout,
+            projection_discriminator: args.projection_discriminator,
         },
         steps: args.steps,
         global_batch: args.global_batch,

@@ -43,6 +43,9 @@ pub struct ModelSpec {
     pub channels: usize,
     pub latent_dim: usize,
     pub dropout: f64,
+    /// The discriminator adds a projection term to its logit (`GanConfig::projection`).
+    #[serde(default)]
+    pub projection_discriminator: bool,
 }
 
 impl Default for ModelSpec {
@@ -53,6 +56,7 @@ impl Default for ModelSpec {
             channels: 1,
             latent_dim: 100,
             dropout: 0.4,
+            projection_discriminator: false,
         }
     }
 }
@@ -403,6 +407,30 @@ mod tests {
                 .expect("conflict")
                 .contains("model")
         );
+        let with_projection = JobSpec {
+            model: ModelSpec {
+                projection_discriminator: true,
+                ..ModelSpec::default()
+            },
+            ..spec()
+        };
+        let conflict = with_projection.resume_conflict(&saved).expect("conflict");
+        assert!(
+            conflict.contains("projection_discriminator: true"),
+            "{conflict}"
+        );
+    }
+
+    #[test]
+    fn a_model_recorded_before_the_projection_existed_reads_without_it() {
+        let mut recorded = serde_json::to_value(ModelSpec::default()).expect("json");
+        recorded
+            .as_object_mut()
+            .expect("object")
+            .remove("projection_discriminator")
+            .expect("the field is written");
+        let read: ModelSpec = serde_json::from_value(recorded).expect("still reads");
+        assert_eq!(read, ModelSpec::default());
     }
 
     #[test]

@@ -130,6 +130,10 @@ struct TrainArgs {
     /// Image channels: 1 (gray) or 3 (RGB).
     #[arg(long, default_value_t = 1)]
     channels: usize,
+    /// Add a projection term to the discriminator's logit (Miyato & Koyama 2018): a per-class
+    /// vector dotted with the features its last layer reads, beside the recipe's label channel.
+    #[arg(long)]
+    projection_discriminator: bool,
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
     /// Train until this many steps are complete.
@@ -205,7 +209,8 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
     let probe = GanConfig::new(1)
         .with_channels(args.channels)
         .with_image_size(args.image_size)
-        .with_width(args.width);
+        .with_width(args.width)
+        .with_projection(args.projection_discriminator.then_some(true));
     probe.validate()?;
     let source = args.data.source().map_err(anyhow::Error::msg)?;
     let store_options = args.data.all_store_options().map_err(anyhow::Error::msg)?;

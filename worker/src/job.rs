@@ -12,6 +12,7 @@ pub fn gan_config(spec: &JobSpec, num_classes: usize) -> GanConfig {
         .with_channels(spec.model.channels)
         .with_latent_dim(spec.model.latent_dim)
         .with_dropout(spec.model.dropout)
+        .with_projection(spec.model.projection_discriminator.then_some(true))
 }
 
 /// The training arithmetic of a job (the global batch; replicas split it).

@@ -2,7 +2,8 @@
 //!
 //! Conditioning follows the talk's recipe in both networks: label → Embedding(C, 50) →
 //! Linear(50, feature-map size) with linear activation → one extra channel concatenated to the
-//! feature map (generator) or to the image (discriminator).
+//! feature map (generator) or to the image (discriminator). The discriminator may add a
+//! projection term on top (`GanConfig::projection`, off in the recipe).
 
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
 use burn::nn::{Embedding, EmbeddingConfig, Initializer, Linear, LinearConfig, PaddingConfig2d};
@@ -43,6 +44,15 @@ pub struct GanConfig {
     /// Dropout before the discriminator's last layer.
     #[config(default = 0.4)]
     pub dropout: f64,
+    /// Add a projection term to the discriminator's logit (Miyato & Koyama, "cGANs with
+    /// Projection Discriminator", 2018): ⟨embed(y), φ(x)⟩, with φ(x) the features the last
+    /// linear layer reads. The label channel stays; the projection makes the logit a per-class
+    /// linear function of the features, so the discriminator must judge *which class* an
+    /// image looks like, not only whether it looks real. Zero-initialized: training starts
+    /// from the recipe's discriminator. `Some(true)` adds it; `None`, the recipe, is also how
+    /// configs written before the option existed read (burn's `Config` has no serde defaults,
+    /// and serde reads a missing `Option` as `None`). Ask [`GanConfig::projects`].
+    pub projection: Option<bool>,
 }
 
 impl GanConfig {
@@ -80,6 +90,11 @@ impl GanConfig {
                 format!("{other} is not 28 or 32"),
             )),
         }
+    }
+
+    /// Whether the discriminator has the projection term.
+    pub fn projects(&self) -> bool {
+        self.projection == Some(true)
     }
 
     /// Side of the first (generator) / last (discriminator) feature map.
@@ -164,6 +179,11 @@ impl GanConfig {
             classifier: LinearConfig::new(w * base * base, 1)
                 .with_initializer(DCGAN_INIT)
                 .init(device),
+            class_projection: self.projects().then(|| {
+                EmbeddingConfig::new(self.num_classes, w * base * base)
+                    .with_initializer(Initializer::Zeros)
+                    .init(device)
+            }),
             image_size: self.image_size,
         }
     }
@@ -206,6 +226,8 @@ pub struct Discriminator<B: Backend> {
     label_projection: Linear<B>,
     downsample: Vec<Conv2d<B>>,
     classifier: Linear<B>,
+    /// Per-class vectors of the projection term, `[classes, features]`; none in the recipe.
+    class_projection: Option<Embedding<B>>,
     image_size: usize,
 }
 
@@ -214,6 +236,18 @@ impl<B: Backend> Discriminator<B> {
     /// `[batch, features]` mask already scaled by 1/(1-p) (inverted dropout), drawn by the caller
     /// from a deterministic stream. Returns logits `[batch, 1]`.
     pub fn forward(
+        &self,
+        images: Tensor<B, 4>,
+        labels: Tensor<B, 1, Int>,
+        dropout_keep: Option<Tensor<B, 2>>,
+    ) -> Tensor<B, 2> {
+        let features = self.features(images, labels.clone(), dropout_keep);
+        self.head(features, labels)
+    }
+
+    /// φ(x): what the last layer (and the projection term) reads, `[batch, features]`, after
+    /// dropout.
+    fn features(
         &self,
         images: Tensor<B, 4>,
         labels: Tensor<B, 1, Int>,
@@ -232,11 +266,32 @@ impl<B: Backend> Discriminator<B> {
             x = leaky_relu(layer.forward(x), LEAKY_SLOPE); // spatial size halves
         }
         // [batch, width, base, base] → [batch, width * base * base]
-        let mut features = x.reshape([batch as i32, -1]);
-        if let Some(keep) = dropout_keep {
-            features = features * keep;
+        let features = x.reshape([batch as i32, -1]);
+        match dropout_keep {
+            Some(keep) => features * keep,
+            None => features,
         }
-        self.classifier.forward(features)
+    }
+
+    /// The logit from φ(x): the linear layer, plus ⟨class vector of y, φ(x)⟩ with a projection.
+    fn head(&self, features: Tensor<B, 2>, labels: Tensor<B, 1, Int>) -> Tensor<B, 2> {
+        match &self.class_projection {
+            None => self.classifier.forward(features),
+            Some(class_vectors) => {
+                let [batch] = labels.dims();
+                // [batch] → [batch, 1, features] → [batch, features]
+                let class_vector = class_vectors
+                    .forward(labels.reshape([batch, 1]))
+                    .reshape([batch as i32, -1]);
+                let projection = (features.clone() * class_vector).sum_dim(1);
+                self.classifier.forward(features) + projection
+            }
+        }
+    }
+
+    /// Whether the logit has the projection term ([`GanConfig::projection`]).
+    pub fn has_projection(&self) -> bool {
+        self.class_projection.is_some()
     }
 
     /// Length of the feature vector dropout applies to.
@@ -260,3 +315,6 @@ fn label_channel<B: Backend>(
     // [batch, side * side] → [batch, 1, side, side]
     projection.forward(embedded).reshape([batch, 1, side, side])
 }
+
+#[cfg(test)]
+mod tests;

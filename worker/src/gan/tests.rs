@@ -538,3 +538,39 @@ fn augmented_training_differs_from_plain_and_resumes_bit_for_bit() {
     let resumed = run(6, Some(restored));
     assert_eq!(all_bits(&resumed), all_bits(&uninterrupted));
 }
+
+#[test]
+fn a_projection_discriminator_learns_class_vectors_and_resumes_bit_for_bit() {
+    let mut config = tiny_config(17);
+    config.gan.projection = Some(true);
+    let run = |steps: u64, from: Option<GanTrainer<Train>>| {
+        let mut trainer = from.unwrap_or_else(|| {
+            GanTrainer::<Train>::new(config.clone(), &[4, 4], &Default::default()).expect("trainer")
+        });
+        while trainer.step() < steps {
+            let step = trainer.step();
+            trainer.train_step(&two_class_batch(step)).expect("step");
+        }
+        trainer
+    };
+    let uninterrupted = run(6, None);
+    let discriminator = uninterrupted.discriminator();
+    assert!(discriminator.has_projection());
+    let class_vectors = named_tensors(&discriminator)
+        .into_iter()
+        .find(|tensor| tensor.name.starts_with("class_projection"))
+        .expect("the class vectors are parameters");
+    assert!(
+        class_vectors.values.iter().any(|&v| v != 0.0),
+        "the zero-initialized class vectors must be trained"
+    );
+
+    let first_half = run(3, None);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let loaded = through_checkpoint(&first_half, dir.path());
+    assert!(loaded.description.config.gan.projects(), "recorded");
+    let restored = GanTrainer::<Train>::restore(loaded, &Default::default()).expect("restore");
+    assert!(restored.discriminator().has_projection());
+    let resumed = run(6, Some(restored));
+    assert_eq!(all_bits(&resumed), all_bits(&uninterrupted));
+}

@@ -1,0 +1,123 @@
+//! The discriminator's projection term, checked against a hand computation.
+
+use burn::module::Param;
+use burn::nn::Embedding;
+use burn::prelude::*;
+
+use super::*;
+use crate::backend::ComputeBackend;
+use crate::gan::params::force_init;
+
+type B = ComputeBackend;
+
+const CLASSES: usize = 3;
+const WIDTH: usize = 4;
+/// φ(x)'s length for 28×28 images: W · 7 · 7.
+const FEATURES: usize = WIDTH * 49;
+
+fn projecting_discriminator() -> Discriminator<B> {
+    let config = GanConfig::new(CLASSES)
+        .with_width(WIDTH)
+        .with_latent_dim(8)
+        .with_projection(Some(true));
+    let (_, discriminator) = crate::gan::train::seeded_init::<B, _>(&Default::default(), 3, || {
+        config.init::<B>(&Default::default()).expect("init")
+    });
+    force_init(discriminator)
+}
+
+/// Three images of distinct content, one per class.
+fn images_and_labels() -> (Tensor<B, 4>, Tensor<B, 1, Int>) {
+    let device = Default::default();
+    let pixels: Vec<f32> = (0..3 * 784)
+        .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
+        .collect();
+    (
+        Tensor::<B, 1>::from_floats(pixels.as_slice(), &device).reshape([3, 1, 28, 28]),
+        Tensor::<B, 1, Int>::from_ints([0, 2, 1], &device),
+    )
+}
+
+fn values<const D: usize>(tensor: Tensor<B, D>) -> Vec<f32> {
+    tensor.into_data().to_vec::<f32>().expect("f32")
+}
+
+#[test]
+fn a_new_projection_is_zero_so_training_starts_from_the_recipe_discriminator() {
+    let projecting = projecting_discriminator();
+    assert!(projecting.has_projection());
+    let class_vectors = projecting.class_projection.as_ref().expect("projection");
+    assert!(values(class_vectors.weight.val()).iter().all(|&v| v == 0.0));
+
+    let plain = Discriminator {
+        class_projection: None,
+        ..projecting.clone()
+    };
+    let (images, labels) = images_and_labels();
+    assert_eq!(
+        values(projecting.forward(images.clone(), labels.clone(), None)),
+        values(plain.forward(images, labels, None))
+    );
+}
+
+#[test]
+fn the_logit_adds_the_class_vector_dotted_with_the_features() {
+    let device = Default::default();
+    // Class c's vector: entry j is (c + 1) · (1 + j mod 5) / 10, distinct per class.
+    let class_vector =
+        |class: usize, j: usize| (class as f32 + 1.0) * (1.0 + (j % 5) as f32) / 10.0;
+    let table: Vec<f32> = (0..CLASSES)
+        .flat_map(|c| (0..FEATURES).map(move |j| class_vector(c, j)))
+        .collect();
+    let mut discriminator = projecting_discriminator();
+    discriminator.class_projection = Some(Embedding {
+        weight: Param::from_tensor(
+            Tensor::<B, 1>::from_floats(table.as_slice(), &device).reshape([CLASSES, FEATURES]),
+        ),
+    });
+
+    let (images, labels) = images_and_labels();
+    let features = values(discriminator.features(images.clone(), labels.clone(), None));
+    let weights = values(discriminator.classifier.weight.val());
+    let bias = values(discriminator.classifier.bias.as_ref().expect("bias").val())[0];
+    let logits = values(discriminator.forward(images, labels, None));
+
+    for (row, class) in [0usize, 2, 1].into_iter().enumerate() {
+        let phi = &features[row * FEATURES..(row + 1) * FEATURES];
+        let linear: f64 = phi
+            .iter()
+            .zip(&weights)
+            .map(|(&f, &w)| f64::from(f) * f64::from(w))
+            .sum::<f64>()
+            + f64::from(bias);
+        let projection: f64 = phi
+            .iter()
+            .enumerate()
+            .map(|(j, &f)| f64::from(f) * f64::from(class_vector(class, j)))
+            .sum();
+        assert!(
+            projection.abs() > 1e-3,
+            "the test's class vectors must move the logit (row {row}: {projection})"
+        );
+        let expected = linear + projection;
+        assert!(
+            (f64::from(logits[row]) - expected).abs() < 1e-4 * (1.0 + expected.abs()),
+            "row {row}, class {class}: logit {} but linear {linear} + projection {projection}",
+            logits[row]
+        );
+    }
+}
+
+#[test]
+fn configs_written_before_the_projection_existed_load_without_it() {
+    let mut written =
+        serde_json::to_value(GanConfig::new(10).with_projection(Some(true))).expect("json");
+    written
+        .as_object_mut()
+        .expect("object")
+        .remove("projection")
+        .expect("the field is written");
+    let read: GanConfig = serde_json::from_value(written).expect("an older config still reads");
+    assert!(!read.projects());
+    assert_eq!(read, GanConfig::new(10));
+}
