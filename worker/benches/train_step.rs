@@ -2,9 +2,10 @@
 //!
 //! `cargo bench -p anygan-worker --bench train_step -- [--widths 64,128] [--batch 64]
 //! [--warmup 2] [--steps 10] [--keep-states 2] [--generator-ema 0,0.999]
-//! [--diff-augment none,color,translation,cutout]` prints, per width, generator-average decay
-//! (0: none, the default) and DiffAugment policy (`+`-separated transforms, e.g.
-//! `none,color+translation+cutout`): parameter counts, median
+//! [--diff-augment none,color,translation,cutout] [--projection off,on]` prints, per width,
+//! generator-average decay (0: none, the default), DiffAugment policy (`+`-separated
+//! transforms, e.g. `none,color+translation+cutout`) and discriminator projection term (off,
+//! the default): parameter counts, median
 //! step time, images per second and peak heap memory during the measured steps;
 //! `--keep-states N` keeps the trainer's state before each of the last N steps, as a worker in
 //! a ring does to roll back after a lost peer.
@@ -59,6 +60,8 @@ struct Options {
     generator_ema: Vec<f32>,
     /// DiffAugment policies to measure, transforms joined by `+`.
     diff_augment: Vec<String>,
+    /// Whether the discriminator has the projection term, each value measured.
+    projection: Vec<bool>,
 }
 
 fn options() -> Options {
@@ -70,6 +73,7 @@ fn options() -> Options {
         keep_states: 0,
         generator_ema: vec![0.0],
         diff_augment: vec!["none".into()],
+        projection: vec![false],
     };
     let args: Vec<String> = std::env::args().collect();
     let value = |name: &str| {
@@ -88,6 +92,9 @@ fn options() -> Options {
     options.keep_states = number("--keep-states", options.keep_states);
     if let Some(policies) = value("--diff-augment") {
         options.diff_augment = policies.split(',').map(str::to_string).collect();
+    }
+    if let Some(settings) = value("--projection") {
+        options.projection = settings.split(',').map(|s| s == "on").collect();
     }
     if let Some(decays) = value("--generator-ema") {
         options.generator_ema = decays.split(',').filter_map(|d| d.parse().ok()).collect();
@@ -112,18 +119,26 @@ fn main() {
         options.batch, options.steps, options.warmup
     );
     println!(
-        "| width | G average decay | DiffAugment | kept states | G params | D params | median step (s) | min step (s) | images/s | peak heap (MiB) |"
+        "| width | G average decay | DiffAugment | D projection | kept states | G params | D params | median step (s) | min step (s) | images/s | peak heap (MiB) |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     let device = device(0);
     let runs = options
         .widths
         .iter()
         .flat_map(|&w| options.generator_ema.iter().map(move |&d| (w, d)))
-        .flat_map(|(w, d)| options.diff_augment.iter().map(move |p| (w, d, p.clone())));
-    for (width, decay, policy) in runs {
-        let config =
-            TrainConfig::new(GanConfig::new(10).with_width(width)).with_batch_size(options.batch);
+        .flat_map(|(w, d)| options.diff_augment.iter().map(move |p| (w, d, p.clone())))
+        .flat_map(|(w, d, p)| {
+            options
+                .projection
+                .iter()
+                .map(move |&projection| (w, d, p.clone(), projection))
+        });
+    for (width, decay, policy, projection) in runs {
+        let gan = GanConfig::new(10)
+            .with_width(width)
+            .with_projection(projection.then_some(true));
+        let config = TrainConfig::new(gan).with_batch_size(options.batch);
         let mut trainer = match GanTrainer::<TrainBackend>::new(config, &[1; 10], &device) {
             Ok(trainer) => trainer,
             Err(error) => {
@@ -161,7 +176,8 @@ fn main() {
         let median = times[times.len() / 2];
         let peak_mib = PEAK.load(Ordering::Relaxed) as f64 / (1024.0 * 1024.0);
         println!(
-            "| {width} | {decay} | {policy} | {} | {g_params} | {d_params} | {median:.3} | {:.3} | {:.1} | {peak_mib:.0} |",
+            "| {width} | {decay} | {policy} | {} | {} | {g_params} | {d_params} | {median:.3} | {:.3} | {:.1} | {peak_mib:.0} |",
+            if projection { "on" } else { "off" },
             options.keep_states,
             times[0],
             options.batch as f64 / median
