@@ -190,6 +190,10 @@ struct StartArgs {
     /// as is. Keeps the discriminator from memorizing classes with few images.
     #[arg(long, default_value = "none")]
     diff_augment: String,
+    /// Add WEIGHT × the mode-seeking term to the generator's loss (Mao et al. 2019): pairs of
+    /// generated images of one class must differ as their noise does (0: off).
+    #[arg(long, default_value_t = 0.0)]
+    mode_seeking: f32,
     #[command(flatten)]
     generation: GenerationArgs,
     #[command(flatten)]
@@ -278,6 +282,7 @@ fn job_spec(args: &StartArgs) -> anyhow::Result<JobSpec> {
         generator_ema: (args.generator_ema != 0.0).then_some(args.generator_ema),
         diff_augment: (!matches!(args.diff_augment.as_str(), "" | "none"))
             .then(|| args.diff_augment.clone()),
+        mode_seeking: (args.mode_seeking != 0.0).then_some(args.mode_seeking),
     };
     spec.validate().map_err(anyhow::Error::msg)?;
     Ok(spec)

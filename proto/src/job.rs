@@ -124,6 +124,10 @@ pub struct JobSpec {
     /// the images as they are.
     #[serde(default)]
     pub diff_augment: Option<String>,
+    /// Weight of the mode-seeking term in the generator's loss (pairs of images of one class
+    /// must differ as their noise does); none: off.
+    #[serde(default)]
+    pub mode_seeking: Option<f32>,
 }
 
 fn default_keep_checkpoints() -> usize {
@@ -224,6 +228,17 @@ impl JobSpec {
 
     /// Checks the fields that do not need the data; names the first bad one.
     pub fn validate(&self) -> Result<(), String> {
+        if let Some(weight) = self.mode_seeking {
+            if !(weight > 0.0 && weight.is_finite()) {
+                return Err(format!("mode_seeking {weight} is not a positive weight"));
+            }
+            if !self.global_batch.is_multiple_of(2) {
+                return Err(format!(
+                    "mode_seeking pairs the generator's images, but global_batch {} is odd",
+                    self.global_batch
+                ));
+            }
+        }
         if let Some(policy) = &self.diff_augment
             && let Some(unknown) = policy
                 .split(',')
@@ -318,6 +333,7 @@ mod tests {
             shard_world_size: None,
             generator_ema: None,
             diff_augment: None,
+            mode_seeking: None,
         }
     }
 
@@ -373,6 +389,29 @@ mod tests {
         .validate()
         .unwrap_err();
         assert!(err.contains("diff_augment `flip`"), "{err}");
+        let err = JobSpec {
+            mode_seeking: Some(1.0),
+            global_batch: 63,
+            ..spec()
+        }
+        .validate()
+        .expect_err("odd batch");
+        assert!(err.contains("mode_seeking") && err.contains("63"), "{err}");
+        let err = JobSpec {
+            mode_seeking: Some(-1.0),
+            ..spec()
+        }
+        .validate()
+        .expect_err("negative weight");
+        assert!(err.contains("mode_seeking -1"), "{err}");
+        assert_eq!(
+            JobSpec {
+                mode_seeking: Some(1.0),
+                ..spec()
+            }
+            .validate(),
+            Ok(())
+        );
     }
 
     #[test]

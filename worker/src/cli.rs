@@ -154,6 +154,10 @@ struct TrainArgs {
     /// a comma-separated list of color, translation, cutout; none: as is.
     #[arg(long, default_value = "none")]
     diff_augment: String,
+    /// Add WEIGHT × the mode-seeking term to the generator's loss (Mao et al. 2019): pairs of
+    /// generated images of one class must differ as their noise does (0: off).
+    #[arg(long, default_value_t = 0.0)]
+    mode_seeking: f32,
     /// Write a sample grid every N steps (0: only at the end).
     #[arg(long, default_value_t = 100)]
     sample_every: u64,
@@ -260,6 +264,7 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
         resume: args.resume,
         generator_ema: (args.generator_ema != 0.0).then_some(args.generator_ema),
         diff_augment: anygan_worker::gan::augment::DiffAugment::parse(&args.diff_augment)?,
+        mode_seeking: (args.mode_seeking != 0.0).then_some(args.mode_seeking),
     };
     let log_every = args.log_every.max(1);
     let device = device(0);

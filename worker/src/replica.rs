@@ -115,6 +115,7 @@ impl Replica {
         trainer.set_diff_augment(DiffAugment::parse(
             spec.diff_augment.as_deref().unwrap_or("none"),
         )?);
+        trainer.set_mode_seeking(spec.mode_seeking)?;
         let labels = self.dataset.labels().to_vec();
         let runtime = self.runtime.clone();
         let outputs = RunOutputs {

@@ -32,6 +32,7 @@ fn spec(min: usize, max: usize) -> JobSpec {
         shard_world_size: None,
         generator_ema: None,
         diff_augment: None,
+        mode_seeking: None,
     }
 }
 

@@ -40,6 +40,9 @@ pub struct SnapshotDescription {
     /// The transforms the discriminator's inputs went through, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub diff_augment: Option<super::augment::DiffAugment>,
+    /// The weight of the mode-seeking term in the generator's loss, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode_seeking: Option<f32>,
 }
 
 /// A trainer's full state in memory: description plus named blobs.
@@ -166,6 +169,7 @@ impl<B: AutodiffBackend> GanTrainer<B> {
                 class_counts: class_counts.to_vec(),
                 generator_ema: self.generator_ema(),
                 diff_augment: self.diff_augment,
+                mode_seeking: self.mode_seeking,
             },
             blobs: blobs
                 .into_iter()
@@ -210,6 +214,7 @@ impl<B: AutodiffBackend> GanTrainer<B> {
         )?);
         trainer.step = description.step;
         trainer.diff_augment = description.diff_augment;
+        trainer.mode_seeking = description.mode_seeking;
         if let Some(settings) = description.generator_ema {
             let averaged = decode_generator::<B::InnerBackend>(&snapshot, GENERATOR_EMA, device)?;
             trainer.generator_ema = Some((settings, GeneratorEma::starting_at(averaged)));

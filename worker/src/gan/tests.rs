@@ -507,16 +507,20 @@ fn ranked_generation_keeps_the_candidate_the_discriminator_scores_highest() {
     );
 }
 
-#[test]
-fn augmented_training_differs_from_plain_and_resumes_bit_for_bit() {
-    use super::augment::DiffAugment;
-    let policy = DiffAugment::parse("color,translation,cutout").expect("policy");
+/// Trains `config` for 6 steps with `setting` applied, and again for 3 steps, through a real
+/// checkpoint and 3 more after restoring; checks the two end bit for bit equal and returns the
+/// uninterrupted trainer and the checkpoint's snapshot (what it recorded).
+fn resumes_bit_for_bit(
+    config: TrainConfig,
+    setting: impl Fn(&mut GanTrainer<Train>),
+) -> (GanTrainer<Train>, Snapshot) {
     let run = |steps: u64, from: Option<GanTrainer<Train>>| {
         let mut trainer = from.unwrap_or_else(|| {
-            GanTrainer::<Train>::new(tiny_config(16), &[4, 4], &Default::default())
-                .expect("trainer")
+            let mut fresh = GanTrainer::<Train>::new(config.clone(), &[4, 4], &Default::default())
+                .expect("trainer");
+            setting(&mut fresh);
+            fresh
         });
-        trainer.set_diff_augment(policy);
         while trainer.step() < steps {
             let step = trainer.step();
             trainer.train_step(&two_class_batch(step)).expect("step");
@@ -524,37 +528,39 @@ fn augmented_training_differs_from_plain_and_resumes_bit_for_bit() {
         trainer
     };
     let uninterrupted = run(6, None);
-    assert_ne!(
+    let dir = tempfile::tempdir().expect("tempdir");
+    let loaded = through_checkpoint(&run(3, None), dir.path());
+    let restored =
+        GanTrainer::<Train>::restore(loaded.clone(), &Default::default()).expect("restore");
+    let resumed = run(6, Some(restored));
+    assert_eq!(
+        all_bits(&resumed),
         all_bits(&uninterrupted),
+        "resume must be bit-exact"
+    );
+    (uninterrupted, loaded)
+}
+
+#[test]
+fn augmented_training_differs_from_plain_and_resumes_bit_for_bit() {
+    use super::augment::DiffAugment;
+    let policy = DiffAugment::parse("color,translation,cutout").expect("policy");
+    let (augmented, loaded) =
+        resumes_bit_for_bit(tiny_config(16), |trainer| trainer.set_diff_augment(policy));
+    assert_ne!(
+        all_bits(&augmented),
         all_bits(&trained(16, 6)),
         "the discriminator saw other images"
     );
-    let first_half = run(3, None);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let loaded = through_checkpoint(&first_half, dir.path());
     assert_eq!(loaded.description.diff_augment, policy, "recorded");
-    let restored = GanTrainer::<Train>::restore(loaded, &Default::default()).expect("restore");
-    assert_eq!(restored.diff_augment(), policy);
-    let resumed = run(6, Some(restored));
-    assert_eq!(all_bits(&resumed), all_bits(&uninterrupted));
 }
 
 #[test]
 fn a_projection_discriminator_learns_class_vectors_and_resumes_bit_for_bit() {
     let mut config = tiny_config(17);
     config.gan.projection = Some(true);
-    let run = |steps: u64, from: Option<GanTrainer<Train>>| {
-        let mut trainer = from.unwrap_or_else(|| {
-            GanTrainer::<Train>::new(config.clone(), &[4, 4], &Default::default()).expect("trainer")
-        });
-        while trainer.step() < steps {
-            let step = trainer.step();
-            trainer.train_step(&two_class_batch(step)).expect("step");
-        }
-        trainer
-    };
-    let uninterrupted = run(6, None);
-    let discriminator = uninterrupted.discriminator();
+    let (trainer, loaded) = resumes_bit_for_bit(config, |_| {});
+    let discriminator = trainer.discriminator();
     assert!(discriminator.has_projection());
     let class_vectors = named_tensors(&discriminator)
         .into_iter()
@@ -564,13 +570,19 @@ fn a_projection_discriminator_learns_class_vectors_and_resumes_bit_for_bit() {
         class_vectors.values.iter().any(|&v| v != 0.0),
         "the zero-initialized class vectors must be trained"
     );
-
-    let first_half = run(3, None);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let loaded = through_checkpoint(&first_half, dir.path());
     assert!(loaded.description.config.gan.projects(), "recorded");
-    let restored = GanTrainer::<Train>::restore(loaded, &Default::default()).expect("restore");
-    assert!(restored.discriminator().has_projection());
-    let resumed = run(6, Some(restored));
-    assert_eq!(all_bits(&resumed), all_bits(&uninterrupted));
+}
+
+#[test]
+fn mode_seeking_changes_the_generator_and_resumes_bit_for_bit() {
+    let (seeking, loaded) = resumes_bit_for_bit(tiny_config(18), |trainer| {
+        trainer.set_mode_seeking(Some(1.0)).expect("weight")
+    });
+    assert_eq!(loaded.description.mode_seeking, Some(1.0), "recorded");
+    let plain = trained(18, 6);
+    assert_ne!(
+        parameter_bits(&seeking.generator()),
+        parameter_bits(&plain.generator()),
+        "the generator's loss has the term"
+    );
 }

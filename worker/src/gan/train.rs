@@ -117,6 +117,9 @@ pub struct GanTrainer<B: AutodiffBackend> {
     pub(crate) generator_ema: Option<(EmaSettings, GeneratorEma<B::InnerBackend>)>,
     /// The transforms every discriminator input goes through, if any.
     pub(crate) diff_augment: Option<DiffAugment>,
+    /// Weight of the mode-seeking term in the generator's loss, if any (see
+    /// [`GanTrainer::set_mode_seeking`]).
+    pub(crate) mode_seeking: Option<f32>,
     /// Cumulative class weights used to draw labels of generated images.
     label_cdf: Vec<f64>,
     /// This replica's rank and the number of replicas. Random draws are made for the whole
@@ -165,6 +168,7 @@ impl<B: AutodiffBackend> GanTrainer<B> {
             step: 0,
             generator_ema: None,
             diff_augment: None,
+            mode_seeking: None,
             label_cdf,
             rank: 0,
             world_size: 1,
@@ -240,6 +244,31 @@ impl<B: AutodiffBackend> GanTrainer<B> {
         self.diff_augment
     }
 
+    /// Adds `weight` × the mode-seeking term to the generator's loss (Mao et al., "Mode Seeking
+    /// Generative Adversarial Networks for Diverse Image Synthesis", 2019); none: off. The
+    /// generator's batch is drawn in pairs (global rows 2i and 2i + 1) with one label and two
+    /// noise vectors, and each pair adds 1 / (d(G(z₁), G(z₂)) / d(z₁, z₂) + ε), mean absolute
+    /// differences: a generator that maps different noise to one image of a class — the
+    /// collapse that leaves a rare class with one kind of shirt — pays for it. Every replica
+    /// must then train on an even number of images. Like DiffAugment it changes the training
+    /// from this step on.
+    pub fn set_mode_seeking(&mut self, weight: Option<f32>) -> Result<()> {
+        if let Some(weight) = weight
+            && !(weight > 0.0 && weight.is_finite())
+        {
+            return Err(Error::config(
+                "mode_seeking",
+                format!("{weight} is not a positive weight"),
+            ));
+        }
+        self.mode_seeking = weight;
+        Ok(())
+    }
+
+    pub fn mode_seeking(&self) -> Option<f32> {
+        self.mode_seeking
+    }
+
     /// How the generator's weights are being averaged, if they are.
     pub fn generator_ema(&self) -> Option<EmaSettings> {
         self.generator_ema.as_ref().map(|(settings, _)| *settings)
@@ -296,6 +325,15 @@ impl<B: AutodiffBackend> GanTrainer<B> {
             ));
         }
         let size = self.local_batch();
+        if self.mode_seeking.is_some() && !size.is_multiple_of(2) {
+            return Err(Error::config(
+                "mode_seeking",
+                format!(
+                    "pairs images within a replica, but this one trains on {size} (global batch {} over {} replicas)",
+                    self.config.batch_size, self.world_size
+                ),
+            ));
+        }
         let shape = self.config.gan.image_shape();
         if batch.labels.len() != size || batch.images.len() != size * shape.pixel_count() {
             return Err(Error::config(
@@ -320,7 +358,7 @@ impl<B: AutodiffBackend> GanTrainer<B> {
 
         // Discriminator update: real batch (target 1) and a generated batch (target 0). The
         // generated batch comes from the non-autodiff generator, so no graph is built for it.
-        let (noise, fake_labels) = self.noise_and_labels(Purpose::DiscriminatorNoise);
+        let (noise, fake_labels) = self.noise_and_labels(Purpose::DiscriminatorNoise, false);
         let fake = self.generator.valid().forward(
             self.tensor_2d::<B::InnerBackend>(noise, self.config.gan.latent_dim),
             labels_tensor(&fake_labels, &device),
@@ -344,18 +382,21 @@ impl<B: AutodiffBackend> GanTrainer<B> {
 
         // Generator update: fresh noise and labels, target 1 through the updated discriminator.
         // The discriminator is frozen for this pass, so no gradient is computed for its weights.
-        let (noise, labels) = self.noise_and_labels(Purpose::GeneratorNoise);
+        let (noise, labels) =
+            self.noise_and_labels(Purpose::GeneratorNoise, self.mode_seeking.is_some());
         let labels = labels_tensor::<B>(&labels, &device);
-        let fake = self.generator.forward(
-            self.tensor_2d::<B>(noise, self.config.gan.latent_dim),
-            labels.clone(),
-        );
+        let noise = self.tensor_2d::<B>(noise, self.config.gan.latent_dim);
+        let fake = self.generator.forward(noise.clone(), labels.clone());
         let frozen = self.discriminator.clone().no_grad();
         let g_loss = bce_with_logits(
-            frozen.forward(self.augment(fake, 2), labels, self.dropout_mask(2)),
+            frozen.forward(self.augment(fake.clone(), 2), labels, self.dropout_mask(2)),
             true,
         );
-        let mut g_grads = GradientsParams::from_grads(g_loss.backward(), &self.generator);
+        let g_objective = match self.mode_seeking {
+            Some(weight) => g_loss.clone() + mode_seeking_term(fake, noise).mul_scalar(weight),
+            None => g_loss.clone(),
+        };
+        let mut g_grads = GradientsParams::from_grads(g_objective.backward(), &self.generator);
         average_gradients(&self.generator, &mut g_grads, reducer)?;
         self.generator = self
             .generator_optim
@@ -373,17 +414,24 @@ impl<B: AutodiffBackend> GanTrainer<B> {
     }
 
     /// Noise `[local batch * latent]` and labels for this step and purpose: drawn for the
-    /// global batch, this replica's rows kept.
-    fn noise_and_labels(&self, purpose: Purpose) -> (Vec<f32>, Vec<u16>) {
+    /// global batch, this replica's rows kept. `paired`: global rows 2i and 2i + 1 share row
+    /// 2i's label (the mode-seeking pairs; replicas hold even row counts, so no pair straddles
+    /// two of them).
+    fn noise_and_labels(&self, purpose: Purpose, paired: bool) -> (Vec<f32>, Vec<u16>) {
         let global = self.config.batch_size;
         let latent = self.config.gan.latent_dim;
         let rows = self.replica_rows();
         let mut rng = stream(self.config.seed, purpose, self.step, 0);
         let mut noise = vec![0f32; global * latent];
         fill_standard_normal(&mut rng, &mut noise);
-        let labels: Vec<u16> = (0..global)
+        let mut labels: Vec<u16> = (0..global)
             .map(|_| draw_label(&self.label_cdf, rng.random::<f64>()))
             .collect();
+        if paired {
+            for row in (1..global).step_by(2) {
+                labels[row] = labels[row - 1];
+            }
+        }
         (
             noise[rows.start * latent..rows.end * latent].to_vec(),
             labels[rows].to_vec(),
@@ -448,6 +496,36 @@ fn bce_with_logits<B: Backend>(logits: Tensor<B, 2>, target_real: bool) -> Tenso
     log_sigmoid(signed).mean().neg()
 }
 
+/// Keeps the mode-seeking term finite for a pair of identical images.
+const MODE_SEEKING_EPSILON: f64 = 1e-5;
+
+/// The mode-seeking term over consecutive pairs of rows (same label, different noise): the
+/// mean over pairs of 1 / (mean|G(z₁) − G(z₂)| / mean|z₁ − z₂| + ε). A mean over pairs, so
+/// replicas' gradients average to the global batch's.
+pub(crate) fn mode_seeking_term<B: Backend>(
+    images: Tensor<B, 4>,
+    noise: Tensor<B, 2>,
+) -> Tensor<B, 1> {
+    let [rows, channels, height, width] = images.dims();
+    let [_, latent] = noise.dims();
+    let pairs = rows / 2;
+    let pixels = channels * height * width;
+    let pair_distance = |values: Tensor<B, 2>, len: usize| {
+        // [2·pairs, len] → [pairs, 2, len]: row 2i beside row 2i + 1
+        let paired = values.reshape([pairs, 2, len]);
+        let first = paired.clone().narrow(1, 0, 1);
+        let second = paired.narrow(1, 1, 1);
+        // [pairs, 1, len] → [pairs, 1, 1] → [pairs]
+        (first - second).abs().mean_dim(2).reshape([pairs])
+    };
+    let image_distance = pair_distance(images.reshape([rows, pixels]), pixels);
+    let noise_distance = pair_distance(noise, latent);
+    (image_distance / noise_distance)
+        .add_scalar(MODE_SEEKING_EPSILON)
+        .recip()
+        .mean()
+}
+
 fn scalar<B: Backend>(tensor: Tensor<B, 1>) -> f32 {
     tensor.into_scalar().elem::<f32>()
 }
@@ -486,18 +564,4 @@ fn draw_label(cdf: &[f64], u: f64) -> u16 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn label_draws_follow_the_policy() {
-        let cdf = label_cdf(FakeLabels::Empirical, &[3, 0, 1]).expect("cdf");
-        assert_eq!(draw_label(&cdf, 0.0), 0);
-        assert_eq!(draw_label(&cdf, 0.74), 0);
-        assert_eq!(draw_label(&cdf, 0.76), 2, "an empty class is never drawn");
-        assert_eq!(draw_label(&cdf, 0.999_999), 2);
-        let uniform = label_cdf(FakeLabels::Uniform, &[3, 0, 1]).expect("cdf");
-        assert_eq!(draw_label(&uniform, 0.5), 1);
-        assert!(label_cdf(FakeLabels::Empirical, &[0, 0]).is_err());
-    }
-}
+mod tests;

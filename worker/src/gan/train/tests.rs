@@ -1,0 +1,72 @@
+//! The trainer's label draws and its mode-seeking term.
+
+use super::*;
+
+#[test]
+fn label_draws_follow_the_policy() {
+    let cdf = label_cdf(FakeLabels::Empirical, &[3, 0, 1]).expect("cdf");
+    assert_eq!(draw_label(&cdf, 0.0), 0);
+    assert_eq!(draw_label(&cdf, 0.74), 0);
+    assert_eq!(draw_label(&cdf, 0.76), 2, "an empty class is never drawn");
+    assert_eq!(draw_label(&cdf, 0.999_999), 2);
+    let uniform = label_cdf(FakeLabels::Uniform, &[3, 0, 1]).expect("cdf");
+    assert_eq!(draw_label(&uniform, 0.5), 1);
+    assert!(label_cdf(FakeLabels::Empirical, &[0, 0]).is_err());
+}
+
+type B = crate::backend::ComputeBackend;
+
+#[test]
+fn the_mode_seeking_term_by_hand() {
+    let device = Default::default();
+    // Two pairs of 1×1×2 images. Pair 0: images differ by (0.2, 0.4), mean 0.3; noise by
+    // (1, 3), mean 2: ratio 0.15. Pair 1: identical images, ratio 0.
+    let images = Tensor::<B, 1>::from_floats([0.1, 0.5, 0.3, 0.1, 0.7, 0.7, 0.7, 0.7], &device)
+        .reshape([4, 1, 1, 2]);
+    let noise = Tensor::<B, 1>::from_floats([0.0, 1.0, 1.0, -2.0, 0.5, 0.5, -0.5, 0.5], &device)
+        .reshape([4, 2]);
+    let term = mode_seeking_term(images, noise).into_scalar().elem::<f64>();
+    let expected = (1.0 / (0.15 + MODE_SEEKING_EPSILON) + 1.0 / MODE_SEEKING_EPSILON) / 2.0;
+    assert!(
+        (term - expected).abs() < 1e-3 * expected,
+        "{term} vs {expected}"
+    );
+}
+
+fn tiny_trainer(batch: usize) -> GanTrainer<crate::backend::TrainBackend> {
+    let config = TrainConfig::new(GanConfig::new(3).with_width(4).with_latent_dim(4))
+        .with_batch_size(batch)
+        .with_fake_labels(FakeLabels::Uniform);
+    GanTrainer::new(config, &[1, 1, 1], &Default::default()).expect("trainer")
+}
+
+#[test]
+fn mode_seeking_pairs_labels_across_the_global_batch_and_needs_even_replicas() {
+    let whole = tiny_trainer(8);
+    let (noise, labels) = whole.noise_and_labels(Purpose::GeneratorNoise, true);
+    let (plain_noise, plain_labels) = whole.noise_and_labels(Purpose::GeneratorNoise, false);
+    assert_eq!(noise, plain_noise, "the noise is not paired");
+    for pair in 0..4 {
+        assert_eq!(labels[2 * pair], plain_labels[2 * pair]);
+        assert_eq!(labels[2 * pair + 1], labels[2 * pair], "pair {pair}");
+    }
+    assert_ne!(labels, plain_labels, "these draws leave some pair mixed");
+    let mut second = tiny_trainer(8);
+    second.set_replica(1, 2).expect("replica");
+    let (_, half) = second.noise_and_labels(Purpose::GeneratorNoise, true);
+    assert_eq!(
+        half,
+        labels[4..],
+        "replica 1 of 2 holds the global batch's last pairs"
+    );
+
+    let mut odd = tiny_trainer(7);
+    assert!(odd.set_mode_seeking(Some(0.0)).is_err());
+    odd.set_mode_seeking(Some(1.0)).expect("weight");
+    let batch = Batch {
+        images: vec![0.0; 7 * 784],
+        labels: vec![0; 7],
+    };
+    let error = odd.train_step(&batch).expect_err("7 images make no pairs");
+    assert!(error.to_string().contains("mode_seeking"), "{error}");
+}
