@@ -2,10 +2,10 @@
 //!
 //! `cargo bench -p anygan-worker --bench train_step -- [--widths 64,128] [--batch 64]
 //! [--warmup 2] [--steps 10] [--keep-states 2] [--generator-ema 0,0.999]
-//! [--diff-augment none,color,translation,cutout] [--projection off,on]` prints, per width,
-//! generator-average decay (0: none, the default), DiffAugment policy (`+`-separated
-//! transforms, e.g. `none,color+translation+cutout`) and discriminator projection term (off,
-//! the default): parameter counts, median
+//! [--diff-augment none,color,translation,cutout] [--projection off,on] [--mode-seeking 0,1]`
+//! prints, per width, generator-average decay (0: none, the default), DiffAugment policy
+//! (`+`-separated transforms, e.g. `none,color+translation+cutout`), discriminator projection
+//! term (off, the default) and mode-seeking weight (0: off, the default): parameter counts, median
 //! step time, images per second and peak heap memory during the measured steps;
 //! `--keep-states N` keeps the trainer's state before each of the last N steps, as a worker in
 //! a ring does to roll back after a lost peer.
@@ -62,6 +62,8 @@ struct Options {
     diff_augment: Vec<String>,
     /// Whether the discriminator has the projection term, each value measured.
     projection: Vec<bool>,
+    /// Mode-seeking weights to measure; 0 is off.
+    mode_seeking: Vec<f32>,
 }
 
 fn options() -> Options {
@@ -74,6 +76,7 @@ fn options() -> Options {
         generator_ema: vec![0.0],
         diff_augment: vec!["none".into()],
         projection: vec![false],
+        mode_seeking: vec![0.0],
     };
     let args: Vec<String> = std::env::args().collect();
     let value = |name: &str| {
@@ -95,6 +98,9 @@ fn options() -> Options {
     }
     if let Some(settings) = value("--projection") {
         options.projection = settings.split(',').map(|s| s == "on").collect();
+    }
+    if let Some(weights) = value("--mode-seeking") {
+        options.mode_seeking = weights.split(',').filter_map(|w| w.parse().ok()).collect();
     }
     if let Some(decays) = value("--generator-ema") {
         options.generator_ema = decays.split(',').filter_map(|d| d.parse().ok()).collect();
@@ -119,9 +125,9 @@ fn main() {
         options.batch, options.steps, options.warmup
     );
     println!(
-        "| width | G average decay | DiffAugment | D projection | kept states | G params | D params | median step (s) | min step (s) | images/s | peak heap (MiB) |"
+        "| width | G average decay | DiffAugment | D projection | mode seeking | kept states | G params | D params | median step (s) | min step (s) | images/s | peak heap (MiB) |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     let device = device(0);
     let runs = options
         .widths
@@ -133,8 +139,14 @@ fn main() {
                 .projection
                 .iter()
                 .map(move |&projection| (w, d, p.clone(), projection))
+        })
+        .flat_map(|(w, d, p, projection)| {
+            options
+                .mode_seeking
+                .iter()
+                .map(move |&seeking| (w, d, p.clone(), projection, seeking))
         });
-    for (width, decay, policy, projection) in runs {
+    for (width, decay, policy, projection, seeking) in runs {
         let gan = GanConfig::new(10)
             .with_width(width)
             .with_projection(projection.then_some(true));
@@ -150,6 +162,9 @@ fn main() {
             .set_generator_ema((decay != 0.0).then_some(decay))
             .expect("decay");
         trainer.set_diff_augment(DiffAugment::parse(&policy.replace('+', ",")).expect("policy"));
+        trainer
+            .set_mode_seeking((seeking != 0.0).then_some(seeking))
+            .expect("weight");
         let g_params = parameter_count(&trainer.generator());
         let d_params = parameter_count(&trainer.discriminator());
         let batch = synthetic_batch(options.batch);
@@ -176,7 +191,7 @@ fn main() {
         let median = times[times.len() / 2];
         let peak_mib = PEAK.load(Ordering::Relaxed) as f64 / (1024.0 * 1024.0);
         println!(
-            "| {width} | {decay} | {policy} | {} | {} | {g_params} | {d_params} | {median:.3} | {:.3} | {:.1} | {peak_mib:.0} |",
+            "| {width} | {decay} | {policy} | {} | {seeking} | {} | {g_params} | {d_params} | {median:.3} | {:.3} | {:.1} | {peak_mib:.0} |",
             if projection { "on" } else { "off" },
             options.keep_states,
             times[0],
