@@ -227,16 +227,7 @@ impl EvaluationSettings {
 impl Default for EvaluationSettings {
     fn default() -> Self {
         Self {
-            methods: [
-                "long-tail",
-                "random-oversampling",
-                "class-weighted",
-                "anygan",
-                "smote",
-            ]
-            .iter()
-            .map(|m| m.to_string())
-            .collect(),
+            methods: EVALUATION_METHODS.map(String::from).to_vec(),
             seeds: vec![0, 1, 2],
             epochs: 2,
             batch_size: 128,

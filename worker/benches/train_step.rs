@@ -129,23 +129,19 @@ fn main() {
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     let device = device(0);
-    let runs = options
-        .widths
-        .iter()
-        .flat_map(|&w| options.generator_ema.iter().map(move |&d| (w, d)))
-        .flat_map(|(w, d)| options.diff_augment.iter().map(move |p| (w, d, p.clone())))
-        .flat_map(|(w, d, p)| {
-            options
-                .projection
-                .iter()
-                .map(move |&projection| (w, d, p.clone(), projection))
-        })
-        .flat_map(|(w, d, p, projection)| {
-            options
-                .mode_seeking
-                .iter()
-                .map(move |&seeking| (w, d, p.clone(), projection, seeking))
-        });
+    // Every combination of the measured settings, widths outermost.
+    let mut runs = Vec::new();
+    for &width in &options.widths {
+        for &decay in &options.generator_ema {
+            for policy in &options.diff_augment {
+                for &projection in &options.projection {
+                    for &seeking in &options.mode_seeking {
+                        runs.push((width, decay, policy.clone(), projection, seeking));
+                    }
+                }
+            }
+        }
+    }
     for (width, decay, policy, projection, seeking) in runs {
         let gan = GanConfig::new(10)
             .with_width(width)

@@ -54,7 +54,7 @@ struct EvaluateArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "long-tail,random-oversampling,class-weighted,anygan,smote"
+        default_values_t = anygan_proto::generation::EVALUATION_METHODS.map(String::from)
     )]
     methods: Vec<String>,
     #[arg(long, value_delimiter = ',', default_value = "0,1,2")]

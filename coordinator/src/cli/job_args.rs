@@ -68,7 +68,7 @@ pub(super) struct EvaluationArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "long-tail,random-oversampling,class-weighted,anygan,smote"
+        default_values_t = anygan_proto::generation::EVALUATION_METHODS.map(String::from)
     )]
     eval_methods: Vec<String>,
     #[arg(long, value_delimiter = ',', default_value = "0,1,2")]

@@ -14,7 +14,9 @@ use anygan_store::StoreLocation;
 type Train = TrainBackend;
 
 /// Both networks, initialized under the init lock (other tests seed the shared RNG meanwhile).
-fn locked_init(config: &GanConfig) -> (Generator<ComputeBackend>, Discriminator<ComputeBackend>) {
+pub(crate) fn locked_init(
+    config: &GanConfig,
+) -> (Generator<ComputeBackend>, Discriminator<ComputeBackend>) {
     super::train::seeded_init::<ComputeBackend, _>(&Default::default(), 0, || {
         let (g, d) = config
             .init::<ComputeBackend>(&Default::default())

@@ -6,7 +6,6 @@ use burn::prelude::*;
 
 use super::*;
 use crate::backend::ComputeBackend;
-use crate::gan::params::force_init;
 
 type B = ComputeBackend;
 
@@ -20,10 +19,7 @@ fn projecting_discriminator() -> Discriminator<B> {
         .with_width(WIDTH)
         .with_latent_dim(8)
         .with_projection(Some(true));
-    let (_, discriminator) = crate::gan::train::seeded_init::<B, _>(&Default::default(), 3, || {
-        config.init::<B>(&Default::default()).expect("init")
-    });
-    force_init(discriminator)
+    crate::gan::tests::locked_init(&config).1
 }
 
 /// Three images of distinct content, one per class.
