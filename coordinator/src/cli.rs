@@ -167,6 +167,11 @@ struct StartArgs {
     /// same --output continues from the newest valid checkpoint.
     #[arg(long, default_value_t = 100)]
     checkpoint_every: u64,
+    /// Rank 0 waits for each periodic checkpoint to commit, and the ring with it; without it a
+    /// checkpoint due while the previous one is still uploading is skipped so that a slow store
+    /// never stalls training.
+    #[arg(long)]
+    wait_for_checkpoints: bool,
     /// Keep this many of the newest checkpoints; older ones are deleted.
     #[arg(long, default_value_t = 3)]
     keep_checkpoints: usize,
@@ -269,6 +274,7 @@ fn job_spec(args: &StartArgs) -> anyhow::Result<JobSpec> {
         sample_every: args.sample_every,
         checksum_every: args.checksum_every,
         checkpoint_every: args.checkpoint_every,
+        wait_for_checkpoints: args.wait_for_checkpoints,
         keep_checkpoints: args.keep_checkpoints,
         generation: (!args.no_generation).then(|| args.generation.spec()),
         evaluation: args.evaluation.settings(),

@@ -94,6 +94,10 @@ pub struct JobSpec {
     /// Rank 0 commits a checkpoint every N steps (0: only at the end).
     #[serde(default)]
     pub checkpoint_every: u64,
+    /// Rank 0 waits for each periodic checkpoint to commit (the ring waits with it) instead of
+    /// skipping one that is due while the previous is still uploading.
+    #[serde(default)]
+    pub wait_for_checkpoints: bool,
     /// Newest checkpoints kept; older ones are deleted.
     #[serde(default = "default_keep_checkpoints")]
     pub keep_checkpoints: usize,
@@ -323,6 +327,7 @@ mod tests {
             sample_every: 0,
             checksum_every: 0,
             checkpoint_every: 0,
+            wait_for_checkpoints: false,
             keep_checkpoints: 3,
             generation: None,
             evaluation: None,
@@ -424,6 +429,7 @@ mod tests {
             min_workers: 2,
             max_workers: 8,
             checkpoint_every: 7,
+            wait_for_checkpoints: true,
             ..spec()
         };
         assert_eq!(longer_elsewhere.resume_conflict(&saved), None);

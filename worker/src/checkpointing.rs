@@ -2,7 +2,9 @@
 //! bytes (models and optimizers, a few milliseconds); the checkpoint store uploads it in the
 //! background while training goes on. One upload is in flight at a time: a checkpoint due while
 //! the previous one is still uploading is skipped (and counted), so a slow or unreachable store
-//! never stalls training; the final checkpoint waits for the store and must commit.
+//! never stalls training; the final checkpoint waits for the store and must commit. A run that
+//! wants every periodic checkpoint (a deterministic resume point, or a store known to be fast)
+//! waits for each instead: training pauses for the upload and nothing is skipped.
 
 use std::time::Instant;
 
@@ -52,6 +54,8 @@ pub struct Checkpointer {
     io: tokio::runtime::Handle,
     run: RunDescription,
     in_flight: Option<(u64, Upload)>,
+    /// Periodic checkpoints block until committed instead of uploading in the background.
+    wait_for_periodic: bool,
     pub stats: CheckpointStats,
 }
 
@@ -68,12 +72,36 @@ impl Checkpointer {
             io,
             run,
             in_flight: None,
+            wait_for_periodic: false,
             stats: CheckpointStats::default(),
         })
     }
 
+    /// Makes [`Self::save_periodic`] wait for each checkpoint to commit (or fail) before
+    /// training goes on, so none is skipped.
+    pub fn waiting_for_periodic(mut self, wait: bool) -> Self {
+        self.wait_for_periodic = wait;
+        self
+    }
+
     pub fn store(&self) -> &CheckpointStore {
         &self.store
+    }
+
+    /// A periodic checkpoint: in the background (skipped while one is still uploading), or,
+    /// when waiting for periodic checkpoints, committed before this returns. Either way a
+    /// failed upload is counted and logged and training goes on.
+    pub fn save_periodic<B: AutodiffBackend>(
+        &mut self,
+        trainer: &GanTrainer<B>,
+        epoch: u64,
+        data_positions: Vec<DataPosition>,
+    ) -> Result<()> {
+        self.save_in_background(trainer, epoch, data_positions)?;
+        if self.wait_for_periodic {
+            self.reap(true);
+        }
+        Ok(())
     }
 
     /// Starts a checkpoint of `trainer` in the background unless one is still uploading.

@@ -164,6 +164,10 @@ struct TrainArgs {
     /// Commit a checkpoint every N steps (0: only at the end); uploads run in the background.
     #[arg(long, default_value_t = 0)]
     checkpoint_every: u64,
+    /// Training waits for each periodic checkpoint to commit; without it a checkpoint due while
+    /// the previous one is still uploading is skipped so that a slow store never stalls training.
+    #[arg(long)]
+    wait_for_checkpoints: bool,
     /// Keep this many of the newest checkpoints; older ones are deleted.
     #[arg(long, default_value_t = 3)]
     keep_checkpoints: usize,
@@ -254,6 +258,7 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
         steps: args.steps,
         sample_every: args.sample_every,
         checkpoint_every: args.checkpoint_every,
+        wait_for_checkpoints: args.wait_for_checkpoints,
         checkpoint_options: CheckpointOptions {
             keep: args.keep_checkpoints,
             ..CheckpointOptions::default()

@@ -292,19 +292,23 @@ impl Replica {
             return Ok(None);
         }
         self.runtime.block_on(output.check_writable())?;
-        Ok(Some(Checkpointer::new(
-            output,
-            options,
-            RunDescription {
-                writer: self.worker_id.clone(),
-                job: serde_json::to_value(self.spec.without_secrets())
-                    .map_err(|e| Error::checkpoint("job spec", format!("cannot encode: {e}")))?,
-                world_size: membership.world_size,
-                class_names: self.dataset.class_names().to_vec(),
-                class_counts: self.dataset.class_counts(),
-            },
-            self.runtime.clone(),
-        )?))
+        Ok(Some(
+            Checkpointer::new(
+                output,
+                options,
+                RunDescription {
+                    writer: self.worker_id.clone(),
+                    job: serde_json::to_value(self.spec.without_secrets()).map_err(|e| {
+                        Error::checkpoint("job spec", format!("cannot encode: {e}"))
+                    })?,
+                    world_size: membership.world_size,
+                    class_names: self.dataset.class_names().to_vec(),
+                    class_counts: self.dataset.class_counts(),
+                },
+                self.runtime.clone(),
+            )?
+            .waiting_for_periodic(self.spec.wait_for_checkpoints),
+        ))
     }
 
     /// Waits for an assignment of a generation after `current` (the coordinator re-forms the
@@ -494,7 +498,7 @@ impl Replica {
             && !last
         {
             let (epoch, positions) = positions(done);
-            checkpointer.save_in_background(trainer, epoch, positions)?;
+            checkpointer.save_periodic(trainer, epoch, positions)?;
         }
         anygan_store::failpoint::hit("abort-after-step", done);
         Ok(checksum)

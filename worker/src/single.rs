@@ -21,6 +21,9 @@ pub struct SingleDeviceRun {
     pub sample_every: u64,
     /// Commit a checkpoint every this many steps (0: only at the end).
     pub checkpoint_every: u64,
+    /// Training waits for each periodic checkpoint to commit instead of skipping one that is
+    /// due while the previous is still uploading.
+    pub wait_for_checkpoints: bool,
     /// How checkpoints are kept and uploaded.
     pub checkpoint_options: CheckpointOptions,
     /// What the manifests record as the job (dataset and settings; no secrets).
@@ -94,7 +97,8 @@ pub fn run_single_device<B: AutodiffBackend>(
             class_counts: class_counts.clone(),
         },
         io.clone(),
-    )?;
+    )?
+    .waiting_for_periodic(run.wait_for_checkpoints);
     let mut trainer = match resume_from(run, io, device)? {
         Some(trainer) => trainer,
         None => GanTrainer::<B>::new(config.clone(), &class_counts, device)?,
@@ -135,7 +139,7 @@ pub fn run_single_device<B: AutodiffBackend>(
         }
         if run.checkpoint_every > 0 && done % run.checkpoint_every == 0 && done < run.steps {
             let (epoch, positions) = position(&sampler, done);
-            checkpointer.save_in_background(&trainer, epoch, positions)?;
+            checkpointer.save_periodic(&trainer, epoch, positions)?;
         }
         anygan_store::failpoint::hit("abort-after-step", done);
     }

@@ -22,6 +22,7 @@ fn spec(min: usize, max: usize) -> JobSpec {
         sample_every: 0,
         checksum_every: 0,
         checkpoint_every: 0,
+        wait_for_checkpoints: false,
         keep_checkpoints: 3,
         generation: None,
         evaluation: None,
