@@ -23,6 +23,8 @@ pub enum Purpose {
     BalancedPass = 12,
     GenerationCandidates = 13,
     DiffAugment = 14,
+    GenerationInversion = 15,
+    AnchorChoice = 16,
 }
 
 /// A ChaCha8 stream keyed by the seed, the purpose and two indices (e.g. step and rank).

@@ -3,6 +3,7 @@
 
 pub mod augment;
 pub mod ema;
+pub mod invert;
 pub mod model;
 pub mod params;
 pub mod sample;
