@@ -29,6 +29,8 @@ struct Task {
 
 #[derive(Debug, Clone, PartialEq)]
 enum Kind {
+    /// `plan.anchor_tasks[index]`.
+    Invert(usize),
     /// `plan.tasks[index]`.
     Generate(usize),
     Assemble,
@@ -50,8 +52,8 @@ pub enum Next {
     Finished,
 }
 
-/// The tasks of one generation plan: generation tasks, then the assemble task, then (when the
-/// plan asks for it) one evaluation task per method and seed, then the report. Task ids are
+/// The tasks of one generation plan: invert tasks (anchored generation only), generation tasks,
+/// then the assemble task, then (when the plan asks for it) one evaluation task per method and seed, then the report. Task ids are
 /// positions in that order.
 #[derive(Debug, Clone)]
 pub struct Board {
@@ -69,15 +71,18 @@ impl Board {
             slot: Slot::Open,
             failures: 0,
         };
-        let mut tasks: Vec<Task> = (0..plan.tasks.len())
-            .map(|index| task(Kind::Generate(index), 0))
+        // Anchored generation inverts its anchors first: one stage more.
+        let mut tasks: Vec<Task> = (0..plan.anchor_tasks.len())
+            .map(|index| task(Kind::Invert(index), 0))
             .collect();
-        tasks.push(task(Kind::Assemble, 1));
+        let first = usize::from(!plan.anchor_tasks.is_empty());
+        tasks.extend((0..plan.tasks.len()).map(|index| task(Kind::Generate(index), first)));
+        tasks.push(task(Kind::Assemble, first + 1));
         if let Some(evaluation) = &plan.evaluation {
             for (method, seed) in evaluation.runs() {
-                tasks.push(task(Kind::Evaluate { method, seed }, 2));
+                tasks.push(task(Kind::Evaluate { method, seed }, first + 2));
             }
-            tasks.push(task(Kind::Report, 3));
+            tasks.push(task(Kind::Report, first + 3));
         }
         Self {
             plan,
@@ -126,6 +131,11 @@ impl Board {
         use v1::task_response::Task as Wire;
         let task_id = id as u64;
         let wire = match &self.tasks[id].kind {
+            Kind::Invert(index) => Wire::Invert(v1::InvertTask {
+                task_id,
+                plan_json: self.plan_json.clone(),
+                anchor_task: *index as u64,
+            }),
             Kind::Generate(index) => {
                 let range = self.plan.tasks[*index];
                 let class = &self.plan.classes[range.class];
@@ -143,6 +153,13 @@ impl Board {
                     as_trained_weights: self.plan.spec.weights
                         == anygan_proto::generation::GeneratorWeights::AsTrained,
                     candidates: self.plan.spec.candidates as u32,
+                    anchors: self
+                        .plan
+                        .anchor_tasks
+                        .iter()
+                        .filter(|anchors| anchors.class == range.class)
+                        .map(|anchors| anchors.count)
+                        .sum(),
                 })
             }
             Kind::Assemble => Wire::Assemble(v1::AssembleTask {
@@ -261,6 +278,7 @@ mod tests {
             checkpoint_step: 1,
             root: "generations/x".into(),
             tasks: split_tasks(&classes, spec.task_images),
+            anchor_tasks: Vec::new(),
             spec,
             classes,
             dataset: DatasetSource {
@@ -281,6 +299,7 @@ mod tests {
                 Some(v1::task_response::Task::Assemble(t)) => t.task_id,
                 Some(v1::task_response::Task::Evaluate(t)) => t.task_id,
                 Some(v1::task_response::Task::Report(t)) => t.task_id,
+                Some(v1::task_response::Task::Invert(t)) => t.task_id,
                 None => u64::MAX,
             },
             _ => u64::MAX,
@@ -357,6 +376,36 @@ mod tests {
         );
         board.report(&done("w", 8)).unwrap();
         assert_eq!(board.next("w", now), Next::Finished);
+    }
+
+    #[test]
+    fn anchored_generation_inverts_first_and_tells_generation_the_class_anchors() {
+        let mut plan = plan();
+        plan.spec.anchors = 100;
+        // Class b: 40 originals, all of them anchors, in one task (at most 64 per task).
+        plan.anchor_tasks =
+            anygan_proto::generation::split_anchor_tasks(&plan.classes, 100).expect("anchors");
+        assert_eq!(plan.anchor_tasks.len(), 1);
+        let mut board = Board::new(plan);
+        let now = Instant::now();
+        let invert = board.next("w0", now);
+        let Next::Task(response) = &invert else {
+            panic!("{invert:?}")
+        };
+        let Some(v1::task_response::Task::Invert(task)) = &response.task else {
+            panic!("{response:?}")
+        };
+        assert_eq!((task.task_id, task.anchor_task), (0, 0));
+        assert_eq!(board.next("w1", now), Next::Wait, "generation waits");
+        board.report(&done("w0", 0)).unwrap();
+        let generate = board.next("w1", now);
+        let Next::Task(response) = &generate else {
+            panic!("{generate:?}")
+        };
+        let Some(v1::task_response::Task::Generate(task)) = &response.task else {
+            panic!("{response:?}")
+        };
+        assert_eq!((task.task_id, task.class_index, task.anchors), (1, 1, 40));
     }
 
     #[test]

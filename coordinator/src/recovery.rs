@@ -3,7 +3,9 @@
 //! and where a job started again resumes: the newest checkpoint that verifies, object by object.
 //! Nothing else is kept: the store is the job's memory.
 
-use anygan_proto::generation::{GenerationPlan, class_plans, plan_root, split_tasks};
+use anygan_proto::generation::{
+    GenerationPlan, class_plans, plan_root, split_anchor_tasks, split_tasks,
+};
 use anygan_proto::job::{DatasetFormat, JobSpec};
 use anygan_store::{CheckpointOptions, CheckpointStore, StoreLocation};
 
@@ -121,6 +123,9 @@ pub async fn generation_plan(spec: &JobSpec) -> Result<GenerationPlan> {
         Error::InvalidJob(format!("generation targets for {location}: {reason}"))
     })?;
     let tasks = split_tasks(&classes, generation.task_images);
+    let anchor_tasks = split_anchor_tasks(&classes, generation.anchors).map_err(|reason| {
+        Error::InvalidJob(format!("anchored generation from {location}: {reason}"))
+    })?;
     // The evaluation's test sets are Fashion-MNIST's test split; other data is not evaluated.
     let evaluation = match (&spec.evaluation, &spec.dataset.format) {
         (Some(settings), DatasetFormat::FashionMnist { .. }) => Some(settings.clone()),
@@ -140,6 +145,7 @@ pub async fn generation_plan(spec: &JobSpec) -> Result<GenerationPlan> {
         spec: generation,
         classes,
         tasks,
+        anchor_tasks,
         dataset: spec.dataset.clone(),
         model: spec.model.clone(),
     })

@@ -46,7 +46,25 @@ pub struct GenerationSpec {
     /// that the checkpoint's discriminator finds most real for the class; 1: no ranking.
     #[serde(default = "one_candidate")]
     pub candidates: usize,
+    /// Anchored generation: up to this many real images of each class are inverted into the
+    /// generator's noise space and every image is drawn between an anchor and one of its nearest
+    /// anchors; 0 samples the noise prior (plain generation).
+    #[serde(default)]
+    pub anchors: usize,
+    /// Optimizer steps per anchor's inversion.
+    #[serde(default = "default_inversion_steps")]
+    pub inversion_steps: usize,
 }
+
+fn default_inversion_steps() -> usize {
+    DEFAULT_INVERSION_STEPS
+}
+
+/// Optimizer steps an anchor's inversion takes unless told otherwise.
+pub const DEFAULT_INVERSION_STEPS: usize = 100;
+
+/// Anchors one invert task inverts (one batch through the generator).
+pub const ANCHORS_PER_TASK: usize = 64;
 
 fn one_candidate() -> usize {
     1
@@ -93,6 +111,8 @@ impl Default for GenerationSpec {
             truncation: DEFAULT_TRUNCATION,
             weights: GeneratorWeights::Averaged,
             candidates: 1,
+            anchors: 0,
+            inversion_steps: DEFAULT_INVERSION_STEPS,
         }
     }
 }
@@ -113,6 +133,15 @@ impl GenerationSpec {
         if !(1..=MAX_CANDIDATES).contains(&self.candidates) {
             return Err(format!(
                 "generation candidates {} must be in 1..={MAX_CANDIDATES}",
+                self.candidates
+            ));
+        }
+        if self.anchors > 0 && self.inversion_steps == 0 {
+            return Err("anchored generation needs at least 1 inversion step".into());
+        }
+        if self.anchors > 0 && self.candidates > 1 {
+            return Err(format!(
+                "anchored generation draws one image per code; generation candidates {} must be 1",
                 self.candidates
             ));
         }
@@ -262,6 +291,16 @@ pub struct TaskRange {
     pub count: u64,
 }
 
+/// A contiguous range of one class's anchors (positions in its anchor choice), inverted by
+/// one task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnchorRange {
+    pub id: u64,
+    pub class: usize,
+    pub first: u64,
+    pub count: u64,
+}
+
 /// Everything a generation run needs and records: written as its manifest at the end.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GenerationPlan {
@@ -273,6 +312,9 @@ pub struct GenerationPlan {
     pub spec: GenerationSpec,
     pub classes: Vec<ClassPlan>,
     pub tasks: Vec<TaskRange>,
+    /// Anchored generation's invert tasks, run before `tasks`; none for plain generation.
+    #[serde(default)]
+    pub anchor_tasks: Vec<AnchorRange>,
     /// The training data (for the rebalanced set) and the model.
     pub dataset: DatasetSource,
     pub model: ModelSpec,
@@ -325,26 +367,63 @@ pub fn class_plans(
         .collect())
 }
 
+/// `(first, count)` of consecutive ranges of at most `per_range` covering `0..total`.
+pub fn ranges(total: u64, per_range: u64) -> impl Iterator<Item = (u64, u64)> {
+    let per_range = per_range.max(1);
+    (0..total.div_ceil(per_range)).map(move |k| {
+        let first = k * per_range;
+        (first, per_range.min(total - first))
+    })
+}
+
 /// Cuts every class's deficit into tasks of `task_images` (the last of a class shorter),
 /// numbered from 0 in class order.
 pub fn split_tasks(classes: &[ClassPlan], task_images: usize) -> Vec<TaskRange> {
-    let task_images = task_images.max(1) as u64;
-    let mut tasks = Vec::new();
-    for class in classes {
-        let total = class.generate as u64;
-        let mut first = 0;
-        while first < total {
-            let count = task_images.min(total - first);
-            tasks.push(TaskRange {
-                id: tasks.len() as u64,
-                class: class.index,
-                first,
-                count,
-            });
-            first += count;
-        }
+    let cuts = classes.iter().flat_map(|class| {
+        ranges(class.generate as u64, task_images as u64)
+            .map(|(first, count)| (class.index, first, count))
+    });
+    cuts.enumerate()
+        .map(|(id, (class, first, count))| TaskRange {
+            id: id as u64,
+            class,
+            first,
+            count,
+        })
+        .collect()
+}
+
+/// The anchors of every class that generates anything: `min(original, cap)` of them, cut into
+/// tasks of [`ANCHORS_PER_TASK`], numbered from 0 in class order. A class that must generate
+/// but has no original to anchor on is refused by name.
+pub fn split_anchor_tasks(classes: &[ClassPlan], cap: usize) -> Result<Vec<AnchorRange>, String> {
+    if cap == 0 {
+        return Ok(Vec::new());
     }
-    tasks
+    let mut cuts = Vec::new();
+    for class in classes.iter().filter(|c| c.generate > 0) {
+        let anchors = class.original.min(cap) as u64;
+        if anchors == 0 {
+            return Err(format!(
+                "class {} has no original image to anchor generation on",
+                class.name
+            ));
+        }
+        cuts.extend(
+            ranges(anchors, ANCHORS_PER_TASK as u64)
+                .map(|(first, count)| (class.index, first, count)),
+        );
+    }
+    Ok(cuts
+        .into_iter()
+        .enumerate()
+        .map(|(id, (class, first, count))| AnchorRange {
+            id: id as u64,
+            class,
+            first,
+            count,
+        })
+        .collect())
 }
 
 /// The folder of class `index` in image-folder layouts: the index first, so folders sort in
@@ -403,6 +482,9 @@ pub fn plan_root(checkpoint: &str, spec: &GenerationSpec) -> String {
     }
     if spec.candidates != 1 {
         spec.candidates.hash(&mut hasher);
+    }
+    if spec.anchors > 0 {
+        ("anchors", spec.anchors, spec.inversion_steps).hash(&mut hasher);
     }
     format!("generations/{checkpoint}-{:08x}", hasher.finish() as u32)
 }
@@ -504,6 +586,87 @@ mod tests {
                 64
             )
             .is_empty()
+        );
+    }
+
+    #[test]
+    fn anchor_tasks_cover_min_of_originals_and_cap_for_classes_that_generate() {
+        // 4000 (generates nothing), 200, 40, 130 originals; cap 150.
+        let classes = class_plans(&names(4), &[4000, 200, 40, 130], &Targets::Largest).unwrap();
+        let tasks = split_anchor_tasks(&classes, 150).unwrap();
+        let per_class = |class: usize| -> Vec<(u64, u64)> {
+            tasks
+                .iter()
+                .filter(|t| t.class == class)
+                .map(|t| (t.first, t.count))
+                .collect()
+        };
+        assert!(
+            per_class(0).is_empty(),
+            "a class at its target has no anchors"
+        );
+        assert_eq!(
+            per_class(1),
+            vec![(0, 64), (64, 64), (128, 22)],
+            "capped at 150"
+        );
+        assert_eq!(per_class(2), vec![(0, 40)]);
+        assert_eq!(per_class(3), vec![(0, 64), (64, 64), (128, 2)]);
+        let ids: Vec<u64> = tasks.iter().map(|t| t.id).collect();
+        assert_eq!(ids, (0..tasks.len() as u64).collect::<Vec<_>>());
+        assert!(
+            split_anchor_tasks(&classes, 0).unwrap().is_empty(),
+            "plain generation"
+        );
+        // A class with a target but no originals has nothing to anchor on.
+        let empty = class_plans(&names(2), &[10, 0], &Targets::Largest).unwrap();
+        let err = split_anchor_tasks(&empty, 50).unwrap_err();
+        assert!(err.contains("class c1"), "{err}");
+    }
+
+    #[test]
+    fn anchored_generation_names_its_own_root_and_needs_inversion_steps() {
+        let plain = GenerationSpec::default();
+        let anchored = GenerationSpec {
+            anchors: 200,
+            ..GenerationSpec::default()
+        };
+        let longer = GenerationSpec {
+            inversion_steps: 300,
+            ..anchored.clone()
+        };
+        assert!(anchored.validate().is_ok());
+        assert_ne!(plan_root("step-1", &plain), plan_root("step-1", &anchored));
+        assert_ne!(plan_root("step-1", &anchored), plan_root("step-1", &longer));
+        // Inversion steps mean nothing to plain generation, so they do not move its root.
+        let plain_other_steps = GenerationSpec {
+            inversion_steps: 7,
+            ..GenerationSpec::default()
+        };
+        assert_eq!(
+            plan_root("step-1", &plain),
+            plan_root("step-1", &plain_other_steps)
+        );
+        let err = GenerationSpec {
+            inversion_steps: 0,
+            ..anchored.clone()
+        }
+        .validate()
+        .unwrap_err();
+        assert!(err.contains("inversion step"), "{err}");
+        let ranked = GenerationSpec {
+            candidates: 4,
+            ..anchored.clone()
+        };
+        assert!(ranked.validate().unwrap_err().contains("candidates"));
+        // Plans written before anchored generation read as plain generation.
+        let old: GenerationSpec = serde_json::from_str(
+            r#"{"targets":{"kind":"largest"},"seed":0,"batch":64,"task_images":512,"rebalanced_set":true}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (old.anchors, old.inversion_steps),
+            (0, DEFAULT_INVERSION_STEPS)
         );
     }
 

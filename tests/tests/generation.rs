@@ -101,6 +101,23 @@ fn file_hashes(dir: &Path) -> BTreeMap<String, String> {
     out
 }
 
+/// `coordinator generate` arguments for two workers on `output`, plus `extra`.
+fn generate_args(output: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "--output",
+        output.to_str().unwrap(),
+        "--min-workers",
+        "2",
+        "--start-grace-ms",
+        "0",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
 fn generation_root(output: &Path, status: &serde_json::Value) -> PathBuf {
     output.join(status["generation_root"].as_str().expect("generation root"))
 }
@@ -169,18 +186,7 @@ fn training_then_generation_fills_each_class_exactly() {
     );
 
     // The same checkpoint's weights as trained: another root, other images.
-    let args: Vec<String> = [
-        "--output",
-        output.to_str().unwrap(),
-        "--generation-as-trained-weights",
-        "--min-workers",
-        "2",
-        "--start-grace-ms",
-        "0",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let args = generate_args(&output, &["--generation-as-trained-weights"]);
     let (as_trained, success, _) = run_cluster("generate", &args, [&[], &[]]);
     assert!(success, "{as_trained}");
     let as_trained_root = generation_root(&output, &as_trained);
@@ -220,8 +226,8 @@ fn training_then_generation_fills_each_class_exactly() {
     assert_eq!(counts, "counts=[32,", "both classes hold 32 now");
 }
 
-#[test]
-fn a_worker_killed_mid_task_loses_nothing_and_changes_no_byte() {
+/// A 4-step job with no generation: a committed checkpoint to generate from on demand.
+fn trained_without_generation() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     write_tiny_idx(dir.path(), 64).unwrap();
     let output = dir.path().join("out");
@@ -232,28 +238,28 @@ fn a_worker_killed_mid_task_loses_nothing_and_changes_no_byte() {
     );
     assert!(success, "{status}");
     assert!(status["generation"].as_array().unwrap().is_empty());
+    (dir, output)
+}
+
+#[test]
+fn a_worker_killed_mid_task_loses_nothing_and_changes_no_byte() {
+    let (_dir, output) = trained_without_generation();
 
     // On demand, from the committed checkpoint, with user targets: class 0 is already above.
     let generate = |workers: [&[(&str, &str)]; 2]| {
-        let args: Vec<String> = [
-            "--output",
-            output.to_str().unwrap(),
-            "--generation-targets",
-            "20,45",
-            "--generation-batch",
-            "4",
-            "--generation-task-images",
-            "8",
-            "--min-workers",
-            "2",
-            "--start-grace-ms",
-            "0",
-            "--heartbeat-timeout-ms",
-            "1500",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let args = generate_args(
+            &output,
+            &[
+                "--generation-targets",
+                "20,45",
+                "--generation-batch",
+                "4",
+                "--generation-task-images",
+                "8",
+                "--heartbeat-timeout-ms",
+                "1500",
+            ],
+        );
         run_cluster("generate", &args, workers)
     };
     let (reference, success, _) = generate([&[], &[]]);
@@ -287,4 +293,70 @@ fn a_worker_killed_mid_task_loses_nothing_and_changes_no_byte() {
         serde_json::from_slice(&std::fs::read(root.join("MANIFEST.json")).unwrap()).unwrap();
     assert_eq!(manifest["counts"][0]["generated"], 0);
     assert_eq!(manifest["counts"][1]["total"], 45);
+}
+
+#[test]
+fn anchored_generation_inverts_real_images_then_fills_the_class_reproducibly() {
+    let (_dir, output) = trained_without_generation();
+
+    // Class 1 has 5 originals: 3 of them anchor it; class 0 (32) generates nothing.
+    let generate = |anchors: &str| {
+        let args = generate_args(
+            &output,
+            &[
+                "--generation-batch",
+                "4",
+                "--generation-task-images",
+                "8",
+                "--generation-anchors",
+                anchors,
+                "--generation-inversion-steps",
+                "5",
+            ],
+        );
+        run_cluster("generate", &args, [&[], &[]])
+    };
+    let (anchored, success, exits) = generate("3");
+    assert!(success && exits.iter().all(|ok| *ok), "{anchored}");
+    assert_eq!(anchored["generation"][1]["done"], 27);
+    let root = generation_root(&output, &anchored);
+    let codes = std::fs::read(root.join("anchors/01-1/codes-000000.f32")).unwrap();
+    assert_eq!(codes.len(), 3 * 16 * 4, "3 anchors of 16 f32 values");
+    assert!(
+        !root.join("anchors/00-0").exists(),
+        "class 0 generates nothing"
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("MANIFEST.json")).unwrap()).unwrap();
+    assert_eq!(manifest["plan"]["spec"]["anchors"], 3);
+    assert_eq!(
+        manifest["plan"]["anchor_tasks"].as_array().unwrap().len(),
+        1
+    );
+    assert_eq!(manifest["counts"][1]["total"], 32);
+    let anchored_images = file_hashes(&root.join("images"));
+    assert_eq!(anchored_images.len(), 27);
+
+    // The same request again, from scratch: the same codes and the same bytes.
+    std::fs::remove_dir_all(&root).unwrap();
+    let (again, success, _) = generate("3");
+    assert!(success, "{again}");
+    assert_eq!(
+        generation_root(&output, &again),
+        root,
+        "same plan, same place"
+    );
+    assert_eq!(
+        std::fs::read(root.join("anchors/01-1/codes-000000.f32")).unwrap(),
+        codes
+    );
+    assert_eq!(file_hashes(&root.join("images")), anchored_images);
+
+    // Plain generation from the same checkpoint lands elsewhere, with other pixels.
+    let (plain, success, _) = generate("0");
+    assert!(success, "{plain}");
+    let plain_root = generation_root(&output, &plain);
+    assert_ne!(plain_root, root);
+    assert!(!plain_root.join("anchors").exists());
+    assert_ne!(file_hashes(&plain_root.join("images")), anchored_images);
 }

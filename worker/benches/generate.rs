@@ -4,16 +4,19 @@
 //!
 //! `cargo bench -p anygan-worker --bench generate -- [--width 128] [--images 1024]
 //! [--batches 64,256] [--candidates 1]` (`--candidates K`: every image the best of K candidates
-//! to the discriminator, as `--generation-candidates K` generates).
+//! to the discriminator, as `--generation-candidates K` generates). A second table times anchored
+//! generation's inversion: one invert task's batch of anchors through `--inversion-steps`
+//! optimizer steps (`--anchors 64 --inversion-steps 20`).
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark fails loudly on broken setup
 
 use std::time::Instant;
 
-use anygan_proto::generation::GeneratorWeights;
+use anygan_proto::generation::{ANCHORS_PER_TASK, DEFAULT_INVERSION_STEPS, GeneratorWeights};
 use anygan_proto::v1;
 use anygan_store::{CheckpointOptions, StoreLocation};
 use anygan_worker::backend::{BACKEND_NAME, ComputeBackend, TrainBackend, device};
 use anygan_worker::checkpointing::{Checkpointer, RunDescription};
+use anygan_worker::gan::invert::{InversionSettings, StartKey, invert};
 use anygan_worker::gan::sample::generate_from_noise;
 use anygan_worker::gan::{GanConfig, GanTrainer, Generator, TrainConfig};
 use anygan_worker::generate::{LoadedGenerator, run_generation_task};
@@ -90,6 +93,7 @@ fn main() {
         let forward = (rounds * batch) as f64 / started.elapsed().as_secs_f64();
 
         let task = v1::GenerationTask {
+            anchors: 0,
             task_id: 0,
             checkpoint: checkpoint.clone(),
             root: format!("generations/bench-{batch}"),
@@ -108,4 +112,39 @@ fn main() {
         let whole = outcome.images as f64 / outcome.seconds;
         println!("| {batch} | {forward:.0} | {whole:.0} |");
     }
+
+    // Anchored generation's inversion: forward and backward through the frozen generator.
+    let anchors: usize = arg("--anchors", &ANCHORS_PER_TASK.to_string())
+        .parse()
+        .unwrap();
+    let steps: usize = arg("--inversion-steps", "20").parse().unwrap();
+    let (generator, _) = gan.init::<TrainBackend>(&device).unwrap();
+    let targets = vec![0.25f32; anchors * gan.image_shape().pixel_count()];
+    let labels = vec![3u16; anchors];
+    let key = StartKey {
+        seed: 0,
+        class: 3,
+        first: 0,
+    };
+    let settings = InversionSettings {
+        steps,
+        ..InversionSettings::default()
+    };
+    let started = Instant::now();
+    invert(&generator, &gan, &targets, &labels, settings, key, &device).unwrap();
+    let seconds = started.elapsed().as_secs_f64();
+    let per_step_ms = 1000.0 * seconds / steps.max(1) as f64;
+    let default_steps = DEFAULT_INVERSION_STEPS as f64;
+    println!();
+    println!(
+        "inversion, {anchors} anchors, {} random starts, {steps} steps (the starts included)",
+        settings.starts
+    );
+    println!();
+    println!("| anchors | seconds | ms per step | est. seconds at {default_steps} steps |");
+    println!("|---:|---:|---:|---:|");
+    println!(
+        "| {anchors} | {seconds:.1} | {per_step_ms:.0} | {:.0} |",
+        per_step_ms * default_steps / 1000.0
+    );
 }

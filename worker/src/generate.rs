@@ -11,6 +11,8 @@
 //!   anygan (`--format folder` / `--format idx`) and by most training scripts;
 //! - `MANIFEST.json`, written last: the plan, the checkpoint, the seed, the counts.
 
+pub mod anchored;
+
 use std::collections::BTreeSet;
 use std::time::Instant;
 
@@ -184,6 +186,27 @@ pub fn run_generation_task(
             ),
         ));
     }
+    // Anchored generation: the codes of every anchor of the class, and each one's neighbours
+    // (truncation does not apply to anchored codes).
+    if task.anchors > 0 && candidates > 1 {
+        return Err(Error::config(
+            "candidates",
+            format!("{candidates} with anchored generation, which draws one image per code"),
+        ));
+    }
+    let anchors = if task.anchors > 0 {
+        let codes = anchored::read_class_codes(
+            &output.join(&task.root),
+            &task.class_folder,
+            task.anchors,
+            config.latent_dim,
+            io,
+        )?;
+        let neighbours = anchored::nearest_anchors(&codes, config.latent_dim, anchored::NEIGHBOURS);
+        Some((codes, neighbours))
+    } else {
+        None
+    };
     let shape = config.image_shape();
     let folder = output
         .join(&task.root)
@@ -197,14 +220,13 @@ pub fn run_generation_task(
         let count = (stop - start) as usize;
         let mut noise = vec![0f32; count * candidates * config.latent_dim];
         for (offset, rows) in noise.chunks_mut(candidates * config.latent_dim).enumerate() {
-            candidate_noise(
-                task.seed,
-                u64::from(task.class_index),
-                start + offset as u64,
-                task.truncation,
-                candidates,
-                rows,
-            );
+            let (class, index) = (u64::from(task.class_index), start + offset as u64);
+            match &anchors {
+                Some((codes, neighbours)) => {
+                    anchored::anchored_noise(task.seed, class, index, codes, neighbours, rows)
+                }
+                None => candidate_noise(task.seed, class, index, task.truncation, candidates, rows),
+            }
         }
         let labels = vec![task.class_index as u16; count];
         let pixels = generate_ranked(

@@ -81,6 +81,19 @@ pub(crate) async fn run_tasks(
                     );
                     (task.task_id, result, cache)
                 }
+                v1::task_response::Task::Invert(task) => {
+                    let result = parse_plan(&task.plan_json).and_then(|plan| {
+                        crate::generate::anchored::run_invert_task(
+                            &plan,
+                            task.anchor_task as usize,
+                            &output,
+                            &store_options,
+                            &io,
+                            &device,
+                        )
+                    });
+                    (task.task_id, result, cache)
+                }
                 v1::task_response::Task::Assemble(task) => {
                     let result = parse_plan(&task.plan_json).and_then(|plan| {
                         crate::generate::run_assemble(&plan, &output, &store_options, &io)

@@ -33,6 +33,14 @@ pub(super) struct GenerationArgs {
     /// finds most real for its class (1: no ranking).
     #[arg(long, default_value_t = 1)]
     generation_candidates: usize,
+    /// Anchored generation: invert up to N real images of each class into the generator's
+    /// noise space and draw every image between one of them and a near one (0: sample the
+    /// noise prior). Costs --generation-inversion-steps generator passes per anchor.
+    #[arg(long, default_value_t = 0)]
+    generation_anchors: usize,
+    /// Optimizer steps of each anchor's inversion.
+    #[arg(long, default_value_t = anygan_proto::generation::DEFAULT_INVERSION_STEPS)]
+    generation_inversion_steps: usize,
 }
 
 impl GenerationArgs {
@@ -54,6 +62,8 @@ impl GenerationArgs {
             candidates: self.generation_candidates,
             task_images: self.generation_task_images,
             rebalanced_set: !self.no_rebalanced_set,
+            anchors: self.generation_anchors,
+            inversion_steps: self.generation_inversion_steps,
         }
     }
 }

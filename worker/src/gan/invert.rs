@@ -40,6 +40,16 @@ impl Default for InversionSettings {
     }
 }
 
+/// Whose random starts: image i's come from the stream `(seed, GenerationInversion, class,
+/// first + i)`, so with `first` = the position of the batch's first image among the class's
+/// anchors, an image's code does not depend on which batch carries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StartKey {
+    pub seed: u64,
+    pub class: u64,
+    pub first: u64,
+}
+
 /// The codes found, image after image (`latent_dim` values each), and each image's mean squared
 /// pixel error (on the [-1, 1] scale) at its code.
 #[derive(Debug, Clone)]
@@ -53,16 +63,14 @@ const ADAM_BETA2: f32 = 0.999;
 const ADAM_EPSILON: f32 = 1e-8;
 
 /// Inverts `images` (normalized to [-1, 1], channel-first, image after image) with their
-/// `labels`. Image i's random starts come from the stream `(seed, GenerationInversion,
-/// batch_key, i)`.
+/// `labels`, the random starts keyed by `key`.
 pub fn invert<B: AutodiffBackend>(
     generator: &Generator<B>,
     config: &GanConfig,
     images: &[f32],
     labels: &[u16],
     settings: InversionSettings,
-    seed: u64,
-    batch_key: u64,
+    key: StartKey,
     device: &B::Device,
 ) -> Result<Inversion> {
     let count = labels.len();
@@ -94,8 +102,7 @@ pub fn invert<B: AutodiffBackend>(
         &targets,
         labels,
         settings.starts,
-        seed,
-        batch_key,
+        key,
         device,
     );
 
@@ -147,15 +154,13 @@ pub fn invert<B: AutodiffBackend>(
 }
 
 /// For each image the start (of `starts` random noise vectors) whose generated image is closest.
-#[allow(clippy::too_many_arguments)] // one call site; the arguments are what the draw needs
 fn best_starts<B: Backend>(
     generator: &Generator<B>,
     config: &GanConfig,
     targets: &Tensor<B, 2>,
     labels: &[u16],
     starts: usize,
-    seed: u64,
-    batch_key: u64,
+    key: StartKey,
     device: &B::Device,
 ) -> Tensor<B, 2> {
     let count = labels.len();
@@ -165,7 +170,12 @@ fn best_starts<B: Backend>(
     // same whatever `starts` is, so more starts can only find a closer one.
     let mut drawn = vec![vec![0f32; count * latent]; starts];
     for image in 0..count {
-        let mut rng = stream(seed, Purpose::GenerationInversion, batch_key, image as u64);
+        let mut rng = stream(
+            key.seed,
+            Purpose::GenerationInversion,
+            key.class,
+            key.first + image as u64,
+        );
         for noise in &mut drawn {
             fill_standard_normal(&mut rng, &mut noise[image * latent..(image + 1) * latent]);
         }

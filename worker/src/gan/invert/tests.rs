@@ -50,6 +50,14 @@ fn generated_targets(generator: &Generator<TrainBackend>, labels: &[u16]) -> Vec
         .collect()
 }
 
+fn key(seed: u64, first: u64) -> StartKey {
+    StartKey {
+        seed,
+        class: 0,
+        first,
+    }
+}
+
 fn mean(values: &[f32]) -> f32 {
     values.iter().sum::<f32>() / values.len() as f32
 }
@@ -75,8 +83,7 @@ fn inversion_finds_codes_that_reproduce_generated_images_far_better_than_its_sta
         &targets,
         &labels,
         unoptimized,
-        1,
-        0,
+        key(1, 0),
         &device,
     )
     .expect("starts");
@@ -86,8 +93,7 @@ fn inversion_finds_codes_that_reproduce_generated_images_far_better_than_its_sta
         &targets,
         &labels,
         settings,
-        1,
-        0,
+        key(1, 0),
         &device,
     )
     .expect("inverts");
@@ -137,8 +143,7 @@ fn the_best_of_more_starts_is_never_worse_and_images_do_not_interact() {
         &targets,
         &labels,
         starts_only(1),
-        5,
-        0,
+        key(5, 0),
         &device,
     )
     .expect("one start");
@@ -148,8 +153,7 @@ fn the_best_of_more_starts_is_never_worse_and_images_do_not_interact() {
         &targets,
         &labels,
         starts_only(8),
-        5,
-        0,
+        key(5, 0),
         &device,
     )
     .expect("eight starts");
@@ -169,8 +173,7 @@ fn the_best_of_more_starts_is_never_worse_and_images_do_not_interact() {
         &targets,
         &labels,
         settings,
-        5,
-        0,
+        key(5, 0),
         &device,
     )
     .expect("batch");
@@ -180,13 +183,30 @@ fn the_best_of_more_starts_is_never_worse_and_images_do_not_interact() {
         &targets[..pixels],
         &labels[..1],
         settings,
-        5,
-        0,
+        key(5, 0),
         &device,
     )
     .expect("alone");
     let latent = config().latent_dim;
     for (a, b) in alone.latents.iter().zip(&batch.latents[..latent]) {
+        assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+    }
+    // So does the second, keyed by its position: a code does not depend on the batch split.
+    let second = invert(
+        &generator,
+        &config(),
+        &targets[pixels..2 * pixels],
+        &labels[1..2],
+        settings,
+        key(5, 1),
+        &device,
+    )
+    .expect("second alone");
+    for (a, b) in second
+        .latents
+        .iter()
+        .zip(&batch.latents[latent..2 * latent])
+    {
         assert!((a - b).abs() < 1e-4, "{a} vs {b}");
     }
 }
@@ -200,8 +220,7 @@ fn a_wrong_number_of_pixels_is_refused_by_name() {
         &[0.0; 10],
         &[0, 1],
         InversionSettings::default(),
-        0,
-        0,
+        key(0, 0),
         &Default::default(),
     )
     .expect_err("10 values are not two images");
