@@ -190,7 +190,7 @@ fn handle(state: &mut JobState, command: Command) -> bool {
             true
         }
         Command::StartGeneration(plan, reply) => {
-            tracing::info!(checkpoint = %plan.checkpoint, root = %plan.root, tasks = plan.tasks.len(), wanted = ?plan.classes.iter().map(|c| c.generate).collect::<Vec<_>>(), "generation planned");
+            tracing::info!(checkpoint = %plan.checkpoint, root = %plan.root, tasks = plan.tasks.len(), invert_tasks = plan.anchor_tasks.len(), wanted = ?plan.classes.iter().map(|c| c.generate).collect::<Vec<_>>(), "generation planned");
             state.start_generation(*plan);
             let _ = reply.send(());
             true
