@@ -83,3 +83,36 @@ fn codes_round_trip_through_bytes() {
         .collect();
     assert_eq!(back, codes);
 }
+
+#[test]
+fn a_class_codes_are_read_across_its_invert_tasks_files_in_order_and_a_short_file_is_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = StoreLocation::local(dir.path(), true).expect("store");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let latent = 2;
+    // 70 anchors: the first invert task wrote 64, the second 6.
+    let codes: Vec<f32> = (0..70 * latent).map(|v| v as f32).collect();
+    let (first, second) = codes.split_at(64 * latent);
+    for (start, part) in [(0, first), (64, second)] {
+        runtime
+            .block_on(root.put(&codes_name("06-shirt", start), encode_codes(part)))
+            .expect("put");
+    }
+    let read = read_class_codes(&root, "06-shirt", 70, latent, runtime.handle()).expect("read");
+    assert_eq!(read, codes);
+
+    runtime
+        .block_on(root.put(&codes_name("06-shirt", 64), encode_codes(&second[..4])))
+        .expect("put");
+    let error = read_class_codes(&root, "06-shirt", 70, latent, runtime.handle())
+        .expect_err("a short file");
+    let message = error.to_string();
+    assert!(message.contains("codes-000064.f32"), "{message}");
+    assert!(message.contains("6 anchors"), "{message}");
+    let missing = read_class_codes(&root, "07-sneaker", 3, latent, runtime.handle())
+        .expect_err("no codes were written for that class");
+    assert!(
+        missing.to_string().contains("07-sneaker/codes-000000.f32"),
+        "{missing}"
+    );
+}
