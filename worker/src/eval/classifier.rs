@@ -11,7 +11,7 @@ use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::prelude::*;
-use burn::tensor::activation::{log_softmax, relu};
+use burn::tensor::activation::{log_softmax, relu, softmax};
 use burn::tensor::backend::AutodiffBackend;
 
 use crate::data::{EpochSampler, ImageDataset};
@@ -166,15 +166,45 @@ pub fn predict<B: Backend>(
     data: &ImageDataset,
     device: &B::Device,
 ) -> Vec<u16> {
+    predict_scored(model, data, device).predicted
+}
+
+/// Predictions and how much probability the classifier puts on each class on average.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scored {
+    /// The predicted class of every image.
+    pub predicted: Vec<u16>,
+    /// Per class, the softmax probability averaged over all images: where the classifier's
+    /// belief goes on this data, 1/C per class for one without a class bias on a balanced set.
+    pub mean_probability: Vec<f64>,
+}
+
+/// [`predict`], plus each class's mean softmax probability over the images.
+pub fn predict_scored<B: Backend>(
+    model: &Classifier<B>,
+    data: &ImageDataset,
+    device: &B::Device,
+) -> Scored {
     let mut predicted = Vec::with_capacity(data.len());
+    let mut probability_sums: Vec<f64> = Vec::new();
     let indices: Vec<usize> = (0..data.len()).collect();
     for chunk in indices.chunks(512) {
         let (values, _) = data.normalized_batch(chunk);
         let logits = model.forward(images_tensor::<B>(data, values, chunk.len(), device));
-        let classes = logits.argmax(1).reshape([chunk.len()]);
+        let [_, classes] = logits.dims();
+        let column_sums = softmax(logits.clone(), 1)
+            .sum_dim(0)
+            .into_data()
+            .convert::<f64>()
+            .into_vec::<f64>()
+            .unwrap_or_default(); // converted just above
+        probability_sums.resize(classes, 0.0);
+        for (sum, value) in probability_sums.iter_mut().zip(column_sums) {
+            *sum += value;
+        }
+        let best = logits.argmax(1).reshape([chunk.len()]);
         predicted.extend(
-            classes
-                .into_data()
+            best.into_data()
                 .convert::<i64>()
                 .into_vec::<i64>()
                 .unwrap_or_default() // converted just above
@@ -182,7 +212,11 @@ pub fn predict<B: Backend>(
                 .map(|c| c as u16),
         );
     }
-    predicted
+    let images = data.len().max(1) as f64;
+    Scored {
+        predicted,
+        mean_probability: probability_sums.into_iter().map(|s| s / images).collect(),
+    }
 }
 
 #[cfg(test)]
@@ -235,6 +269,43 @@ mod tests {
     #[test]
     fn learns_two_patterns() {
         assert_eq!(recalls(None), vec![1.0, 1.0]);
+    }
+
+    #[test]
+    fn mean_probabilities_are_the_softmax_averaged_over_the_images() {
+        let data = two_patterns(4);
+        let config = ClassifierConfig::new(2).with_width(4);
+        let training = ClassifierTraining::new().with_epochs(1).with_batch_size(8);
+        let device = Default::default();
+        let model = train_classifier::<TrainBackend>(&data, &config, &training, None, &device)
+            .expect("trains");
+        let scored = predict_scored(&model, &data, &device);
+        assert_eq!(scored.predicted, predict(&model, &data, &device));
+        // By hand: softmax of each image's two logits, averaged.
+        let (values, _) = data.normalized_batch(&(0..data.len()).collect::<Vec<_>>());
+        let logits = model
+            .forward(images_tensor::<crate::backend::ComputeBackend>(
+                &data,
+                values,
+                data.len(),
+                &device,
+            ))
+            .into_data()
+            .convert::<f64>()
+            .into_vec::<f64>()
+            .expect("f64");
+        let mut expected = [0.0f64; 2];
+        for pair in logits.chunks(2) {
+            let top = pair[0].max(pair[1]);
+            let (a, b) = ((pair[0] - top).exp(), (pair[1] - top).exp());
+            expected[0] += a / (a + b) / data.len() as f64;
+            expected[1] += b / (a + b) / data.len() as f64;
+        }
+        for (got, want) in scored.mean_probability.iter().zip(expected) {
+            assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+        }
+        let total: f64 = scored.mean_probability.iter().sum();
+        assert!((total - 1.0).abs() < 1e-5, "{total}");
     }
 
     #[test]

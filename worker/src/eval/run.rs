@@ -3,7 +3,9 @@
 
 use std::time::Instant;
 
-use super::classifier::{ClassifierConfig, ClassifierTraining, predict, train_classifier};
+use super::classifier::{
+    ClassifierConfig, ClassifierTraining, predict, predict_scored, train_classifier,
+};
 use super::methods::{Balance, Method, Sources, random_oversample, training_set};
 use super::metrics::{ConfusionMatrix, Metrics, mean_std};
 use crate::backend::TrainBackend;
@@ -75,6 +77,10 @@ pub struct RunResult {
     /// (d) with the filter: per class, the share of the generated images the judge kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generated_kept: Option<Fidelity>,
+    /// Per class, the classifier's softmax probability averaged over the test set: a class
+    /// bias shows as values away from 1/C on the balanced test (empty in older results).
+    #[serde(default)]
+    pub mean_probability: Vec<f64>,
 }
 
 /// How recognisable the generated images of each class are to a real-data classifier.
@@ -166,10 +172,10 @@ pub fn evaluate(
                 _ => None,
             };
             for test in test_sets {
-                let predicted = predict(&model, &test.data, &device);
+                let scored = predict_scored(&model, &test.data, &device);
                 let confusion = ConfusionMatrix::from_labels(
                     test.data.labels(),
-                    &predicted,
+                    &scored.predicted,
                     long_tail.num_classes(),
                 )
                 .map_err(|reason| crate::error::Error::config("predictions", reason))?;
@@ -183,6 +189,7 @@ pub fn evaluate(
                     confusion,
                     generated_fidelity: generated_fidelity.clone(),
                     generated_kept: generated_kept.clone(),
+                    mean_probability: scored.mean_probability,
                 };
                 on_result(&result);
                 results.push(result);
@@ -528,6 +535,7 @@ mod tests {
             confusion,
             generated_fidelity: fidelity,
             generated_kept: None,
+            mean_probability: vec![0.5, 0.5],
         }
     }
 
