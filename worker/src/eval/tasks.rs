@@ -184,13 +184,10 @@ pub fn run_report_task(
             )
         })?;
     let weights = manifest.sampled_weights;
-    let ranking = match plan.spec.candidates {
-        0 | 1 => String::new(),
-        k => format!(", each image the best of {k} candidates to the discriminator"),
-    };
+    let noise = noise_description(&plan.spec);
     let generator = format!(
-        "checkpoint `{}` (step {}), weights {weights}, truncation {}{ranking}, generation `{}`",
-        plan.checkpoint, plan.checkpoint_step, plan.spec.truncation, plan.root
+        "checkpoint `{}` (step {}), weights {weights}, {noise}, generation `{}`",
+        plan.checkpoint, plan.checkpoint_step, plan.root
     );
     let (report, pictures) = full_report(&generator, settings, &results, &class_names)?;
     for (name, png) in pictures {
@@ -207,4 +204,50 @@ pub fn run_report_task(
         images: 0,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// How a generation chose its noise, for the report: truncation and ranking, or anchors
+/// (anchored codes are neither truncated nor ranked).
+fn noise_description(spec: &anygan_proto::generation::GenerationSpec) -> String {
+    if spec.anchors > 0 {
+        return format!(
+            "anchored on up to {} real images per class ({} inversion steps)",
+            spec.anchors, spec.inversion_steps
+        );
+    }
+    let ranking = match spec.candidates {
+        0 | 1 => String::new(),
+        k => format!(", each image the best of {k} candidates to the discriminator"),
+    };
+    format!("truncation {}{ranking}", spec.truncation)
+}
+
+#[cfg(test)]
+mod tests {
+    use anygan_proto::generation::GenerationSpec;
+
+    use super::noise_description;
+
+    #[test]
+    fn the_report_says_how_the_noise_was_chosen() {
+        let plain = GenerationSpec::default();
+        assert_eq!(noise_description(&plain), "truncation 0.5");
+        let ranked = GenerationSpec {
+            candidates: 4,
+            ..GenerationSpec::default()
+        };
+        assert_eq!(
+            noise_description(&ranked),
+            "truncation 0.5, each image the best of 4 candidates to the discriminator"
+        );
+        let anchored = GenerationSpec {
+            anchors: 100,
+            inversion_steps: 30,
+            ..GenerationSpec::default()
+        };
+        assert_eq!(
+            noise_description(&anchored),
+            "anchored on up to 100 real images per class (30 inversion steps)"
+        );
+    }
 }
