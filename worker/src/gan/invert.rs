@@ -96,11 +96,13 @@ pub fn invert<B: AutodiffBackend>(
         TensorData::new(images.to_vec(), [count, pixels]),
         device,
     );
+    let inner = frozen.valid();
+    let inner_labels = labels_tensor::<B::InnerBackend>(labels, device);
     let starts = best_starts(
-        &frozen.valid(),
+        &inner,
         config,
         &targets,
-        labels,
+        &inner_labels,
         settings.starts,
         key,
         device,
@@ -113,14 +115,9 @@ pub fn invert<B: AutodiffBackend>(
     let mut second_moment = codes.zeros_like();
     for step in 1..=settings.steps {
         let code = Tensor::<B, 2>::from_inner(codes.clone()).require_grad();
-        let generated = frozen
-            .forward(code.clone(), label_tensor.clone())
-            .reshape([count, pixels]);
         // Summed over images so each image's gradient is its own loss's, whatever the batch.
-        let reconstruction = (generated - targets_ad.clone())
-            .powf_scalar(2.0)
-            .mean_dim(1)
-            .sum();
+        let reconstruction =
+            squared_errors(&frozen, &code, label_tensor.clone(), &targets_ad).sum();
         let norm_gap = code
             .clone()
             .powf_scalar(2.0)
@@ -148,7 +145,10 @@ pub fn invert<B: AutodiffBackend>(
                 / corrected_second.sqrt().add_scalar(ADAM_EPSILON);
     }
 
-    let errors = squared_errors(&frozen.valid(), &codes, labels, &targets, device);
+    let errors = into_vec(
+        squared_errors(&inner, &codes, inner_labels, &targets),
+        count,
+    )?;
     let latents = into_vec(codes, latent * count)?;
     Ok(Inversion { latents, errors })
 }
@@ -158,12 +158,12 @@ fn best_starts<B: Backend>(
     generator: &Generator<B>,
     config: &GanConfig,
     targets: &Tensor<B, 2>,
-    labels: &[u16],
+    labels: &Tensor<B, 1, Int>,
     starts: usize,
     key: StartKey,
     device: &B::Device,
 ) -> Tensor<B, 2> {
-    let count = labels.len();
+    let [count, _] = targets.dims();
     let latent = config.latent_dim;
     let starts = starts.max(1);
     // Image i's starts come one after another from its own stream: its first k starts are the
@@ -183,7 +183,7 @@ fn best_starts<B: Backend>(
     let mut best: Option<(Tensor<B, 2>, Tensor<B, 1>)> = None;
     for noise in drawn {
         let codes = Tensor::<B, 2>::from_data(TensorData::new(noise, [count, latent]), device);
-        let errors = squared_error_tensor(generator, &codes, labels, targets, device);
+        let errors = squared_errors(generator, &codes, labels.clone(), targets);
         best = Some(match best {
             None => (codes, errors),
             Some((best_codes, best_errors)) => {
@@ -202,32 +202,21 @@ fn best_starts<B: Backend>(
     }
 }
 
-fn squared_error_tensor<B: Backend>(
+/// Each image's mean squared pixel error at its code, `[count]`.
+fn squared_errors<B: Backend>(
     generator: &Generator<B>,
     codes: &Tensor<B, 2>,
-    labels: &[u16],
+    labels: Tensor<B, 1, Int>,
     targets: &Tensor<B, 2>,
-    device: &B::Device,
 ) -> Tensor<B, 1> {
     let [count, pixels] = targets.dims();
     let generated = generator
-        .forward(codes.clone(), labels_tensor(labels, device))
+        .forward(codes.clone(), labels)
         .reshape([count, pixels]);
     (generated - targets.clone())
         .powf_scalar(2.0)
         .mean_dim(1)
         .reshape([count])
-}
-
-fn squared_errors<B: Backend>(
-    generator: &Generator<B>,
-    codes: &Tensor<B, 2>,
-    labels: &[u16],
-    targets: &Tensor<B, 2>,
-    device: &B::Device,
-) -> Vec<f32> {
-    let errors = squared_error_tensor(generator, codes, labels, targets, device);
-    into_vec(errors, labels.len()).unwrap_or_default()
 }
 
 fn into_vec<B: Backend, const D: usize>(tensor: Tensor<B, D>, expected: usize) -> Result<Vec<f32>> {
