@@ -1,0 +1,253 @@
+use super::*;
+
+#[test]
+fn quality_runs_once_with_the_first_seed() {
+    let settings = EvaluationSettings {
+        methods: vec!["long-tail".into(), "anygan".into()],
+        seeds: vec![3, 4],
+        ..Default::default()
+    };
+    let runs: Vec<(String, u64)> = settings.runs();
+    let expected: Vec<(String, u64)> = [
+        ("long-tail", 3),
+        ("long-tail", 4),
+        ("anygan", 3),
+        ("anygan", 4),
+        ("cas", 3),
+        ("full-real", 3),
+    ]
+    .iter()
+    .map(|(m, s)| (m.to_string(), *s))
+    .collect();
+    assert_eq!(runs, expected);
+    let without = EvaluationSettings {
+        quality: false,
+        ..settings
+    };
+    assert_eq!(without.runs().len(), 4);
+}
+
+fn names(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("c{i}")).collect()
+}
+
+#[test]
+fn deficits_against_the_largest_class() {
+    let plans = class_plans(&names(4), &[4000, 40, 350, 4000], &Targets::Largest).unwrap();
+    let generate: Vec<usize> = plans.iter().map(|p| p.generate).collect();
+    assert_eq!(generate, vec![0, 3960, 3650, 0]);
+    assert!(plans.iter().all(|p| p.target == 4000));
+    assert_eq!(plans[1].name, "c1");
+    assert_eq!(plans[1].original, 40);
+}
+
+#[test]
+fn user_targets_and_classes_already_above_them() {
+    let plans = class_plans(
+        &names(3),
+        &[500, 40, 100],
+        &Targets::PerClass(vec![300, 100, 100]),
+    )
+    .unwrap();
+    let generate: Vec<usize> = plans.iter().map(|p| p.generate).collect();
+    assert_eq!(generate, vec![0, 60, 0], "above or at the target: nothing");
+    let wrong = class_plans(&names(3), &[1, 2, 3], &Targets::PerClass(vec![5, 5]));
+    assert!(
+        wrong
+            .unwrap_err()
+            .contains("2 generation targets for 3 classes")
+    );
+    assert!(class_plans(&names(2), &[1, 2, 3], &Targets::Largest).is_err());
+}
+
+#[test]
+fn tasks_cover_each_deficit_exactly_in_aligned_ranges() {
+    let plans = class_plans(&names(3), &[1000, 0, 1000 - 1030 % 1000], &Targets::Largest).unwrap();
+    let tasks = split_tasks(&plans, 256);
+    for plan in &plans {
+        let mine: Vec<&TaskRange> = tasks.iter().filter(|t| t.class == plan.index).collect();
+        let mut next = 0;
+        for task in &mine {
+            assert_eq!(task.first, next, "contiguous, no overlap");
+            assert_eq!(task.first % 256, 0, "aligned");
+            next += task.count;
+        }
+        assert_eq!(next, plan.generate as u64, "no gap at the end");
+    }
+    let ids: Vec<u64> = tasks.iter().map(|t| t.id).collect();
+    assert_eq!(ids, (0..tasks.len() as u64).collect::<Vec<_>>());
+    // 1000 → 4 tasks (256, 256, 256, 232); 970 → 4.
+    assert_eq!(tasks.iter().filter(|t| t.class == 1).count(), 4);
+    assert_eq!(
+        tasks
+            .iter()
+            .find(|t| t.class == 1 && t.first == 768)
+            .unwrap()
+            .count,
+        232
+    );
+    assert!(
+        split_tasks(
+            &class_plans(&names(1), &[5], &Targets::Largest).unwrap(),
+            64
+        )
+        .is_empty()
+    );
+}
+
+#[test]
+fn anchor_tasks_cover_min_of_originals_and_cap_for_classes_that_generate() {
+    // 4000 (generates nothing), 200, 40, 130 originals; cap 150.
+    let classes = class_plans(&names(4), &[4000, 200, 40, 130], &Targets::Largest).unwrap();
+    let tasks = split_anchor_tasks(&classes, 150).unwrap();
+    let per_class = |class: usize| -> Vec<(u64, u64)> {
+        tasks
+            .iter()
+            .filter(|t| t.class == class)
+            .map(|t| (t.first, t.count))
+            .collect()
+    };
+    assert!(
+        per_class(0).is_empty(),
+        "a class at its target has no anchors"
+    );
+    assert_eq!(
+        per_class(1),
+        vec![(0, 64), (64, 64), (128, 22)],
+        "capped at 150"
+    );
+    assert_eq!(per_class(2), vec![(0, 40)]);
+    assert_eq!(per_class(3), vec![(0, 64), (64, 64), (128, 2)]);
+    let ids: Vec<u64> = tasks.iter().map(|t| t.id).collect();
+    assert_eq!(ids, (0..tasks.len() as u64).collect::<Vec<_>>());
+    assert!(
+        split_anchor_tasks(&classes, 0).unwrap().is_empty(),
+        "plain generation"
+    );
+    // A class with a target but no originals has nothing to anchor on.
+    let empty = class_plans(&names(2), &[10, 0], &Targets::Largest).unwrap();
+    let err = split_anchor_tasks(&empty, 50).unwrap_err();
+    assert!(err.contains("class c1"), "{err}");
+}
+
+#[test]
+fn anchored_generation_names_its_own_root_and_needs_inversion_steps() {
+    let plain = GenerationSpec::default();
+    let anchored = GenerationSpec {
+        anchors: 200,
+        ..GenerationSpec::default()
+    };
+    let longer = GenerationSpec {
+        inversion_steps: 300,
+        ..anchored.clone()
+    };
+    assert!(anchored.validate().is_ok());
+    assert_ne!(plan_root("step-1", &plain), plan_root("step-1", &anchored));
+    assert_ne!(plan_root("step-1", &anchored), plan_root("step-1", &longer));
+    // Inversion steps mean nothing to plain generation, so they do not move its root.
+    let plain_other_steps = GenerationSpec {
+        inversion_steps: 7,
+        ..GenerationSpec::default()
+    };
+    assert_eq!(
+        plan_root("step-1", &plain),
+        plan_root("step-1", &plain_other_steps)
+    );
+    let err = GenerationSpec {
+        inversion_steps: 0,
+        ..anchored.clone()
+    }
+    .validate()
+    .unwrap_err();
+    assert!(err.contains("inversion step"), "{err}");
+    let ranked = GenerationSpec {
+        candidates: 4,
+        ..anchored.clone()
+    };
+    assert!(ranked.validate().unwrap_err().contains("candidates"));
+    // Plans written before anchored generation read as plain generation.
+    let old: GenerationSpec = serde_json::from_str(
+        r#"{"targets":{"kind":"largest"},"seed":0,"batch":64,"task_images":512,"rebalanced_set":true}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        (old.anchors, old.inversion_steps),
+        (0, DEFAULT_INVERSION_STEPS)
+    );
+}
+
+#[test]
+fn truncation_is_zero_or_a_sensible_bound_and_names_its_own_root() {
+    let plain = GenerationSpec {
+        truncation: 0.0,
+        ..GenerationSpec::default()
+    };
+    let truncated = GenerationSpec {
+        truncation: 0.7,
+        ..GenerationSpec::default()
+    };
+    assert!(plain.validate().is_ok());
+    assert!(truncated.validate().is_ok());
+    for bad in [0.1, -1.0, f32::NAN] {
+        let err = GenerationSpec {
+            truncation: bad,
+            ..GenerationSpec::default()
+        }
+        .validate()
+        .unwrap_err();
+        assert!(err.contains("truncation"), "{err}");
+    }
+    assert_ne!(plan_root("step-1", &plain), plan_root("step-1", &truncated));
+}
+
+#[test]
+fn spec_validation_and_stable_roots() {
+    assert!(GenerationSpec::default().validate().is_ok());
+    let unaligned = GenerationSpec {
+        task_images: 100,
+        ..GenerationSpec::default()
+    };
+    assert!(
+        unaligned
+            .validate()
+            .unwrap_err()
+            .contains("multiple of the batch")
+    );
+    let root = plan_root("step-0000000300-abcd", &GenerationSpec::default());
+    assert_eq!(
+        root,
+        plan_root("step-0000000300-abcd", &GenerationSpec::default())
+    );
+    let other_seed = GenerationSpec {
+        seed: 1,
+        ..GenerationSpec::default()
+    };
+    assert_ne!(root, plan_root("step-0000000300-abcd", &other_seed));
+    assert!(root.starts_with("generations/step-0000000300-abcd-"));
+    let as_trained = GenerationSpec {
+        weights: GeneratorWeights::AsTrained,
+        ..GenerationSpec::default()
+    };
+    assert_ne!(
+        root,
+        plan_root("step-0000000300-abcd", &as_trained),
+        "the weights as trained are other images than their average"
+    );
+    let ranked = GenerationSpec {
+        candidates: 4,
+        ..GenerationSpec::default()
+    };
+    assert_ne!(root, plan_root("step-0000000300-abcd", &ranked));
+    for bad in [0, MAX_CANDIDATES + 1] {
+        let err = GenerationSpec {
+            candidates: bad,
+            ..GenerationSpec::default()
+        }
+        .validate()
+        .unwrap_err();
+        assert!(err.contains("candidates"), "{err}");
+    }
+    assert_eq!(image_name(42), "gen-000042.png");
+    assert_eq!(class_folder(0, "T-shirt/top"), "00-T-shirt_top");
+    assert_eq!(class_folder(9, "Ankle boot"), "09-Ankle_boot");
+}
