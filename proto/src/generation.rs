@@ -185,6 +185,10 @@ pub struct EvaluationSettings {
     /// `--generation-targets`), so being generated says nothing about an image's class.
     #[serde(default)]
     pub same_mix: bool,
+    /// Method (d): when above 0, random oversampling's set (as (b) draws it) plus this many
+    /// generated images of every class, the largest included, instead of the real share.
+    #[serde(default)]
+    pub added_generated: usize,
 }
 
 /// Method (d)'s default share of real images per rare class (see the README's benchmark).
@@ -266,6 +270,7 @@ impl Default for EvaluationSettings {
             real_share: DEFAULT_REAL_SHARE,
             filter_generated: false,
             same_mix: false,
+            added_generated: 0,
         }
     }
 }

@@ -81,6 +81,11 @@ struct EvaluateArgs {
     /// nothing about an image's class. The largest class needs generated images too.
     #[arg(long)]
     same_mix: bool,
+    /// Method (d): random oversampling's set (as (b) draws it) plus this many generated images
+    /// of every class, the largest included, instead of the real share; the generation run
+    /// must have left every class that many (e.g. --generation-targets 8000,... for 4000 here).
+    #[arg(long, default_value_t = 0, conflicts_with_all = ["real_share", "same_mix"])]
+    added_generated: usize,
     /// Where report.md and results.json go: a directory or s3://bucket/prefix.
     #[arg(long, default_value = "out/eval")]
     output: String,
@@ -430,6 +435,7 @@ fn evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
         real_share: args.real_share,
         filter_generated: args.filter_generated,
         same_mix: args.same_mix,
+        added_generated: args.added_generated,
     };
     let spec = EvaluationSpec::new(&settings, methods, args.seeds.clone(), target);
     tracing::info!(

@@ -110,6 +110,11 @@ pub(super) struct EvaluationArgs {
     /// generated images too: give --generation-targets above its count.
     #[arg(long)]
     eval_same_mix: bool,
+    /// Method (d): random oversampling's set (as (b) draws it) plus this many generated images
+    /// of every class, the largest included, instead of the real share; the generation targets
+    /// must leave every class that many (e.g. every target 8000 for 4000 here).
+    #[arg(long, default_value_t = 0, conflicts_with_all = ["eval_real_share", "eval_same_mix"])]
+    eval_added_generated: usize,
 }
 
 impl EvaluationArgs {
@@ -125,6 +130,7 @@ impl EvaluationArgs {
             real_share: self.eval_real_share,
             filter_generated: self.eval_filter_generated,
             same_mix: self.eval_same_mix,
+            added_generated: self.eval_added_generated,
         })
     }
 }

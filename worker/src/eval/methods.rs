@@ -120,6 +120,11 @@ pub struct Balance {
     /// rest generated; a class with more originals than its real part uses a seeded random
     /// subset of them. Whether an image is generated then says nothing about its class.
     pub same_mix: bool,
+    /// (d): when above 0, random oversampling's set (the same draws as (b) for the seed) plus
+    /// this many generated images of every class, the largest included; `real_share` and
+    /// `same_mix` then do not apply. Generated images add variety without replacing any of
+    /// (b)'s real copies, and being generated says nothing about an image's class.
+    pub added_generated: usize,
 }
 
 /// Builds the training set of `method`.
@@ -143,7 +148,11 @@ pub fn training_set(
                     &all
                 }
             };
-            mix_generated(long_tail, generated, balance, seed)?
+            if balance.added_generated > 0 {
+                add_generated(long_tail, generated, balance, seed)?
+            } else {
+                mix_generated(long_tail, generated, balance, seed)?
+            }
         }
         Method::Smote => smote(long_tail, target, SMOTE_NEIGHBOURS, seed)?,
         Method::Cas => sources.generated()?,
@@ -235,6 +244,7 @@ pub fn mix_generated(
         target,
         real_share,
         same_mix,
+        added_generated: _,
     } = balance;
     if !(0.0..=1.0).contains(&real_share) {
         return Err(Error::config(
@@ -284,6 +294,60 @@ pub fn mix_generated(
     let mut mixed = long_tail.select(&real_chosen)?;
     mixed.extend(&generated.select(&generated_chosen)?)?;
     Ok(mixed)
+}
+
+/// Method (d) with `added_generated`: random oversampling's set, drawn exactly as (b) draws it
+/// for `seed`, followed by `added_generated` generated images of every class (a seeded random
+/// choice). A class the generation run gave fewer generated images is an error naming it.
+pub fn add_generated(
+    long_tail: &ImageDataset,
+    generated: &ImageDataset,
+    balance: Balance,
+    seed: u64,
+) -> Result<ImageDataset> {
+    if balance.same_mix {
+        return Err(Error::config(
+            "same_mix",
+            "adding generated images to the oversampled set already gives every class the same mix; \
+             the two cannot be combined",
+        ));
+    }
+    if generated.num_classes() < long_tail.num_classes() {
+        return Err(Error::config(
+            "added_generated",
+            format!(
+                "the generated images cover {} classes, the long-tailed set {}",
+                generated.num_classes(),
+                long_tail.num_classes()
+            ),
+        ));
+    }
+    let per_class = balance.added_generated;
+    let mut generated_chosen = Vec::new();
+    for (class, mut candidates) in indices_by_class(generated).into_iter().enumerate() {
+        if candidates.len() < per_class {
+            let name = generated
+                .class_names()
+                .get(class)
+                .cloned()
+                .unwrap_or_default();
+            return Err(Error::config(
+                "added_generated",
+                format!(
+                    "{per_class} generated images of every class are wanted, but class {class} \
+                     ({name}) has {}; generate more (--generation-targets: the class's count plus \
+                     {per_class}, the largest class included)",
+                    candidates.len()
+                ),
+            ));
+        }
+        let mut rng = stream(seed, Purpose::Oversampling, class as u64, 3);
+        partial_shuffle(&mut candidates, per_class, &mut rng);
+        generated_chosen.extend_from_slice(&candidates[..per_class]);
+    }
+    let mut data = random_oversample(long_tail, balance.target, seed)?;
+    data.extend(&generated.select(&generated_chosen)?)?;
+    Ok(data)
 }
 
 /// Moves a uniform random choice of `take` elements to the front (partial Fisher–Yates).

@@ -47,6 +47,7 @@ impl EvaluationSpec {
                 target,
                 real_share: settings.real_share,
                 same_mix: settings.same_mix,
+                added_generated: settings.added_generated,
             },
             filter_generated: settings.filter_generated,
         }
@@ -236,26 +237,37 @@ pub fn full_report(
     results: &[RunResult],
     class_names: &[String],
 ) -> Result<(String, Vec<NamedPng>)> {
+    let filter = if settings.filter_generated {
+        ", only those the judge labels as their class"
+    } else {
+        ""
+    };
+    let anygan_set = if settings.added_generated > 0 {
+        format!(
+            "(d): random oversampling's set, as (b) draws it, plus {} generated images of every \
+             class{filter}.\n",
+            settings.added_generated
+        )
+    } else {
+        format!(
+            "(d): real images are {} % of {} (originals repeated), generated images the rest{filter}.\n",
+            100.0 * settings.real_share,
+            if settings.same_mix {
+                "every class, the largest included (originals subsampled where a class has more)"
+            } else {
+                "each rare class"
+            },
+        )
+    };
     let mut report = format!(
         "# anygan evaluation\n\nGenerator: {generator}.\n\
          Classifier: small CNN (width {}), Adam lr {}, batch {}, {} epochs, seeds {:?}.\n\
-         (d): real images are {} % of {} (originals repeated), generated images the rest{}.\n",
+         {anygan_set}",
         settings.width,
         settings.learning_rate,
         settings.batch_size,
         settings.epochs,
         settings.seeds,
-        100.0 * settings.real_share,
-        if settings.same_mix {
-            "every class, the largest included (originals subsampled where a class has more)"
-        } else {
-            "each rare class"
-        },
-        if settings.filter_generated {
-            ", only those the judge labels as their class"
-        } else {
-            ""
-        },
     );
     report.push_str(&markdown_report(results, class_names));
     let (pictures, legend) = charts(results)?;

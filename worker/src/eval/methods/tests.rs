@@ -57,6 +57,7 @@ fn balance(target: usize) -> Balance {
         target,
         real_share: 0.0,
         same_mix: false,
+        added_generated: 0,
     }
 }
 
@@ -66,6 +67,7 @@ fn share(real_share: f64) -> Balance {
         target: 6,
         real_share,
         same_mix: false,
+        added_generated: 0,
     }
 }
 
@@ -180,10 +182,9 @@ fn mix_keeps_the_real_share_and_fills_with_generated() {
     assert!(err.to_string().contains("real_share"), "{err}");
 }
 
-#[test]
-fn the_same_mix_gives_every_class_the_same_real_share() {
+/// Generated: class 0 at levels 71..=74, class 1 at 150..=159.
+fn generated_of_both_classes() -> ImageDataset {
     let data = tiny();
-    // Generated: class 0 at levels 71..=74, class 1 at 150..=159.
     let mut pixels = Vec::new();
     let mut labels = Vec::new();
     for level in 71..=74u8 {
@@ -194,8 +195,13 @@ fn the_same_mix_gives_every_class_the_same_real_share() {
         pixels.extend([level; 4]);
         labels.push(1);
     }
-    let generated =
-        ImageDataset::new(data.shape(), pixels, labels, data.class_names().to_vec()).unwrap();
+    ImageDataset::new(data.shape(), pixels, labels, data.class_names().to_vec()).unwrap()
+}
+
+#[test]
+fn the_same_mix_gives_every_class_the_same_real_share() {
+    let data = tiny();
+    let generated = generated_of_both_classes();
     let same_mix = Balance {
         same_mix: true,
         ..share(0.5)
@@ -290,4 +296,86 @@ fn generated_only_drops_each_class_originals() {
         assert!(Method::parse(name).is_some(), "{name}");
     }
     assert_eq!(Method::parse("full-real"), Some(Method::FullReal));
+}
+
+#[test]
+fn added_generated_extends_the_oversampled_set_with_every_class() {
+    let data = tiny();
+    let generated = generated_of_both_classes();
+    let added = Balance {
+        added_generated: 3,
+        ..share(0.5)
+    };
+    let extended = add_generated(&data, &generated, added, 5).unwrap();
+    // The real part is exactly (b)'s set for the seed, whatever the real share says.
+    let oversampled = random_oversample(&data, 6, 5).unwrap();
+    assert_eq!(extended.len(), oversampled.len() + 6);
+    assert_eq!(
+        extended
+            .select(&(0..oversampled.len()).collect::<Vec<_>>())
+            .unwrap(),
+        oversampled
+    );
+    // Then 3 different generated images of each class, the largest included.
+    let added_levels = |class: u16| -> Vec<u8> {
+        let mut levels: Vec<u8> = (oversampled.len()..extended.len())
+            .filter(|&i| extended.labels()[i] == class)
+            .map(|i| extended.image(i)[0])
+            .collect();
+        levels.sort_unstable();
+        levels.dedup();
+        levels
+    };
+    let class_0 = added_levels(0);
+    assert_eq!(class_0.len(), 3, "{class_0:?}");
+    assert!(class_0.iter().all(|l| (71..=74).contains(l)), "{class_0:?}");
+    let class_1 = added_levels(1);
+    assert_eq!(class_1.len(), 3, "{class_1:?}");
+    assert!(
+        class_1.iter().all(|l| (150..160).contains(l)),
+        "{class_1:?}"
+    );
+    assert_eq!(
+        add_generated(&data, &generated, added, 5).unwrap(),
+        extended
+    );
+    assert_ne!(
+        add_generated(&data, &generated, added, 6).unwrap(),
+        extended
+    );
+}
+
+#[test]
+fn added_generated_names_a_class_with_too_few_and_refuses_the_same_mix() {
+    let data = tiny();
+    let generated = generated_of_both_classes();
+    let too_many = Balance {
+        added_generated: 5,
+        ..share(0.5)
+    };
+    let err = add_generated(&data, &generated, too_many, 0).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("class 0 (a) has 4") && message.contains("added_generated"),
+        "{message}"
+    );
+    let only_class_1 = generated_of_class_1(9);
+    let err = add_generated(
+        &data,
+        &only_class_1,
+        Balance {
+            added_generated: 2,
+            ..share(0.5)
+        },
+        0,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("class 0 (a) has 0"), "{err}");
+    let with_same_mix = Balance {
+        added_generated: 2,
+        same_mix: true,
+        ..share(0.5)
+    };
+    let err = add_generated(&data, &generated, with_same_mix, 0).unwrap_err();
+    assert!(err.to_string().contains("same_mix"), "{err}");
 }
