@@ -165,6 +165,9 @@ pub struct EvaluationSettings {
     pub epochs: usize,
     pub batch_size: usize,
     pub learning_rate: f64,
+    /// How the classifier's learning rate moves over its steps.
+    #[serde(default)]
+    pub schedule: LearningRateSchedule,
     /// Width of the classifier's first convolution.
     pub width: usize,
     /// Also measure the generator itself, once (first seed): `cas` (a classifier trained on
@@ -189,6 +192,55 @@ pub struct EvaluationSettings {
     /// generated images of every class, the largest included, instead of the real share.
     #[serde(default)]
     pub added_generated: usize,
+}
+
+/// The classifier's learning rate over its training.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LearningRateSchedule {
+    /// The same rate at every step.
+    #[default]
+    Constant,
+    /// From the rate down to 0 along half a cosine over all steps: the last steps move the
+    /// weights little, so the result depends less on the last few batches a seed happens to
+    /// draw.
+    Cosine,
+}
+
+impl LearningRateSchedule {
+    /// The rate at `step` of `steps` for the base rate `base`.
+    pub fn rate(self, base: f64, step: u64, steps: u64) -> f64 {
+        match self {
+            Self::Constant => base,
+            Self::Cosine => {
+                let progress = step as f64 / steps.max(1) as f64;
+                base * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+            }
+        }
+    }
+}
+
+impl std::str::FromStr for LearningRateSchedule {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        match name {
+            "constant" => Ok(Self::Constant),
+            "cosine" => Ok(Self::Cosine),
+            other => Err(format!(
+                "unknown learning-rate schedule `{other}` (constant or cosine)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for LearningRateSchedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Constant => "constant",
+            Self::Cosine => "cosine",
+        })
+    }
 }
 
 /// Method (d)'s default share of real images per rare class (see the README's benchmark).
@@ -265,6 +317,7 @@ impl Default for EvaluationSettings {
             epochs: 2,
             batch_size: 128,
             learning_rate: 1e-3,
+            schedule: LearningRateSchedule::default(),
             width: 32,
             quality: true,
             real_share: DEFAULT_REAL_SHARE,

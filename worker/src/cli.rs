@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anygan_proto::cli::{DataArgs, SecurityArgs};
+use anygan_proto::generation::LearningRateSchedule;
 use anygan_store::CheckpointOptions;
 use anygan_store::StoreLocation;
 use anygan_worker::backend::{BACKEND_NAME, TrainBackend, device};
@@ -65,6 +66,9 @@ struct EvaluateArgs {
     batch_size: usize,
     #[arg(long, default_value_t = 1e-3)]
     learning_rate: f64,
+    /// The classifier's learning rate over its steps: constant or cosine (down to 0).
+    #[arg(long, default_value_t = LearningRateSchedule::default())]
+    schedule: LearningRateSchedule,
     /// Width of the classifier's first convolution.
     #[arg(long, default_value_t = 32)]
     classifier_width: usize,
@@ -430,6 +434,7 @@ fn evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
         epochs: args.epochs,
         batch_size: args.batch_size,
         learning_rate: args.learning_rate,
+        schedule: args.schedule,
         width: args.classifier_width,
         quality: false,
         real_share: args.real_share,

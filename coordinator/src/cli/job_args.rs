@@ -1,7 +1,9 @@
 //! The `coordinator start` / `generate` argument groups that become the job's generation and
 //! evaluation settings.
 
-use anygan_proto::generation::{EvaluationSettings, GenerationSpec, GeneratorWeights, Targets};
+use anygan_proto::generation::{
+    EvaluationSettings, GenerationSpec, GeneratorWeights, LearningRateSchedule, Targets,
+};
 use clap::Args;
 
 /// How the images each class lacks are generated.
@@ -90,6 +92,9 @@ pub(super) struct EvaluationArgs {
     eval_batch_size: usize,
     #[arg(long, default_value_t = 1e-3)]
     eval_learning_rate: f64,
+    /// The classifier's learning rate over its steps: constant or cosine (down to 0).
+    #[arg(long, default_value_t = LearningRateSchedule::default())]
+    eval_schedule: LearningRateSchedule,
     /// Width of the classifier's first convolution.
     #[arg(long, default_value_t = 32)]
     eval_width: usize,
@@ -125,6 +130,7 @@ impl EvaluationArgs {
             epochs: self.eval_epochs,
             batch_size: self.eval_batch_size,
             learning_rate: self.eval_learning_rate,
+            schedule: self.eval_schedule,
             width: self.eval_width,
             quality: !self.no_eval_quality,
             real_share: self.eval_real_share,

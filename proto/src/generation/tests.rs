@@ -251,3 +251,35 @@ fn spec_validation_and_stable_roots() {
     assert_eq!(class_folder(0, "T-shirt/top"), "00-T-shirt_top");
     assert_eq!(class_folder(9, "Ankle boot"), "09-Ankle_boot");
 }
+
+#[test]
+fn learning_rate_schedules() {
+    let constant = LearningRateSchedule::Constant;
+    assert_eq!(constant.rate(0.01, 7, 10), 0.01);
+    let cosine = LearningRateSchedule::Cosine;
+    assert_eq!(cosine.rate(0.01, 0, 10), 0.01);
+    assert!((cosine.rate(0.01, 5, 10) - 0.005).abs() < 1e-12);
+    let last = cosine.rate(0.01, 9, 10);
+    assert!(last > 0.0 && last < 0.0003, "{last}");
+    let rates: Vec<f64> = (0..10).map(|step| cosine.rate(0.01, step, 10)).collect();
+    assert!(rates.windows(2).all(|w| w[1] < w[0]), "{rates:?}");
+    assert_eq!(
+        cosine.rate(0.01, 0, 0),
+        0.01,
+        "no steps is no division by zero"
+    );
+    for schedule in [constant, cosine] {
+        assert_eq!(schedule.to_string().parse(), Ok(schedule));
+    }
+    let err = "linear".parse::<LearningRateSchedule>().unwrap_err();
+    assert!(err.contains("linear") && err.contains("cosine"), "{err}");
+    let old: EvaluationSettings = serde_json::from_str(
+        r#"{"methods":["anygan"],"seeds":[0],"epochs":2,"batch_size":128,"learning_rate":0.001,"width":32}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        old.schedule,
+        LearningRateSchedule::Constant,
+        "settings saved before it"
+    );
+}

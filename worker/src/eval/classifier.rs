@@ -14,6 +14,8 @@ use burn::prelude::*;
 use burn::tensor::activation::{log_softmax, relu, softmax};
 use burn::tensor::backend::AutodiffBackend;
 
+pub use anygan_proto::generation::LearningRateSchedule;
+
 use crate::data::{EpochSampler, ImageDataset};
 use crate::error::{Error, Result};
 use crate::gan::params::force_init;
@@ -42,6 +44,8 @@ pub struct ClassifierTraining {
     pub batch_size: usize,
     #[config(default = 1e-3)]
     pub learning_rate: f64,
+    #[config(default = "LearningRateSchedule::Constant")]
+    pub schedule: LearningRateSchedule,
     #[config(default = 0)]
     pub seed: u64,
 }
@@ -155,7 +159,8 @@ pub fn train_classifier<B: AutodiffBackend>(
         let images = images_tensor::<B>(data, values, labels.len(), device);
         let loss = cross_entropy(model.forward(images), &labels, class_weights, device);
         let grads = GradientsParams::from_grads(loss.backward(), &model);
-        model = optim.step(training.learning_rate, model, grads);
+        let learning_rate = training.schedule.rate(training.learning_rate, step, steps);
+        model = optim.step(learning_rate, model, grads);
     }
     Ok(model.valid())
 }
@@ -337,6 +342,19 @@ mod tests {
             .expect("f32")
         };
         assert_eq!(logits(&a), logits(&b));
+        let cosine = train_classifier::<TrainBackend>(
+            &data,
+            &config,
+            &training.clone().with_schedule(LearningRateSchedule::Cosine),
+            None,
+            &device,
+        )
+        .expect("trains");
+        assert_ne!(
+            logits(&cosine),
+            logits(&a),
+            "the schedule reaches the optimizer"
+        );
         let Err(err) =
             train_classifier::<TrainBackend>(&data, &config, &training, Some(&[1.0]), &device)
         else {

@@ -41,7 +41,8 @@ impl EvaluationSpec {
             training: ClassifierTraining::new()
                 .with_epochs(settings.epochs)
                 .with_batch_size(settings.batch_size)
-                .with_learning_rate(settings.learning_rate),
+                .with_learning_rate(settings.learning_rate)
+                .with_schedule(settings.schedule),
             width: settings.width,
             balance: Balance {
                 target,
@@ -261,10 +262,11 @@ pub fn full_report(
     };
     let mut report = format!(
         "# anygan evaluation\n\nGenerator: {generator}.\n\
-         Classifier: small CNN (width {}), Adam lr {}, batch {}, {} epochs, seeds {:?}.\n\
+         Classifier: small CNN (width {}), Adam lr {} ({} schedule), batch {}, {} epochs, seeds {:?}.\n\
          {anygan_set}",
         settings.width,
         settings.learning_rate,
+        settings.schedule,
         settings.batch_size,
         settings.epochs,
         settings.seeds,
