@@ -92,8 +92,9 @@ pub(super) struct EvaluationArgs {
     eval_batch_size: usize,
     #[arg(long, default_value_t = 1e-3)]
     eval_learning_rate: f64,
-    /// The classifier's learning rate over its steps: constant or cosine (down to 0).
-    #[arg(long, default_value_t = LearningRateSchedule::default())]
+    /// The classifier's learning rate over its steps: cosine (down to 0) or
+    /// constant.
+    #[arg(long, default_value_t = LearningRateSchedule::Cosine)]
     eval_schedule: LearningRateSchedule,
     /// Width of the classifier's first convolution.
     #[arg(long, default_value_t = 32)]

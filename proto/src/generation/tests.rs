@@ -282,4 +282,8 @@ fn learning_rate_schedules() {
         LearningRateSchedule::Constant,
         "settings saved before it"
     );
+    assert_eq!(
+        EvaluationSettings::default().schedule,
+        LearningRateSchedule::Cosine
+    );
 }
