@@ -78,6 +78,52 @@ fn run_cluster(
     (status, success, exits)
 }
 
+/// [`run_cluster`] with each worker's log kept: the logs' text, worker by worker.
+fn run_cluster_logged(
+    subcommand: &str,
+    args: &[String],
+    logs: &Path,
+) -> (serde_json::Value, bool, Vec<String>) {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let coordinator =
+        CoordinatorProcess::start_subcommand(subcommand, &args, DEADLINE).expect("coordinator");
+    let paths: Vec<PathBuf> = ["w0", "w1"]
+        .iter()
+        .map(|id| logs.join(format!("{id}.log")))
+        .collect();
+    let mut workers: Vec<WorkerProcess> = ["w0", "w1"]
+        .iter()
+        .zip(&paths)
+        .map(|(id, log)| {
+            WorkerProcess::join_with(&coordinator.address, id, &[], &[], Some(log)).unwrap()
+        })
+        .collect();
+    let (status, success) = coordinator.wait(DEADLINE).expect("the job ends");
+    for worker in &mut workers {
+        assert!(worker.wait(DEADLINE).unwrap_or(false), "a worker failed");
+    }
+    let texts = paths
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    (status, success, texts)
+}
+
+/// The images a worker's log says it generated over all its tasks (0 if it ran none).
+fn logged_generated(log: &str) -> u64 {
+    log.lines()
+        .filter(|line| line.contains("tasks finished"))
+        .filter_map(|line| line.split("generated=").nth(1))
+        .map(|rest| {
+            rest.split_whitespace()
+                .next()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum()
+}
+
 /// sha256 of every file under `dir`, by relative path.
 fn file_hashes(dir: &Path) -> BTreeMap<String, String> {
     fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
@@ -352,9 +398,20 @@ fn anchored_generation_inverts_real_images_then_fills_the_class_reproducibly() {
     );
     assert_eq!(file_hashes(&root.join("images")), anchored_images);
 
-    // Plain generation from the same checkpoint lands elsewhere, with other pixels.
-    let (plain, success, _) = generate("0");
+    // Plain generation from the same checkpoint lands elsewhere, with other pixels. The
+    // workers' logs count the 27 images generated once: the assembly generates none.
+    let logs = tempfile::tempdir().unwrap();
+    let args = generate_args(
+        &output,
+        &["--generation-batch", "4", "--generation-task-images", "8"],
+    );
+    let (plain, success, texts) = run_cluster_logged("generate", &args, logs.path());
     assert!(success, "{plain}");
+    assert_eq!(
+        texts.iter().map(|log| logged_generated(log)).sum::<u64>(),
+        27,
+        "{texts:?}"
+    );
     let plain_root = generation_root(&output, &plain);
     assert_ne!(plain_root, root);
     assert!(!plain_root.join("anchors").exists());

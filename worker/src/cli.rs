@@ -355,9 +355,9 @@ fn join_job(args: JoinArgs) -> anyhow::Result<()> {
     if outcome.tasks.tasks > 0 {
         tracing::info!(
             tasks = outcome.tasks.tasks,
-            images = outcome.tasks.images,
+            generated = outcome.tasks.generated,
             seconds = format!("{:.2}", outcome.tasks.seconds),
-            "generation tasks finished"
+            "tasks finished"
         );
     }
     Ok(())

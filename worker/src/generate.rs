@@ -131,7 +131,11 @@ fn truncated_normal(rng: &mut impl rand::Rng, truncation: f32, out: &mut [f32]) 
 /// What a finished task reports.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TaskOutcome {
+    /// Images the task handled (generated, assembled, or trained a classifier on): its
+    /// throughput in the task's log line and report.
     pub images: u64,
+    /// Images the task generated: a generation task's count, 0 for every other kind.
+    pub generated: u64,
     pub seconds: f64,
 }
 
@@ -252,6 +256,7 @@ pub fn run_generation_task(
     }
     Ok(TaskOutcome {
         images: task.count,
+        generated: task.count,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -479,6 +484,7 @@ pub fn run_assemble(
     io.block_on(root.put(GENERATION_MANIFEST, json))?;
     Ok(TaskOutcome {
         images: generated.iter().map(|g| g.len() as u64).sum(),
+        generated: 0,
         seconds: started.elapsed().as_secs_f64(),
     })
 }

@@ -22,7 +22,8 @@ fn parse_plan(json: &str) -> Result<anygan_proto::generation::GenerationPlan> {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TaskSummary {
     pub tasks: u64,
-    pub images: u64,
+    /// Images generated (assembly and evaluation tasks generate none).
+    pub generated: u64,
     pub seconds: f64,
 }
 
@@ -126,7 +127,7 @@ pub(crate) async fn run_tasks(
         let report = match &result {
             Ok(outcome) => {
                 summary.tasks += 1;
-                summary.images += outcome.images;
+                summary.generated += outcome.generated;
                 summary.seconds += outcome.seconds;
                 metrics.update(|m| {
                     m.add(TASKS_METRIC, TASKS_HELP, &[("outcome", "ok")], 1.0);
@@ -134,7 +135,7 @@ pub(crate) async fn run_tasks(
                         "anygan_generated_images_total",
                         "Images this worker generated in tasks.",
                         &[],
-                        outcome.images as f64,
+                        outcome.generated as f64,
                     );
                 });
                 tracing::info!(

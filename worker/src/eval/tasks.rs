@@ -146,6 +146,7 @@ pub fn run_evaluate_task(
     io.block_on(root.put(&name, json))?;
     Ok(TaskOutcome {
         images: results.first().map_or(0, |r| r.train_images as u64),
+        generated: 0,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -202,6 +203,7 @@ pub fn run_report_task(
     tracing::info!(runs = results.len(), location = %root.join(EVALUATION_DIR), "evaluation report written");
     Ok(TaskOutcome {
         images: 0,
+        generated: 0,
         seconds: started.elapsed().as_secs_f64(),
     })
 }

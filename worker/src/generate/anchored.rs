@@ -205,6 +205,7 @@ pub fn run_invert_task(
     );
     Ok(TaskOutcome {
         images: 0,
+        generated: 0,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
