@@ -284,6 +284,13 @@ impl EvaluationSettings {
                 self.real_share
             ));
         }
+        if self.added_generated > 0 && self.same_mix {
+            return Err(
+                "method (d) either adds generated images to the oversampled set \
+                 (added_generated) or mixes every class the same way (same_mix), not both"
+                    .into(),
+            );
+        }
         if self.epochs == 0 || self.batch_size == 0 || self.width == 0 {
             return Err(format!(
                 "evaluation epochs ({}), batch size ({}) and width ({}) must be positive",

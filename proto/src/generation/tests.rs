@@ -287,3 +287,21 @@ fn learning_rate_schedules() {
         LearningRateSchedule::Cosine
     );
 }
+
+#[test]
+fn added_generated_and_the_same_mix_are_refused_when_the_job_starts() {
+    let added = EvaluationSettings {
+        added_generated: 4000,
+        ..Default::default()
+    };
+    assert!(added.validate().is_ok());
+    let both = EvaluationSettings {
+        same_mix: true,
+        ..added
+    };
+    let err = both.validate().unwrap_err();
+    assert!(
+        err.contains("added_generated") && err.contains("same_mix"),
+        "{err}"
+    );
+}
