@@ -93,15 +93,15 @@ def main():
         if entry["generated"] == 0:
             continue
         originals = images[members[: entry["original"]]]
-        generated = images[members[entry["original"] :]]
+        all_generated = images[members[entry["original"] :]]
         test = test_images[test_labels == class_index]
-        generated = generated[rng.permutation(len(generated))[: args.per_class]]
+        generated = all_generated[rng.permutation(len(all_generated))[: args.per_class]]
         test = test[rng.permutation(len(test))[: args.per_class]]
         generated_nearest = nearest_distances(generated, originals)
         test_nearest = nearest_distances(test, originals)
         # Coverage: are unseen real images closer to some generated image than to any
         # original? (All generated images of the class, not the sample.)
-        test_to_generated = nearest_distances(test, images[members[entry["original"] :]])
+        test_to_generated = nearest_distances(test, all_generated)
         closer = (test_to_generated < test_nearest).mean()
         copy_line = np.quantile(test_nearest, 0.05)
         near_copies = (generated_nearest < copy_line).mean()

@@ -62,51 +62,44 @@ fn run_cluster(
     args: &[String],
     envs: [&[(&str, &str)]; 2],
 ) -> (serde_json::Value, bool, Vec<bool>) {
+    let (status, success, exits, _) = run_cluster_with(subcommand, args, envs, None);
+    (status, success, exits)
+}
+
+/// [`run_cluster`], each worker's log written to `<logs>/<id>.log` when `logs` is given and
+/// returned as text, worker by worker (empty without).
+fn run_cluster_with(
+    subcommand: &str,
+    args: &[String],
+    envs: [&[(&str, &str)]; 2],
+    logs: Option<&Path>,
+) -> (serde_json::Value, bool, Vec<bool>, Vec<String>) {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let coordinator =
         CoordinatorProcess::start_subcommand(subcommand, &args, DEADLINE).expect("coordinator");
+    let log_paths: Vec<Option<PathBuf>> = ["w0", "w1"]
+        .iter()
+        .map(|id| logs.map(|dir| dir.join(format!("{id}.log"))))
+        .collect();
     let mut workers: Vec<WorkerProcess> = ["w0", "w1"]
         .iter()
         .zip(envs)
-        .map(|(id, env)| WorkerProcess::join_with_env(&coordinator.address, id, env).unwrap())
+        .zip(&log_paths)
+        .map(|((id, env), log)| {
+            WorkerProcess::join_with(&coordinator.address, id, &[], env, log.as_deref()).unwrap()
+        })
         .collect();
     let (status, success) = coordinator.wait(DEADLINE).expect("the job ends");
     let exits = workers
         .iter_mut()
         .map(|w| w.wait(DEADLINE).unwrap_or(false))
         .collect();
-    (status, success, exits)
-}
-
-/// [`run_cluster`] with each worker's log kept: the logs' text, worker by worker.
-fn run_cluster_logged(
-    subcommand: &str,
-    args: &[String],
-    logs: &Path,
-) -> (serde_json::Value, bool, Vec<String>) {
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let coordinator =
-        CoordinatorProcess::start_subcommand(subcommand, &args, DEADLINE).expect("coordinator");
-    let paths: Vec<PathBuf> = ["w0", "w1"]
+    let texts = log_paths
         .iter()
-        .map(|id| logs.join(format!("{id}.log")))
-        .collect();
-    let mut workers: Vec<WorkerProcess> = ["w0", "w1"]
-        .iter()
-        .zip(&paths)
-        .map(|(id, log)| {
-            WorkerProcess::join_with(&coordinator.address, id, &[], &[], Some(log)).unwrap()
-        })
-        .collect();
-    let (status, success) = coordinator.wait(DEADLINE).expect("the job ends");
-    for worker in &mut workers {
-        assert!(worker.wait(DEADLINE).unwrap_or(false), "a worker failed");
-    }
-    let texts = paths
-        .iter()
+        .flatten()
         .map(|p| std::fs::read_to_string(p).unwrap())
         .collect();
-    (status, success, texts)
+    (status, success, exits, texts)
 }
 
 /// The images a worker's log says it generated over all its tasks (0 if it ran none).
@@ -405,8 +398,10 @@ fn anchored_generation_inverts_real_images_then_fills_the_class_reproducibly() {
         &output,
         &["--generation-batch", "4", "--generation-task-images", "8"],
     );
-    let (plain, success, texts) = run_cluster_logged("generate", &args, logs.path());
+    let (plain, success, exits, texts) =
+        run_cluster_with("generate", &args, [&[], &[]], Some(logs.path()));
     assert!(success, "{plain}");
+    assert!(exits.iter().all(|ok| *ok), "a worker failed");
     assert_eq!(
         texts.iter().map(|log| logged_generated(log)).sum::<u64>(),
         27,
