@@ -63,35 +63,35 @@ def main():
     groups = load(arguments.results)
 
     for test_set in sorted({key[0] for key in groups}):
-        keys = [key for key in groups if key[0] == test_set]
+        # (set-up name, runs in seed order) for every label and method scored on this test set.
+        rows = [
+            (f"{label}: {method}" if label else method, [seeds[s] for s in sorted(seeds)])
+            for (test, label, method), seeds in groups.items()
+            if test == test_set
+        ]
         print(f"\n{test_set} test, mean ± std over seeds, %\n")
         print("| set-up | seeds | " + " | ".join(METRICS) + " | ACSA per seed |")
         print("|---|---|" + "---|" * (len(METRICS) + 1))
-        for key in keys:
-            runs = [groups[key][seed] for seed in sorted(groups[key])]
-            name = f"{key[1]}: {key[2]}" if key[1] else key[2]
+        for name, runs in rows:
             cells = []
             for metric in METRICS:
                 mean, std = mean_std([100 * run["metrics"][metric] for run in runs])
                 cells.append(f"{mean:.2f} ± {std:.2f}")
             per_seed = " ".join(f"{100 * run['metrics']['acsa']:.2f}" for run in runs)
-            seeds = ",".join(str(seed) for seed in sorted(groups[key]))
+            seeds = ",".join(str(run["seed"]) for run in runs)
             print(f"| {name} | {seeds} | " + " | ".join(cells) + f" | {per_seed} |")
 
-        classes = len(groups[keys[0]][next(iter(groups[keys[0]]))]["metrics"]["recalls"])
+        classes = len(rows[0][1][0]["metrics"]["recalls"])
         names = arguments.class_names.split(",") if arguments.class_names else range(classes)
         print(f"\n{test_set} test, recall %, mean over seeds\n")
         print("| set-up | " + " | ".join(str(name) for name in names) + " |")
         print("|---|" + "---|" * classes)
-        for key in keys:
-            runs = groups[key].values()
+        for name, runs in rows:
             recalls = [
                 100 * statistics.mean(run["metrics"]["recalls"][c] for run in runs)
                 for c in range(classes)
             ]
-            name = f"{key[1]}: {key[2]}" if key[1] else key[2]
             print(f"| {name} | " + " | ".join(f"{recall:.1f}" for recall in recalls) + " |")
-
 
 if __name__ == "__main__":
     main()
