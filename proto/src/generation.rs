@@ -192,6 +192,12 @@ pub struct EvaluationSettings {
     /// generated images of every class, the largest included, instead of the real share.
     #[serde(default)]
     pub added_generated: usize,
+    /// Every remedy but (b): the classifier's last this many of its `epochs` train on random
+    /// oversampling's set (as (b) draws it, unweighted) instead of the method's own — deferred
+    /// re-sampling: the method's set shapes the features, the real copies place the class
+    /// boundaries last. 0: the method's set throughout. The quality runs are not affected.
+    #[serde(default)]
+    pub finish_oversampled_epochs: usize,
 }
 
 /// The classifier's learning rate over its training.
@@ -291,6 +297,13 @@ impl EvaluationSettings {
                     .into(),
             );
         }
+        if self.finish_oversampled_epochs >= self.epochs && self.finish_oversampled_epochs > 0 {
+            return Err(format!(
+                "finish_oversampled_epochs ({}) must be below the classifier's epochs ({}): \
+                 every method would train on (b)'s set alone",
+                self.finish_oversampled_epochs, self.epochs
+            ));
+        }
         if self.epochs == 0 || self.batch_size == 0 || self.width == 0 {
             return Err(format!(
                 "evaluation epochs ({}), batch size ({}) and width ({}) must be positive",
@@ -335,6 +348,7 @@ impl Default for EvaluationSettings {
             filter_generated: false,
             same_mix: false,
             added_generated: 0,
+            finish_oversampled_epochs: 0,
         }
     }
 }

@@ -91,6 +91,11 @@ struct EvaluateArgs {
     /// must have left every class that many (e.g. --generation-targets 8000,... for 4000 here).
     #[arg(long, default_value_t = 0, conflicts_with_all = ["real_share", "same_mix"])]
     added_generated: usize,
+    /// Every remedy but (b): the classifier's last N epochs train on random oversampling's set
+    /// (as (b) draws it) instead of the method's own — deferred re-sampling. Below --epochs;
+    /// 0 (the default) keeps each method's set throughout.
+    #[arg(long, default_value_t = 0)]
+    finish_oversampled_epochs: usize,
     /// Where report.md and results.json go: a directory or s3://bucket/prefix.
     #[arg(long, default_value = "out/eval")]
     output: String,
@@ -442,7 +447,11 @@ fn evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
         filter_generated: args.filter_generated,
         same_mix: args.same_mix,
         added_generated: args.added_generated,
+        finish_oversampled_epochs: args.finish_oversampled_epochs,
     };
+    settings
+        .validate()
+        .map_err(|reason| anyhow::anyhow!("evaluate: {reason}"))?;
     let spec = EvaluationSpec::new(&settings, methods, args.seeds.clone(), target);
     tracing::info!(
         train = ?long_tail.class_counts(),

@@ -121,6 +121,11 @@ pub(super) struct EvaluationArgs {
     /// must leave every class that many (e.g. every target 8000 for 4000 here).
     #[arg(long, default_value_t = 0, conflicts_with_all = ["eval_real_share", "eval_same_mix"])]
     eval_added_generated: usize,
+    /// Every remedy but (b): the classifier's last N epochs train on random oversampling's set
+    /// (as (b) draws it) instead of the method's own — deferred re-sampling. Below
+    /// --eval-epochs; 0 (the default) keeps each method's set throughout.
+    #[arg(long, default_value_t = 0)]
+    eval_finish_oversampled_epochs: usize,
 }
 
 impl EvaluationArgs {
@@ -138,6 +143,7 @@ impl EvaluationArgs {
             filter_generated: self.eval_filter_generated,
             same_mix: self.eval_same_mix,
             added_generated: self.eval_added_generated,
+            finish_oversampled_epochs: self.eval_finish_oversampled_epochs,
         })
     }
 }

@@ -305,3 +305,32 @@ fn added_generated_and_the_same_mix_are_refused_when_the_job_starts() {
         "{err}"
     );
 }
+
+#[test]
+fn an_oversampled_finish_must_leave_the_method_an_epoch() {
+    let deferred = EvaluationSettings {
+        epochs: 4,
+        finish_oversampled_epochs: 2,
+        ..Default::default()
+    };
+    assert!(deferred.validate().is_ok());
+    for finish in [4, 5] {
+        let all = EvaluationSettings {
+            finish_oversampled_epochs: finish,
+            ..deferred.clone()
+        };
+        let err = all.validate().unwrap_err();
+        assert!(
+            err.contains("finish_oversampled_epochs") && err.contains("(4)"),
+            "{err}"
+        );
+    }
+    // Settings saved before the field existed finish on the method's own set.
+    let mut saved = serde_json::to_value(&deferred).unwrap();
+    saved
+        .as_object_mut()
+        .unwrap()
+        .remove("finish_oversampled_epochs");
+    let loaded: EvaluationSettings = serde_json::from_value(saved).unwrap();
+    assert_eq!(loaded.finish_oversampled_epochs, 0);
+}

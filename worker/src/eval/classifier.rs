@@ -136,32 +136,75 @@ pub fn train_classifier<B: AutodiffBackend>(
     class_weights: Option<&[f32]>,
     device: &B::Device,
 ) -> Result<Classifier<B::InnerBackend>> {
-    if let Some(weights) = class_weights
-        && weights.len() != config.num_classes
-    {
-        return Err(Error::config(
-            "class_weights",
-            format!(
-                "{} weights for {} classes",
-                weights.len(),
-                config.num_classes
-            ),
-        ));
+    let whole = TrainingPhase {
+        data,
+        epochs: training.epochs,
+        class_weights,
+    };
+    train_classifier_in_phases::<B>(&[whole], config, training, device)
+}
+
+/// One stretch of a classifier's training: `epochs` passes over `data`, each image's loss
+/// weighted by its class's weight (unweighted when None).
+#[derive(Debug, Clone, Copy)]
+pub struct TrainingPhase<'a> {
+    pub data: &'a ImageDataset,
+    pub epochs: usize,
+    pub class_weights: Option<&'a [f32]>,
+}
+
+/// Trains a fresh classifier through `phases` in order, as one run: one optimizer, and the
+/// learning-rate schedule spans the steps of all phases (`training.epochs` is not used; each
+/// phase has its own). The epoch count runs on across phases — a phase's first epoch draws
+/// the order its index in the whole run gives — so splitting one set's epochs into phases
+/// trains exactly what one phase would.
+pub fn train_classifier_in_phases<B: AutodiffBackend>(
+    phases: &[TrainingPhase<'_>],
+    config: &ClassifierConfig,
+    training: &ClassifierTraining,
+    device: &B::Device,
+) -> Result<Classifier<B::InnerBackend>> {
+    let mut planned = Vec::with_capacity(phases.len());
+    for (index, phase) in phases.iter().enumerate() {
+        if let Some(weights) = phase.class_weights
+            && weights.len() != config.num_classes
+        {
+            return Err(Error::config(
+                "class_weights",
+                format!(
+                    "{} weights for {} classes (training phase {index})",
+                    weights.len(),
+                    config.num_classes
+                ),
+            ));
+        }
+        let batch = training.batch_size.min(phase.data.len()).max(1);
+        let sampler = EpochSampler::new(phase.data.len(), batch, training.seed)?;
+        planned.push((phase, sampler));
     }
+    let steps: u64 = planned
+        .iter()
+        .map(|(phase, sampler)| sampler.batches_per_epoch() * phase.epochs as u64)
+        .sum();
     let mut model = crate::gan::train::seeded_init::<B, _>(device, training.seed, || {
         config.init::<B>(device).map(force_init)
     })?;
     let mut optim = AdamConfig::new().init();
-    let batch = training.batch_size.min(data.len()).max(1);
-    let mut sampler = EpochSampler::new(data.len(), batch, training.seed)?;
-    let steps = sampler.batches_per_epoch() * training.epochs as u64;
-    for step in 0..steps {
-        let (values, labels) = data.normalized_batch(sampler.batch(step));
-        let images = images_tensor::<B>(data, values, labels.len(), device);
-        let loss = cross_entropy(model.forward(images), &labels, class_weights, device);
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        let learning_rate = training.schedule.rate(training.learning_rate, step, steps);
-        model = optim.step(learning_rate, model, grads);
+    let (mut step, mut epochs_before) = (0u64, 0u64);
+    for (phase, mut sampler) in planned {
+        let first = epochs_before * sampler.batches_per_epoch();
+        let phase_steps = sampler.batches_per_epoch() * phase.epochs as u64;
+        for phase_step in first..first + phase_steps {
+            let (values, labels) = phase.data.normalized_batch(sampler.batch(phase_step));
+            let images = images_tensor::<B>(phase.data, values, labels.len(), device);
+            let logits = model.forward(images);
+            let loss = cross_entropy(logits, &labels, phase.class_weights, device);
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            let learning_rate = training.schedule.rate(training.learning_rate, step, steps);
+            model = optim.step(learning_rate, model, grads);
+            step += 1;
+        }
+        epochs_before += phase.epochs as u64;
     }
     Ok(model.valid())
 }
@@ -234,6 +277,11 @@ mod tests {
 
     /// Class 0: bright left half; class 1: bright top half; a little per-image variation.
     fn two_patterns(per_class: usize) -> ImageDataset {
+        two_patterns_labelled(per_class, false)
+    }
+
+    /// [`two_patterns`], with the two labels exchanged when `swapped`.
+    fn two_patterns_labelled(per_class: usize, swapped: bool) -> ImageDataset {
         let mut pixels = Vec::new();
         let mut labels = Vec::new();
         for i in 0..2 * per_class {
@@ -248,7 +296,7 @@ mod tests {
                     });
                 }
             }
-            labels.push(class as u16);
+            labels.push((class ^ usize::from(swapped)) as u16);
         }
         let shape = ImageShape {
             channels: 1,
@@ -257,6 +305,24 @@ mod tests {
         };
         ImageDataset::new(shape, pixels, labels, vec!["left".into(), "top".into()])
             .expect("dataset")
+    }
+
+    /// The logits of the first `count` images of `data`.
+    fn first_logits(
+        model: &Classifier<crate::backend::ComputeBackend>,
+        data: &ImageDataset,
+        count: usize,
+    ) -> Vec<f32> {
+        let (values, _) = data.normalized_batch(&(0..count).collect::<Vec<_>>());
+        let device = Default::default();
+        model
+            .forward(images_tensor::<crate::backend::ComputeBackend>(
+                data, values, count, &device,
+            ))
+            .into_data()
+            .convert::<f32>()
+            .into_vec::<f32>()
+            .expect("f32")
     }
 
     fn recalls(weights: Option<&[f32]>) -> Vec<f64> {
@@ -332,16 +398,7 @@ mod tests {
             .expect("trains");
         let b = train_classifier::<TrainBackend>(&data, &config, &training, None, &device)
             .expect("trains");
-        let logits = |m: &Classifier<_>| {
-            let (values, _) = data.normalized_batch(&[0, 1, 2]);
-            m.forward(images_tensor::<crate::backend::ComputeBackend>(
-                &data, values, 3, &device,
-            ))
-            .into_data()
-            .convert::<f32>()
-            .into_vec::<f32>()
-            .expect("f32")
-        };
+        let logits = |m: &Classifier<_>| first_logits(m, &data, 3);
         assert_eq!(logits(&a), logits(&b));
         let constant = train_classifier::<TrainBackend>(
             &data,
@@ -364,5 +421,58 @@ mod tests {
             panic!("one weight for two classes must be refused");
         };
         assert!(err.to_string().contains("class_weights"), "{err}");
+    }
+
+    #[test]
+    fn phases_continue_one_run_and_each_phase_trains_on_its_own_set() {
+        let data = two_patterns(32);
+        let swapped = two_patterns_labelled(32, true);
+        let config = ClassifierConfig::new(2).with_width(4);
+        let training = ClassifierTraining::new().with_epochs(4).with_batch_size(16);
+        let device = Default::default();
+        let phase = |data, epochs| TrainingPhase {
+            data,
+            epochs,
+            class_weights: None,
+        };
+        let logits = |m: &Classifier<_>| first_logits(m, &data, 4);
+        let whole = train_classifier::<TrainBackend>(&data, &config, &training, None, &device)
+            .expect("trains");
+        let split = train_classifier_in_phases::<TrainBackend>(
+            &[phase(&data, 1), phase(&data, 3)],
+            &config,
+            &training,
+            &device,
+        )
+        .expect("trains");
+        assert_eq!(logits(&whole), logits(&split), "one set in two phases");
+        // The last phase teaches the opposite labels for longer: the model ends with them.
+        let turned = train_classifier_in_phases::<TrainBackend>(
+            &[phase(&data, 1), phase(&swapped, 8)],
+            &config,
+            &training,
+            &device,
+        )
+        .expect("trains");
+        let predicted = predict(&turned, &data, &device);
+        let recalls = ConfusionMatrix::from_labels(data.labels(), &predicted, 2)
+            .expect("matrix")
+            .recalls();
+        assert!(recalls.iter().all(|&r| r < 0.5), "{recalls:?}");
+        let Err(err) = train_classifier_in_phases::<TrainBackend>(
+            &[
+                phase(&data, 1),
+                TrainingPhase {
+                    class_weights: Some(&[1.0]),
+                    ..phase(&swapped, 1)
+                },
+            ],
+            &config,
+            &training,
+            &device,
+        ) else {
+            panic!("one weight for two classes must be refused");
+        };
+        assert!(err.to_string().contains("phase 1"), "{err}");
     }
 }

@@ -4,9 +4,10 @@
 use std::time::Instant;
 
 use super::classifier::{
-    ClassifierConfig, ClassifierTraining, predict, predict_scored, train_classifier,
+    ClassifierConfig, ClassifierTraining, TrainingPhase, predict, predict_scored, train_classifier,
+    train_classifier_in_phases,
 };
-use super::methods::{Balance, Method, Sources, random_oversample, training_set};
+use super::methods::{Balance, Method, Sources, TrainingSet, random_oversample, training_set};
 use super::metrics::{ConfusionMatrix, Metrics, mean_std};
 use crate::backend::TrainBackend;
 use crate::data::ImageDataset;
@@ -25,6 +26,9 @@ pub struct EvaluationSpec {
     /// randomly oversampled long-tailed set, nothing the user would not have — labels as their
     /// own class, not on all of them.
     pub filter_generated: bool,
+    /// Every remedy but (b): the last this many of the classifier's epochs train on (b)'s set
+    /// (deferred re-sampling); 0: the method's own set throughout.
+    pub finish_oversampled_epochs: usize,
 }
 
 impl EvaluationSpec {
@@ -51,6 +55,7 @@ impl EvaluationSpec {
                 added_generated: settings.added_generated,
             },
             filter_generated: settings.filter_generated,
+            finish_oversampled_epochs: settings.finish_oversampled_epochs,
         }
     }
 }
@@ -152,14 +157,11 @@ pub fn evaluate(
                 seed,
             )?;
             let generated_kept = judged.map(|(_, share)| share);
+            let finish = finishing_set(method, sources, spec, seed)?;
+            let phases = training_phases(&set, finish.as_ref(), &training, spec);
             let started = Instant::now();
-            let model = train_classifier::<TrainBackend>(
-                &set.data,
-                &config,
-                &training,
-                set.class_weights.as_deref(),
-                &device,
-            )?;
+            let model =
+                train_classifier_in_phases::<TrainBackend>(&phases, &config, &training, &device)?;
             let train_seconds = started.elapsed().as_secs_f64();
             let generated_fidelity = match (method, sources.rebalanced) {
                 (Method::FullReal, Some(_)) => {
@@ -199,6 +201,55 @@ pub fn evaluate(
         }
     }
     Ok(results)
+}
+
+/// The set a method's training finishes on: (b)'s, drawn as (b) draws it for the seed, when
+/// the spec defers re-sampling and the method is a remedy other than (b).
+fn finishing_set(
+    method: Method,
+    sources: Sources<'_>,
+    spec: &EvaluationSpec,
+    seed: u64,
+) -> Result<Option<ImageDataset>> {
+    let deferred = spec.finish_oversampled_epochs > 0
+        && method != Method::RandomOversampling
+        && !Method::QUALITY.contains(&method);
+    if !deferred {
+        return Ok(None);
+    }
+    random_oversample(sources.long_tail, spec.balance.target, seed).map(Some)
+}
+
+/// The method's own set (its class weights with it) for the epochs before the finish, then
+/// the finishing set, unweighted, for the rest; the method's set alone without a finish.
+fn training_phases<'a>(
+    set: &'a TrainingSet,
+    finish: Option<&'a ImageDataset>,
+    training: &ClassifierTraining,
+    spec: &EvaluationSpec,
+) -> Vec<TrainingPhase<'a>> {
+    let own = TrainingPhase {
+        data: &set.data,
+        epochs: training.epochs,
+        class_weights: set.class_weights.as_deref(),
+    };
+    match finish {
+        None => vec![own],
+        Some(finish) => {
+            let finish_epochs = spec.finish_oversampled_epochs.min(training.epochs);
+            vec![
+                TrainingPhase {
+                    epochs: training.epochs - finish_epochs,
+                    ..own
+                },
+                TrainingPhase {
+                    data: finish,
+                    epochs: finish_epochs,
+                    class_weights: None,
+                },
+            ]
+        }
+    }
 }
 
 /// The generated images the judge labels as their own class, and per class the share kept.
@@ -260,10 +311,19 @@ pub fn full_report(
             },
         )
     };
+    let finish = match settings.finish_oversampled_epochs {
+        0 => String::new(),
+        n => format!(
+            "Deferred re-sampling: every method but (b) trains its first {} epochs on its own \
+             set and the last {n} on (b)'s (random oversampling, as (b) draws it, unweighted); \
+             the learning-rate schedule spans both.\n",
+            settings.epochs.saturating_sub(n)
+        ),
+    };
     let mut report = format!(
         "# anygan evaluation\n\nGenerator: {generator}.\n\
          Classifier: small CNN (width {}), Adam lr {} ({} schedule), batch {}, {} epochs, seeds {:?}.\n\
-         {anygan_set}",
+         {anygan_set}{finish}",
         settings.width,
         settings.learning_rate,
         settings.schedule,
@@ -589,5 +649,73 @@ mod tests {
         // Without quality runs there is no such section.
         let plain = markdown_report(&[result(Method::LongTail, 0.5, None)], &names);
         assert!(!plain.contains("The generator itself"));
+    }
+
+    #[test]
+    fn deferred_resampling_finishes_every_remedy_but_b_on_bs_own_draw() {
+        let shape = crate::data::ImageShape {
+            channels: 1,
+            height: 4,
+            width: 4,
+        };
+        let pixels: Vec<u8> = (0..5 * 16).map(|i| i as u8).collect();
+        let long_tail = ImageDataset::new(
+            shape,
+            pixels,
+            vec![0, 0, 0, 0, 1],
+            vec!["a".into(), "b".into()],
+        )
+        .expect("dataset");
+        let sources = Sources {
+            long_tail: &long_tail,
+            rebalanced: None,
+            full_real: None,
+            judged: None,
+        };
+        let settings = anygan_proto::generation::EvaluationSettings {
+            epochs: 3,
+            finish_oversampled_epochs: 1,
+            ..Default::default()
+        };
+        let spec = EvaluationSpec::new(&settings, vec![], vec![7], 4);
+        let oversampled = random_oversample(&long_tail, 4, 7).expect("oversampled");
+        for method in [
+            Method::LongTail,
+            Method::ClassWeighted,
+            Method::Anygan,
+            Method::Smote,
+        ] {
+            let finish = finishing_set(method, sources, &spec, 7).expect("finish");
+            assert_eq!(finish.as_ref(), Some(&oversampled), "{method:?}");
+        }
+        for method in [Method::RandomOversampling, Method::Cas, Method::FullReal] {
+            let finish = finishing_set(method, sources, &spec, 7).expect("finish");
+            assert!(finish.is_none(), "{method:?}");
+        }
+        // (c): its weighted set for the first 2 epochs, (b)'s unweighted for the last.
+        let weighted = training_set(Method::ClassWeighted, sources, spec.balance, 7).expect("set");
+        let training = ClassifierTraining::new().with_epochs(3);
+        let phases = training_phases(&weighted, Some(&oversampled), &training, &spec);
+        let shape_of = |p: &TrainingPhase<'_>| (p.data.len(), p.epochs, p.class_weights.is_some());
+        let shapes: Vec<_> = phases.iter().map(shape_of).collect();
+        assert_eq!(shapes, vec![(5, 2, true), (8, 1, false)]);
+        // Without a finish, the method's set for every epoch.
+        let plain = EvaluationSpec::new(
+            &anygan_proto::generation::EvaluationSettings {
+                finish_oversampled_epochs: 0,
+                ..settings
+            },
+            vec![],
+            vec![7],
+            4,
+        );
+        assert!(
+            finishing_set(Method::Anygan, sources, &plain, 7)
+                .expect("finish")
+                .is_none()
+        );
+        let phases = training_phases(&weighted, None, &training, &plain);
+        let shapes: Vec<_> = phases.iter().map(shape_of).collect();
+        assert_eq!(shapes, vec![(5, 3, true)]);
     }
 }
