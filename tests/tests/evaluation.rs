@@ -183,3 +183,78 @@ fn train_generate_evaluate_on_fashion_mnist() {
         assert!(report.contains(needle), "{needle} missing from:\n{report}");
     }
 }
+
+/// `worker evaluate` on its own: deferred re-sampling trains (a) in two phases and says so in
+/// the report; a finish that leaves the method no epoch is refused before any data is read.
+#[test]
+fn standalone_evaluation_defers_resampling_and_refuses_a_finish_without_the_method() {
+    let dir = tempfile::tempdir().unwrap();
+    let evaluate = |output: &std::path::Path, epochs: &str, finish: &str| {
+        std::process::Command::new(anygan_tests::binary("worker"))
+            .args([
+                "evaluate",
+                "--data",
+                FASHION_MNIST,
+                "--class-counts",
+                "24,12,8,8,6,6,4,4,4,4",
+                "--methods",
+                "long-tail,random-oversampling",
+                "--seeds",
+                "0",
+                "--classifier-width",
+                "4",
+                "--batch-size",
+                "32",
+                "--epochs",
+                epochs,
+                "--finish-oversampled-epochs",
+                finish,
+                "--output",
+                output.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap()
+    };
+    let refused_dir = dir.path().join("refused");
+    let refused = evaluate(&refused_dir, "2", "2");
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("finish_oversampled_epochs (2) must be below the classifier's epochs (2)"),
+        "{stderr}"
+    );
+    assert!(
+        !refused_dir.exists(),
+        "nothing written for refused settings"
+    );
+
+    let deferred_dir = dir.path().join("deferred");
+    let deferred = evaluate(&deferred_dir, "3", "1");
+    assert!(
+        deferred.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deferred.stderr)
+    );
+    let report = std::fs::read_to_string(deferred_dir.join("report.md")).unwrap();
+    assert!(
+        report.contains(
+            "every method but (b) trains its first 2 epochs on its own set and the last 1 on (b)'s"
+        ),
+        "{report}"
+    );
+    let results: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(deferred_dir.join("results.json")).unwrap()).unwrap();
+    let methods: Vec<&str> = results
+        .iter()
+        .map(|r| r["method"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        methods,
+        [
+            "long-tail",
+            "long-tail",
+            "random-oversampling",
+            "random-oversampling"
+        ]
+    );
+}

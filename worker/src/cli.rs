@@ -374,6 +374,25 @@ fn evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
     use anygan_worker::eval::methods::Method;
     use anygan_worker::eval::run::{EvaluationSpec, TestSet};
 
+    let settings = anygan_proto::generation::EvaluationSettings {
+        methods: args.methods.clone(),
+        seeds: args.seeds.clone(),
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        learning_rate: args.learning_rate,
+        schedule: args.schedule,
+        width: args.classifier_width,
+        quality: false,
+        real_share: args.real_share,
+        filter_generated: args.filter_generated,
+        same_mix: args.same_mix,
+        added_generated: args.added_generated,
+        finish_oversampled_epochs: args.finish_oversampled_epochs,
+    };
+    // Refused before any data is read.
+    settings
+        .validate()
+        .map_err(|reason| anyhow::anyhow!("evaluate: {reason}"))?;
     let runtime = runtime()?;
     let store_options = args.data.all_store_options().map_err(anyhow::Error::msg)?;
     let source = args.data.source().map_err(anyhow::Error::msg)?;
@@ -434,24 +453,6 @@ fn evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
         None
     };
     let target = long_tail.class_counts().into_iter().max().unwrap_or(0);
-    let settings = anygan_proto::generation::EvaluationSettings {
-        methods: args.methods.clone(),
-        seeds: args.seeds.clone(),
-        epochs: args.epochs,
-        batch_size: args.batch_size,
-        learning_rate: args.learning_rate,
-        schedule: args.schedule,
-        width: args.classifier_width,
-        quality: false,
-        real_share: args.real_share,
-        filter_generated: args.filter_generated,
-        same_mix: args.same_mix,
-        added_generated: args.added_generated,
-        finish_oversampled_epochs: args.finish_oversampled_epochs,
-    };
-    settings
-        .validate()
-        .map_err(|reason| anyhow::anyhow!("evaluate: {reason}"))?;
     let spec = EvaluationSpec::new(&settings, methods, args.seeds.clone(), target);
     tracing::info!(
         train = ?long_tail.class_counts(),
