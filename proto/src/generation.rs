@@ -198,6 +198,13 @@ pub struct EvaluationSettings {
     /// boundaries last. 0: the method's set throughout. The quality runs are not affected.
     #[serde(default)]
     pub finish_oversampled_epochs: usize,
+    /// Every method: this many epochs on the long-tailed set as it is, unweighted, before its
+    /// `epochs` on its own set — deferred re-balancing (Cao et al., 2019): the features are
+    /// learned from the real data as it comes, each remedy re-balances last. (b) with it is
+    /// deferred re-sampling, (c) deferred re-weighting. 0: no such start. The quality runs are
+    /// not affected.
+    #[serde(default)]
+    pub long_tail_first_epochs: usize,
 }
 
 /// The classifier's learning rate over its training.
@@ -304,6 +311,14 @@ impl EvaluationSettings {
                 self.finish_oversampled_epochs, self.epochs
             ));
         }
+        if self.finish_oversampled_epochs > 0 && self.long_tail_first_epochs > 0 {
+            return Err(
+                "deferred re-balancing either starts every method on the long-tailed set \
+                 (long_tail_first_epochs) or finishes it on (b)'s set (finish_oversampled_epochs), \
+                 not both"
+                    .into(),
+            );
+        }
         if self.epochs == 0 || self.batch_size == 0 || self.width == 0 {
             return Err(format!(
                 "evaluation epochs ({}), batch size ({}) and width ({}) must be positive",
@@ -349,6 +364,7 @@ impl Default for EvaluationSettings {
             same_mix: false,
             added_generated: 0,
             finish_oversampled_epochs: 0,
+            long_tail_first_epochs: 0,
         }
     }
 }

@@ -185,11 +185,12 @@ fn train_generate_evaluate_on_fashion_mnist() {
 }
 
 /// `worker evaluate` on its own: deferred re-sampling trains (a) in two phases and says so in
-/// the report; a finish that leaves the method no epoch is refused before any data is read.
+/// the report, so does a long-tailed start; a finish that leaves the method no epoch is
+/// refused before any data is read.
 #[test]
 fn standalone_evaluation_defers_resampling_and_refuses_a_finish_without_the_method() {
     let dir = tempfile::tempdir().unwrap();
-    let evaluate = |output: &std::path::Path, epochs: &str, finish: &str| {
+    let evaluate = |output: &std::path::Path, deferral: &[&str]| {
         std::process::Command::new(anygan_tests::binary("worker"))
             .args([
                 "evaluate",
@@ -205,18 +206,18 @@ fn standalone_evaluation_defers_resampling_and_refuses_a_finish_without_the_meth
                 "4",
                 "--batch-size",
                 "32",
-                "--epochs",
-                epochs,
-                "--finish-oversampled-epochs",
-                finish,
                 "--output",
                 output.to_str().unwrap(),
             ])
+            .args(deferral)
             .output()
             .unwrap()
     };
     let refused_dir = dir.path().join("refused");
-    let refused = evaluate(&refused_dir, "2", "2");
+    let refused = evaluate(
+        &refused_dir,
+        &["--epochs", "2", "--finish-oversampled-epochs", "2"],
+    );
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(
@@ -229,13 +230,13 @@ fn standalone_evaluation_defers_resampling_and_refuses_a_finish_without_the_meth
     );
 
     let deferred_dir = dir.path().join("deferred");
-    let deferred = evaluate(&deferred_dir, "3", "1");
-    assert!(
-        deferred.status.success(),
-        "{}",
-        String::from_utf8_lossy(&deferred.stderr)
+    let report = report_of(
+        &deferred_dir,
+        evaluate(
+            &deferred_dir,
+            &["--epochs", "3", "--finish-oversampled-epochs", "1"],
+        ),
     );
-    let report = std::fs::read_to_string(deferred_dir.join("report.md")).unwrap();
     assert!(
         report.contains(
             "every method but (b) trains its first 2 epochs on its own set and the last 1 on (b)'s"
@@ -257,4 +258,27 @@ fn standalone_evaluation_defers_resampling_and_refuses_a_finish_without_the_meth
             "random-oversampling"
         ]
     );
+    // Deferred re-balancing from the start: the long-tailed set first, for every method.
+    let started_dir = dir.path().join("started");
+    let report = report_of(
+        &started_dir,
+        evaluate(
+            &started_dir,
+            &["--epochs", "1", "--long-tail-first-epochs", "2"],
+        ),
+    );
+    assert!(
+        report.contains("every method first trains 2 epochs on the long-tailed set as it is"),
+        "{report}"
+    );
+}
+
+/// The report.md a successful `worker evaluate` wrote into `output`.
+fn report_of(output: &std::path::Path, run: std::process::Output) -> String {
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    std::fs::read_to_string(output.join("report.md")).unwrap()
 }

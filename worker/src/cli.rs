@@ -96,6 +96,15 @@ struct EvaluateArgs {
     /// 0 (the default) keeps each method's set throughout.
     #[arg(long, default_value_t = 0)]
     finish_oversampled_epochs: usize,
+    /// Every method: this many epochs on the long-tailed set as it is before its --epochs on
+    /// its own set — deferred re-balancing ((b) then is deferred re-sampling, (c) deferred
+    /// re-weighting). 0 (the default): none.
+    #[arg(
+        long,
+        default_value_t = 0,
+        conflicts_with = "finish_oversampled_epochs"
+    )]
+    long_tail_first_epochs: usize,
     /// Where report.md and results.json go: a directory or s3://bucket/prefix.
     #[arg(long, default_value = "out/eval")]
     output: String,
@@ -388,6 +397,7 @@ fn evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
         same_mix: args.same_mix,
         added_generated: args.added_generated,
         finish_oversampled_epochs: args.finish_oversampled_epochs,
+        long_tail_first_epochs: args.long_tail_first_epochs,
     };
     // Refused before any data is read.
     settings

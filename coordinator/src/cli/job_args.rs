@@ -126,6 +126,10 @@ pub(super) struct EvaluationArgs {
     /// --eval-epochs; 0 (the default) keeps each method's set throughout.
     #[arg(long, default_value_t = 0)]
     eval_finish_oversampled_epochs: usize,
+    /// Every method: this many epochs on the long-tailed set as it is before its --eval-epochs
+    /// on its own set — deferred re-balancing ((b) then is deferred re-sampling). 0: none.
+    #[arg(long, default_value_t = 0)]
+    eval_long_tail_first_epochs: usize,
 }
 
 impl EvaluationArgs {
@@ -144,6 +148,7 @@ impl EvaluationArgs {
             same_mix: self.eval_same_mix,
             added_generated: self.eval_added_generated,
             finish_oversampled_epochs: self.eval_finish_oversampled_epochs,
+            long_tail_first_epochs: self.eval_long_tail_first_epochs,
         })
     }
 }

@@ -334,3 +334,28 @@ fn an_oversampled_finish_must_leave_the_method_an_epoch() {
     let loaded: EvaluationSettings = serde_json::from_value(saved).unwrap();
     assert_eq!(loaded.finish_oversampled_epochs, 0);
 }
+
+#[test]
+fn deferred_rebalancing_starts_or_finishes_not_both() {
+    let start = EvaluationSettings {
+        long_tail_first_epochs: 9,
+        ..Default::default()
+    };
+    assert!(start.validate().is_ok());
+    let both = EvaluationSettings {
+        finish_oversampled_epochs: 1,
+        ..start.clone()
+    };
+    let err = both.validate().unwrap_err();
+    assert!(
+        err.contains("long_tail_first_epochs") && err.contains("finish_oversampled_epochs"),
+        "{err}"
+    );
+    let mut saved = serde_json::to_value(&start).unwrap();
+    saved
+        .as_object_mut()
+        .unwrap()
+        .remove("long_tail_first_epochs");
+    let loaded: EvaluationSettings = serde_json::from_value(saved).unwrap();
+    assert_eq!(loaded.long_tail_first_epochs, 0);
+}

@@ -29,6 +29,9 @@ pub struct EvaluationSpec {
     /// Every remedy but (b): the last this many of the classifier's epochs train on (b)'s set
     /// (deferred re-sampling); 0: the method's own set throughout.
     pub finish_oversampled_epochs: usize,
+    /// Every method starts with this many epochs on the long-tailed set as it is (deferred
+    /// re-balancing); 0: none.
+    pub long_tail_first_epochs: usize,
 }
 
 impl EvaluationSpec {
@@ -56,6 +59,7 @@ impl EvaluationSpec {
             },
             filter_generated: settings.filter_generated,
             finish_oversampled_epochs: settings.finish_oversampled_epochs,
+            long_tail_first_epochs: settings.long_tail_first_epochs,
         }
     }
 }
@@ -158,7 +162,7 @@ pub fn evaluate(
             )?;
             let generated_kept = judged.map(|(_, share)| share);
             let finish = finishing_set(method, sources, spec, seed)?;
-            let phases = training_phases(&set, finish.as_ref(), &training, spec);
+            let phases = training_phases(method, &set, finish.as_ref(), long_tail, &training, spec);
             let started = Instant::now();
             let model =
                 train_classifier_in_phases::<TrainBackend>(&phases, &config, &training, &device)?;
@@ -220,36 +224,40 @@ fn finishing_set(
     random_oversample(sources.long_tail, spec.balance.target, seed).map(Some)
 }
 
-/// The method's own set (its class weights with it) for the epochs before the finish, then
-/// the finishing set, unweighted, for the rest; the method's set alone without a finish.
+/// What `method` trains on, in order: with deferred re-balancing first the long-tailed set
+/// as it is (unweighted, every method but the quality runs); then the method's own set (its
+/// class weights with it) for its epochs, less the finish's; then the finishing set,
+/// unweighted, for the rest.
 fn training_phases<'a>(
+    method: Method,
     set: &'a TrainingSet,
     finish: Option<&'a ImageDataset>,
+    long_tail: &'a ImageDataset,
     training: &ClassifierTraining,
     spec: &EvaluationSpec,
 ) -> Vec<TrainingPhase<'a>> {
-    let own = TrainingPhase {
-        data: &set.data,
-        epochs: training.epochs,
-        class_weights: set.class_weights.as_deref(),
-    };
-    match finish {
-        None => vec![own],
-        Some(finish) => {
-            let finish_epochs = spec.finish_oversampled_epochs.min(training.epochs);
-            vec![
-                TrainingPhase {
-                    epochs: training.epochs - finish_epochs,
-                    ..own
-                },
-                TrainingPhase {
-                    data: finish,
-                    epochs: finish_epochs,
-                    class_weights: None,
-                },
-            ]
-        }
+    let mut phases = Vec::with_capacity(3);
+    if spec.long_tail_first_epochs > 0 && !Method::QUALITY.contains(&method) {
+        phases.push(TrainingPhase {
+            data: long_tail,
+            epochs: spec.long_tail_first_epochs,
+            class_weights: None,
+        });
     }
+    let finish_epochs = finish.map_or(0, |_| spec.finish_oversampled_epochs.min(training.epochs));
+    phases.push(TrainingPhase {
+        data: &set.data,
+        epochs: training.epochs - finish_epochs,
+        class_weights: set.class_weights.as_deref(),
+    });
+    if let Some(finish) = finish {
+        phases.push(TrainingPhase {
+            data: finish,
+            epochs: finish_epochs,
+            class_weights: None,
+        });
+    }
+    phases
 }
 
 /// The generated images the judge labels as their own class, and per class the share kept.
@@ -320,10 +328,19 @@ pub fn full_report(
             settings.epochs.saturating_sub(n)
         ),
     };
+    let start = match settings.long_tail_first_epochs {
+        0 => String::new(),
+        n => format!(
+            "Deferred re-balancing: every method first trains {n} epochs on the long-tailed set \
+             as it is (unweighted), then its {} epochs on its own set; the learning-rate \
+             schedule spans both.\n",
+            settings.epochs
+        ),
+    };
     let mut report = format!(
         "# anygan evaluation\n\nGenerator: {generator}.\n\
          Classifier: small CNN (width {}), Adam lr {} ({} schedule), batch {}, {} epochs, seeds {:?}.\n\
-         {anygan_set}{finish}",
+         {anygan_set}{finish}{start}",
         settings.width,
         settings.learning_rate,
         settings.schedule,
@@ -695,7 +712,14 @@ mod tests {
         // (c): its weighted set for the first 2 epochs, (b)'s unweighted for the last.
         let weighted = training_set(Method::ClassWeighted, sources, spec.balance, 7).expect("set");
         let training = ClassifierTraining::new().with_epochs(3);
-        let phases = training_phases(&weighted, Some(&oversampled), &training, &spec);
+        let phases = training_phases(
+            Method::ClassWeighted,
+            &weighted,
+            Some(&oversampled),
+            &long_tail,
+            &training,
+            &spec,
+        );
         let shape_of = |p: &TrainingPhase<'_>| (p.data.len(), p.epochs, p.class_weights.is_some());
         let shapes: Vec<_> = phases.iter().map(shape_of).collect();
         assert_eq!(shapes, vec![(5, 2, true), (8, 1, false)]);
@@ -703,7 +727,7 @@ mod tests {
         let plain = EvaluationSpec::new(
             &anygan_proto::generation::EvaluationSettings {
                 finish_oversampled_epochs: 0,
-                ..settings
+                ..settings.clone()
             },
             vec![],
             vec![7],
@@ -714,8 +738,46 @@ mod tests {
                 .expect("finish")
                 .is_none()
         );
-        let phases = training_phases(&weighted, None, &training, &plain);
+        let phases = training_phases(
+            Method::ClassWeighted,
+            &weighted,
+            None,
+            &long_tail,
+            &training,
+            &plain,
+        );
         let shapes: Vec<_> = phases.iter().map(shape_of).collect();
         assert_eq!(shapes, vec![(5, 3, true)]);
+        // Deferred re-balancing: 4 epochs of the long-tailed set, unweighted, before every
+        // method's own (here (b)'s 8 images and (c)'s weighted 5); not before a quality run.
+        let deferred = EvaluationSpec::new(
+            &anygan_proto::generation::EvaluationSettings {
+                finish_oversampled_epochs: 0,
+                long_tail_first_epochs: 4,
+                ..settings
+            },
+            vec![],
+            vec![7],
+            4,
+        );
+        let oversampled_set =
+            training_set(Method::RandomOversampling, sources, deferred.balance, 7).expect("set");
+        for (method, set, expected) in [
+            (
+                Method::RandomOversampling,
+                &oversampled_set,
+                vec![(5, 4, false), (8, 3, false)],
+            ),
+            (
+                Method::ClassWeighted,
+                &weighted,
+                vec![(5, 4, false), (5, 3, true)],
+            ),
+            (Method::Cas, &weighted, vec![(5, 3, true)]),
+        ] {
+            let phases = training_phases(method, set, None, &long_tail, &training, &deferred);
+            let shapes: Vec<_> = phases.iter().map(shape_of).collect();
+            assert_eq!(shapes, expected, "{method:?}");
+        }
     }
 }
