@@ -3,6 +3,7 @@
 
 pub mod charts;
 pub mod classifier;
+pub mod deferral;
 pub mod methods;
 pub mod metrics;
 pub mod run;
