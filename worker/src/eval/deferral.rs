@@ -4,7 +4,7 @@
 //! boundaries.
 
 use super::classifier::{ClassifierTraining, TrainingPhase};
-use super::methods::{Method, Sources, TrainingSet, random_oversample};
+use super::methods::{Method, TrainingSet, random_oversample};
 use super::run::EvaluationSpec;
 use crate::data::ImageDataset;
 use crate::error::Result;
@@ -13,7 +13,7 @@ use crate::error::Result;
 /// the spec defers re-sampling and the method is a remedy other than (b).
 pub fn finishing_set(
     method: Method,
-    sources: Sources<'_>,
+    long_tail: &ImageDataset,
     spec: &EvaluationSpec,
     seed: u64,
 ) -> Result<Option<ImageDataset>> {
@@ -23,7 +23,7 @@ pub fn finishing_set(
     if !deferred {
         return Ok(None);
     }
-    random_oversample(sources.long_tail, spec.balance.target, seed).map(Some)
+    random_oversample(long_tail, spec.balance.target, seed).map(Some)
 }
 
 /// What `method` trains on, in order: with deferred re-balancing first the long-tailed set
@@ -65,7 +65,7 @@ pub fn training_phases<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::eval::methods::training_set;
+    use crate::eval::methods::{Sources, training_set};
 
     #[test]
     fn deferred_resampling_finishes_every_remedy_but_b_on_bs_own_draw() {
@@ -101,11 +101,11 @@ mod tests {
             Method::Anygan,
             Method::Smote,
         ] {
-            let finish = finishing_set(method, sources, &spec, 7).expect("finish");
+            let finish = finishing_set(method, &long_tail, &spec, 7).expect("finish");
             assert_eq!(finish.as_ref(), Some(&oversampled), "{method:?}");
         }
         for method in [Method::RandomOversampling, Method::Cas, Method::FullReal] {
-            let finish = finishing_set(method, sources, &spec, 7).expect("finish");
+            let finish = finishing_set(method, &long_tail, &spec, 7).expect("finish");
             assert!(finish.is_none(), "{method:?}");
         }
         // (c): its weighted set for the first 2 epochs, (b)'s unweighted for the last.
@@ -133,7 +133,7 @@ mod tests {
             4,
         );
         assert!(
-            finishing_set(Method::Anygan, sources, &plain, 7)
+            finishing_set(Method::Anygan, &long_tail, &plain, 7)
                 .expect("finish")
                 .is_none()
         );

@@ -162,7 +162,7 @@ pub fn evaluate(
                 seed,
             )?;
             let generated_kept = judged.map(|(_, share)| share);
-            let finish = finishing_set(method, sources, spec, seed)?;
+            let finish = finishing_set(method, long_tail, spec, seed)?;
             let phases = training_phases(method, &set, finish.as_ref(), long_tail, &training, spec);
             let started = Instant::now();
             let model =
