@@ -8,7 +8,10 @@
 //! term (off, the default) and mode-seeking weight (0: off, the default): parameter counts, median
 //! step time, images per second and peak heap memory during the measured steps;
 //! `--keep-states N` keeps the trainer's state before each of the last N steps, as a worker in
-//! a ring does to roll back after a lost peer.
+//! a ring does to roll back after a lost peer. `--host-round-trip off,on`: `on` makes the
+//! trainer one of 2 replicas whose all-reduce peer is itself (no network; `--batch` is then the
+//! replica's share), so the step pays exactly the gradients' trips between the device and the
+//! host that a worker in a ring pays; the difference to `off` is what those trips cost.
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a test fails loudly on broken setup
 #![allow(unsafe_code)] // the counting allocator below must implement GlobalAlloc
 
@@ -17,6 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use anygan_worker::backend::{BACKEND_NAME, TrainBackend, device};
+use anygan_worker::collective::GradientAllReduce;
 use anygan_worker::gan::augment::DiffAugment;
 use anygan_worker::gan::params::parameter_count;
 use anygan_worker::gan::{Batch, GanConfig, GanTrainer, TrainConfig};
@@ -64,6 +68,24 @@ struct Options {
     projection: Vec<bool>,
     /// Mode-seeking weights to measure; 0 is off.
     mode_seeking: Vec<f32>,
+    /// Whether gradients go to the host and back through a 2-replica all-reduce, each measured.
+    host_round_trip: Vec<bool>,
+}
+
+/// The all-reduce of a replica whose one peer holds the same gradients: the mean is the
+/// gradient itself, so nothing changes but the trips between the device and the host.
+struct SelfPeerAllReduce;
+
+impl GradientAllReduce for SelfPeerAllReduce {
+    fn average(&mut self, values: &mut [f32]) -> anygan_worker::error::Result<()> {
+        // Touch the values as a transport would read them, so no copy can be skipped.
+        std::hint::black_box(values);
+        Ok(())
+    }
+
+    fn world_size(&self) -> usize {
+        2
+    }
 }
 
 fn options() -> Options {
@@ -77,6 +99,7 @@ fn options() -> Options {
         diff_augment: vec!["none".into()],
         projection: vec![false],
         mode_seeking: vec![0.0],
+        host_round_trip: vec![false],
     };
     let args: Vec<String> = std::env::args().collect();
     let value = |name: &str| {
@@ -102,6 +125,9 @@ fn options() -> Options {
     if let Some(weights) = value("--mode-seeking") {
         options.mode_seeking = weights.split(',').filter_map(|w| w.parse().ok()).collect();
     }
+    if let Some(settings) = value("--host-round-trip") {
+        options.host_round_trip = settings.split(',').map(|s| s == "on").collect();
+    }
     if let Some(decays) = value("--generator-ema") {
         options.generator_ema = decays.split(',').filter_map(|d| d.parse().ok()).collect();
     }
@@ -125,9 +151,9 @@ fn main() {
         options.batch, options.steps, options.warmup
     );
     println!(
-        "| width | G average decay | DiffAugment | D projection | mode seeking | kept states | G params | D params | median step (s) | min step (s) | images/s | peak heap (MiB) |"
+        "| width | G average decay | DiffAugment | D projection | mode seeking | kept states | host round trip | G params | D params | median step (s) | min step (s) | images/s | peak heap (MiB) |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let device = device(0);
     // Every combination of the measured settings, widths outermost.
     let mut runs = Vec::new();
@@ -136,23 +162,40 @@ fn main() {
             for policy in &options.diff_augment {
                 for &projection in &options.projection {
                     for &seeking in &options.mode_seeking {
-                        runs.push((width, decay, policy.clone(), projection, seeking));
+                        for &round_trip in &options.host_round_trip {
+                            runs.push((
+                                width,
+                                decay,
+                                policy.clone(),
+                                projection,
+                                seeking,
+                                round_trip,
+                            ));
+                        }
                     }
                 }
             }
         }
     }
-    for (width, decay, policy, projection, seeking) in runs {
+    for (width, decay, policy, projection, seeking, round_trip) in runs {
         let gan = GanConfig::new(10)
             .with_width(width)
             .with_projection(projection.then_some(true));
-        let config = TrainConfig::new(gan).with_batch_size(options.batch);
+        // With the round trip the trainer is rank 0 of 2, so its own share is `--batch`.
+        let replicas = if round_trip { 2 } else { 1 };
+        let config = TrainConfig::new(gan).with_batch_size(options.batch * replicas);
         let mut trainer = match GanTrainer::<TrainBackend>::new(config, &[1; 10], &device) {
             Ok(trainer) => trainer,
             Err(error) => {
                 eprintln!("width {width}: {error}");
                 continue;
             }
+        };
+        trainer.set_replica(0, replicas).expect("replica");
+        let mut all_reduce: Box<dyn GradientAllReduce> = if round_trip {
+            Box::new(SelfPeerAllReduce)
+        } else {
+            Box::new(anygan_worker::collective::SingleReplica)
         };
         trainer
             .set_generator_ema((decay != 0.0).then_some(decay))
@@ -165,7 +208,9 @@ fn main() {
         let d_params = parameter_count(&trainer.discriminator());
         let batch = synthetic_batch(options.batch);
         for _ in 0..options.warmup {
-            trainer.train_step(&batch).expect("warm-up step");
+            trainer
+                .train_step_with(&batch, all_reduce.as_mut())
+                .expect("warm-up step");
         }
         PEAK.store(LIVE.load(Ordering::Relaxed), Ordering::Relaxed);
         let mut times = Vec::with_capacity(options.steps);
@@ -180,16 +225,19 @@ fn main() {
                     kept.pop_front();
                 }
             }
-            trainer.train_step(&batch).expect("measured step");
+            trainer
+                .train_step_with(&batch, all_reduce.as_mut())
+                .expect("measured step");
             times.push(started.elapsed().as_secs_f64());
         }
         times.sort_by(f64::total_cmp);
         let median = times[times.len() / 2];
         let peak_mib = PEAK.load(Ordering::Relaxed) as f64 / (1024.0 * 1024.0);
         println!(
-            "| {width} | {decay} | {policy} | {} | {seeking} | {} | {g_params} | {d_params} | {median:.3} | {:.3} | {:.1} | {peak_mib:.0} |",
+            "| {width} | {decay} | {policy} | {} | {seeking} | {} | {} | {g_params} | {d_params} | {median:.4} | {:.4} | {:.1} | {peak_mib:.0} |",
             if projection { "on" } else { "off" },
             options.keep_states,
+            if round_trip { "on" } else { "off" },
             times[0],
             options.batch as f64 / median
         );
