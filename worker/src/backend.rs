@@ -75,6 +75,34 @@ pub fn device_name() -> String {
     }
 }
 
+/// Runs one tiny computation on the selected device, so that a GPU that cannot be used (no
+/// driver, no NVRTC, no such ordinal) stops the process at start with an error that names the
+/// device, before it joins a job, rather than as a panic in its training thread.
+pub fn check_device() -> Result<(), String> {
+    use burn::prelude::Tensor;
+    let device = selected_device();
+    // The backend reports a device it cannot open by panicking (in its own thread; the hook
+    // prints that message, which names the library or call that failed).
+    let outcome = std::panic::catch_unwind(move || {
+        Tensor::<ComputeBackend, 1>::ones([4], &device)
+            .sum()
+            .into_scalar()
+    });
+    match outcome {
+        Ok(4.0) => Ok(()),
+        Ok(sum) => Err(format!(
+            "device {}: a test sum of four ones gave {sum}",
+            device_name()
+        )),
+        Err(_) => Err(format!(
+            "device {}: cannot compute on it (the message above says why). A cuda worker needs \
+             the NVIDIA driver's libcuda.so and the CUDA toolkit's NVRTC (libnvrtc.so) \
+             loadable, e.g. through LD_LIBRARY_PATH, and the GPU index to exist",
+            device_name()
+        )),
+    }
+}
+
 /// The device of the selected backend; `ordinal` picks the GPU under `cuda`.
 pub fn device(ordinal: usize) -> burn::prelude::Device<ComputeBackend> {
     #[cfg(feature = "cuda")]
@@ -91,6 +119,13 @@ pub fn device(ordinal: usize) -> burn::prelude::Device<ComputeBackend> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_selected_cpu_device_computes() {
+        if BACKEND_NAME != "cuda" {
+            assert_eq!(check_device(), Ok(()));
+        }
+    }
 
     #[test]
     fn device_flags_match_the_build() {

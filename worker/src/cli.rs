@@ -296,6 +296,7 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
         mode_seeking: (args.mode_seeking != 0.0).then_some(args.mode_seeking),
     };
     let log_every = args.log_every.max(1);
+    anygan_worker::backend::check_device().map_err(anyhow::Error::msg)?;
     let device = device(0);
     let mut window = (0.0f64, 0u64);
     let outcome = run_single_device::<TrainBackend>(
@@ -347,6 +348,8 @@ fn join_job(args: JoinArgs) -> anyhow::Result<()> {
             anygan_worker::backend::parse_device(device).map_err(anyhow::Error::msg)?,
         );
     }
+    // Before joining: a worker that cannot compute would only stall the job's start.
+    anygan_worker::backend::check_device().map_err(anyhow::Error::msg)?;
     let config = JoinConfig {
         coordinator: args.coordinator,
         worker_id,
@@ -403,6 +406,7 @@ fn evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
     settings
         .validate()
         .map_err(|reason| anyhow::anyhow!("evaluate: {reason}"))?;
+    anygan_worker::backend::check_device().map_err(anyhow::Error::msg)?;
     let runtime = runtime()?;
     let store_options = args.data.all_store_options().map_err(anyhow::Error::msg)?;
     let source = args.data.source().map_err(anyhow::Error::msg)?;
