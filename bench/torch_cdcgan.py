@@ -8,9 +8,11 @@ one step = D update on a real batch (target 1) and a generated batch (target 0, 
 detached), then a G update with fresh noise and labels through the updated D.
 
     python3 bench/torch_cdcgan.py --widths 128 --batches 64,256 [--device cuda] [--steps 20]
+        [--cudnn-benchmark off,on]
 
 prints a markdown table like `cargo bench --bench train_step`: median step time, images/s and
-peak device memory (CUDA) for each width and batch.
+peak device memory (CUDA) for each width, batch and cuDNN autotuning setting (`on` lets cuDNN
+time its convolution algorithms at the first step of each shape, as anygan's backend autotunes).
 """
 
 import argparse
@@ -111,40 +113,48 @@ def main():
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--cudnn-benchmark", default="off")
     args = parser.parse_args()
     device = torch.device(args.device)
     classes, latent = 10, 100
     print(f"PyTorch {torch.__version__} cdcgan-28 training step on {device}")
-    print("| width | batch | median step (ms) | images/s | peak memory (MiB) |")
-    print("|---|---|---|---|---|")
-    for width in [int(w) for w in args.widths.split(",")]:
-        for batch in [int(b) for b in args.batches.split(",")]:
-            torch.manual_seed(0)
-            g = Generator(classes, width).to(device)
-            d = Discriminator(classes, width).to(device)
-            dcgan_init(g)
-            dcgan_init(d)
-            adam = dict(lr=2e-4, betas=(0.5, 0.999), eps=1e-8)
-            g_opt = torch.optim.Adam(g.parameters(), **adam)
-            d_opt = torch.optim.Adam(d.parameters(), **adam)
-            real = torch.rand(batch, 1, 28, 28, device=device) * 2 - 1
-            labels = torch.arange(batch, device=device) % classes
+    print("| width | batch | cuDNN autotune | median step (ms) | images/s | peak memory (MiB) |")
+    print("|---|---|---|---|---|---|")
+    runs = [
+        (int(width), int(batch), setting == "on")
+        for width in args.widths.split(",")
+        for batch in args.batches.split(",")
+        for setting in args.cudnn_benchmark.split(",")
+    ]
+    for width, batch, autotune in runs:
+        torch.backends.cudnn.benchmark = autotune
+        torch.manual_seed(0)
+        g = Generator(classes, width).to(device)
+        d = Discriminator(classes, width).to(device)
+        dcgan_init(g)
+        dcgan_init(d)
+        adam = dict(lr=2e-4, betas=(0.5, 0.999), eps=1e-8)
+        g_opt = torch.optim.Adam(g.parameters(), **adam)
+        d_opt = torch.optim.Adam(d.parameters(), **adam)
+        real = torch.rand(batch, 1, 28, 28, device=device) * 2 - 1
+        labels = torch.arange(batch, device=device) % classes
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        times = []
+        for step in range(args.warmup + args.steps):
             if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
-            times = []
-            for step in range(args.warmup + args.steps):
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                started = time.perf_counter()
-                d_loss, g_loss = train_step(g, d, g_opt, d_opt, real, labels, latent, classes)
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                if step >= args.warmup:
-                    times.append(time.perf_counter() - started)
-                assert d_loss == d_loss and g_loss == g_loss, "losses must be finite"
-            median = statistics.median(times)
-            peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else float("nan")
-            print(f"| {width} | {batch} | {median * 1e3:.2f} | {batch / median:.0f} | {peak:.0f} |")
+                torch.cuda.synchronize(device)
+            started = time.perf_counter()
+            d_loss, g_loss = train_step(g, d, g_opt, d_opt, real, labels, latent, classes)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            if step >= args.warmup:
+                times.append(time.perf_counter() - started)
+            assert d_loss == d_loss and g_loss == g_loss, "losses must be finite"
+        median = statistics.median(times)
+        peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else float("nan")
+        setting = "on" if autotune else "off"
+        print(f"| {width} | {batch} | {setting} | {median * 1e3:.2f} | {batch / median:.0f} | {peak:.0f} |")
 
 
 if __name__ == "__main__":
