@@ -1,6 +1,7 @@
 //! anygan worker library: datasets, the burn cDCGAN (model, training step, sampling,
 //! serialization), storage, and the single-device training loop.
 
+pub mod autodiff;
 pub mod backend;
 pub mod checkpointing;
 pub mod collective;

@@ -196,6 +196,8 @@ pub fn train_classifier_in_phases<B: AutodiffBackend>(
         let phase_steps = sampler.batches_per_epoch() * phase.epochs as u64;
         for phase_step in first..first + phase_steps {
             let (values, labels) = phase.data.normalized_batch(sampler.batch(phase_step));
+            // One step's graph, backward and update under the process's autodiff lock.
+            let _section = crate::autodiff::section();
             let images = images_tensor::<B>(phase.data, values, labels.len(), device);
             let logits = model.forward(images);
             let loss = cross_entropy(logits, &labels, phase.class_weights, device);

@@ -114,6 +114,8 @@ pub fn invert<B: AutodiffBackend>(
     let mut first_moment = codes.zeros_like();
     let mut second_moment = codes.zeros_like();
     for step in 1..=settings.steps {
+        // The graph and its backward under the process's autodiff lock.
+        let section = crate::autodiff::section();
         let code = Tensor::<B, 2>::from_inner(codes.clone()).require_grad();
         // Summed over images so each image's gradient is its own loss's, whatever the batch.
         let reconstruction =
@@ -130,6 +132,7 @@ pub fn invert<B: AutodiffBackend>(
         let Some(gradient) = code.grad(&gradients) else {
             return Err(Error::config("inversion", "the noise received no gradient"));
         };
+        drop(section);
         first_moment =
             first_moment.mul_scalar(ADAM_BETA1) + gradient.clone().mul_scalar(1.0 - ADAM_BETA1);
         second_moment = second_moment.mul_scalar(ADAM_BETA2)

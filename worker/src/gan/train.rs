@@ -347,6 +347,9 @@ impl<B: AutodiffBackend> GanTrainer<B> {
         }
         let lr = self.config.learning_rate;
         let device = self.device.clone();
+        // Graph building, backward passes and optimizer steps hold the process's autodiff lock
+        // (see `crate::autodiff`); the all-reduces between them do not.
+        let section = crate::autodiff::section();
         let real = Tensor::<B, 4>::from_data(
             TensorData::new(
                 batch.images.clone(),
@@ -375,7 +378,9 @@ impl<B: AutodiffBackend> GanTrainer<B> {
         let fake_score = burn::tensor::activation::sigmoid(fake_logits.clone()).mean();
         let d_loss = bce_with_logits(real_logits, true) + bce_with_logits(fake_logits, false);
         let mut d_grads = GradientsParams::from_grads(d_loss.backward(), &self.discriminator);
+        drop(section);
         average_gradients(&self.discriminator, &mut d_grads, reducer)?;
+        let section = crate::autodiff::section();
         self.discriminator = self
             .discriminator_optim
             .step(lr, self.discriminator.clone(), d_grads);
@@ -397,10 +402,13 @@ impl<B: AutodiffBackend> GanTrainer<B> {
             None => g_loss.clone(),
         };
         let mut g_grads = GradientsParams::from_grads(g_objective.backward(), &self.generator);
+        drop(section);
         average_gradients(&self.generator, &mut g_grads, reducer)?;
+        let section = crate::autodiff::section();
         self.generator = self
             .generator_optim
             .step(lr, self.generator.clone(), g_grads);
+        drop(section);
         self.step += 1;
         if let Some((settings, ema)) = &mut self.generator_ema {
             ema.update(&self.generator.valid(), settings.effective_decay(self.step));
