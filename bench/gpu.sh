@@ -28,7 +28,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm 
 
 # burn-cuda loads libcuda and NVRTC at run time; NVRTC may live in the toolkit or in a wheel.
 for dir in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib \
-  $(find /usr/local /opt /usr/lib -name 'libnvrtc.so*' -printf '%h\n' 2>/dev/null | sort -u); do
+  $(find /usr/local /opt /usr/lib -name 'libnvrtc.so*' -not -path '*/stubs/*' -printf '%h\n' 2>/dev/null | sort -u); do
   [ -d "$dir" ] && export LD_LIBRARY_PATH="$dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 done
 echo "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"
@@ -45,7 +45,9 @@ else
   train_step=(cargo bench --locked -p anygan-worker "${features[@]}" --bench train_step --)
 fi
 
-if python3 -c 'import torch' 2>/dev/null; then
+if [ -n "${ANYGAN_SKIP_PYTORCH:-}" ]; then
+  echo "== PyTorch skipped (ANYGAN_SKIP_PYTORCH)"
+elif python3 -c 'import torch' 2>/dev/null; then
   echo "== PyTorch, same model and step, same GPU"
   python3 bench/torch_cdcgan.py --widths 128 --batches 64,256 --device cuda --steps 30 \
     --warmup 5 --cudnn-benchmark off,on | tee "$out/pytorch.md" || echo "FAILED: PyTorch bench"
