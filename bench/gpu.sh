@@ -1,20 +1,29 @@
 #!/usr/bin/env bash
-# GPU check and benchmark, in one go, on a machine with NVIDIA drivers (issue 9):
+# GPU check and benchmark, in one go, on a machine with NVIDIA drivers (issue 9), within a time
+# budget; every phase is stamped with the seconds since start and cut off by what is left:
 #   1. the workers built with the `cuda` feature: by cargo here, or prebuilt binaries from
 #      ANYGAN_PREBUILT (a folder with coordinator, worker and train_step; see below);
-#   2. throughput of the standard model (W=128, batch 64 and 256): the identical PyTorch model
-#      and step (bench/torch_cdcgan.py) and anygan's train_step bench, on the same GPU, with the
-#      step alone and with the gradients' round trip to the host that a worker in a ring makes,
-#      GPU memory sampled by nvidia-smi;
-#   3. correctness: a 2-worker job on one GPU (W=128, 20 steps, the Fashion-MNIST test split):
-#      finite losses, replicas bit-identical (the coordinator exits 0 only then).
+#   2. anygan's train_step bench of the standard model (W=128, batch 64), the step alone and with
+#      the gradients' round trip to the host that a worker in a ring makes; its `first step`
+#      column is the kernels' compilation and autotuning, paid on first use of a shape;
+#   3. the same bench again in a new process with the kernel cache the first one filled (what a
+#      worker restarted on the same machine pays at its first step);
+#   4. correctness: a 2-worker job on one GPU (W=128, 20 steps, the Fashion-MNIST test split):
+#      finite losses, replicas bit-identical (the coordinator exits 0 only then);
+#   5. the bench at batch 256;
+#   6. the identical PyTorch model and step (bench/torch_cdcgan.py), side by side.
+#   GPU memory is sampled by nvidia-smi during 2, 3 and 5.
 # Usage: bench/gpu.sh [OUT_DIR]   (logs and tables go there, default $OUT or /tmp/anygan-gpu)
 #   ANYGAN_PREBUILT=DIR   use DIR/{coordinator,worker,train_step} instead of building (a GPU
 #                         machine without a Rust toolchain or crates: build them elsewhere with
-#                         `CUDARC_CUDA_VERSION=13000 cargo build --release -p anygan-worker
-#                         --no-default-features --features cuda --bins --benches`)
+#                         bench/gpu-carry.sh)
 #   ANYGAN_GPU_DATA=DIR   the Fashion-MNIST files (default /usr/share/datasets/fashion-mnist);
 #                         only the test split (t10k-*) is read
+#   ANYGAN_GPU_BUDGET_S=N seconds for the whole script (default 540); a phase that would run past
+#                         it is cut off and reported, the next ones still run if time is left
+#   ANYGAN_SKIP_PYTORCH=1 leave out phase 6 (e.g. when its numbers for this GPU are known)
+#   CUBECL_AUTOTUNE_LEVEL=minimal|balanced|extensive|full  how hard burn's GPU runtime tunes its
+#                         kernels (its default: balanced); read by the workers and the bench
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-${OUT:-/tmp/anygan-gpu}}"
@@ -45,15 +54,33 @@ else
   train_step=(cargo bench --locked -p anygan-worker "${features[@]}" --bench train_step --)
 fi
 
-if [ -n "${ANYGAN_SKIP_PYTORCH:-}" ]; then
-  echo "== PyTorch skipped (ANYGAN_SKIP_PYTORCH)"
-elif python3 -c 'import torch' 2>/dev/null; then
-  echo "== PyTorch, same model and step, same GPU"
-  python3 bench/torch_cdcgan.py --widths 128 --batches 64,256 --device cuda --steps 30 \
-    --warmup 5 --cudnn-benchmark off,on | tee "$out/pytorch.md" || echo "FAILED: PyTorch bench"
-else
-  echo "== PyTorch is not installed: no side-by-side numbers" | tee "$out/pytorch.md"
-fi
+# The whole script keeps to its budget: each phase gets at most what is left.
+budget="${ANYGAN_GPU_BUDGET_S:-540}"
+failures=()
+phase() { echo "== $* (at ${SECONDS} s of ${budget})"; }
+left() { # seconds a phase may take: its own cap, or what is left of the budget
+  local remaining=$((budget - SECONDS))
+  [ "$remaining" -lt "$1" ] && echo "$remaining" || echo "$1"
+}
+bounded() { # bounded CAP NAME COMMAND...: runs it unless the budget is spent; notes a failure
+  local cap name
+  cap="$(left "$1")" name="$2"
+  shift 2
+  if [ "$cap" -lt 10 ]; then
+    echo "SKIPPED: $name (budget spent)"
+    failures+=("$name skipped")
+    return 0
+  fi
+  local status=0
+  timeout "$cap" "$@" || status=$?
+  if [ "$status" -eq 124 ]; then
+    echo "CUT OFF: $name after $cap s"
+    failures+=("$name cut off")
+  elif [ "$status" -ne 0 ]; then
+    echo "FAILED: $name (exit $status)"
+    failures+=("$name failed")
+  fi
+}
 
 sample_memory() {
   while true; do
@@ -62,32 +89,58 @@ sample_memory() {
   done
 }
 
-for batch in 64 256; do
-  echo "== anygan train_step W=128 batch $batch"
-  : >"$scratch/memory-$batch.txt"
-  sample_memory "$scratch/memory-$batch.txt" &
-  sampler=$!
-  "${train_step[@]}" --widths 128 --batch "$batch" --warmup 5 --steps 30 \
-    --host-round-trip off,on | tee "$out/anygan-$batch.md" || echo "FAILED: anygan bench"
+# The kernel cache the workers and the bench share, as on a machine that keeps it.
+export ANYGAN_KERNEL_CACHE="$scratch/kernels"
+bench() { # bench LABEL CAP ARGS...: the train_step bench, GPU memory sampled
+  local label="$1" cap="$2"
+  shift 2
+  : >"$scratch/memory-$label.txt"
+  sample_memory "$scratch/memory-$label.txt" &
+  local sampler=$!
+  bounded "$cap" "bench $label" "${train_step[@]}" --widths 128 --kernel-cache "$ANYGAN_KERNEL_CACHE" \
+    "$@" > >(tee "$out/anygan-$label.md")
   kill "$sampler" 2>/dev/null || true
-  echo "peak GPU memory used, whole card (MiB): $(sort -n "$scratch/memory-$batch.txt" | tail -1)" |
-    tee -a "$out/anygan-$batch.md"
-done
+  wait "$sampler" 2>/dev/null || true
+  echo "peak GPU memory used, whole card (MiB): $(sort -n "$scratch/memory-$label.txt" | tail -1)" |
+    tee -a "$out/anygan-$label.md"
+}
 
-echo "== correctness: 2 workers on one GPU"
-if ! timeout 300 "$bin/coordinator" start --listen 127.0.0.1:0 --local-workers 2 \
+phase "anygan train_step W=128 batch 64, cold kernel cache"
+bench 64 240 --batch 64 --warmup 5 --steps 30 --host-round-trip off,on
+echo "kernel cache: $(du -sh "$ANYGAN_KERNEL_CACHE" 2>/dev/null | cut -f1)"
+
+phase "anygan train_step W=128 batch 64 again, new process, warm kernel cache"
+bench 64-warm 90 --batch 64 --warmup 2 --steps 10
+
+phase "correctness: 2 workers on one GPU"
+bounded 180 "2-worker check" "$bin/coordinator" start --listen 127.0.0.1:0 --local-workers 2 \
   --worker-binary "$bin/worker" --data "$data" --test-split --width 128 --global-batch 64 \
   --steps 20 --checksum-every 5 --sample-every 0 --no-generation --output "$scratch/check" \
-  >"$out/check.out" 2>"$out/check.err"; then
-  echo "FAILED: see $out/check.err"
-  tail -20 "$out/check.err"
-  exit 1
-fi
+  >"$out/check.out" 2>"$out/check.err"
 if grep -Eiq '_loss="?-?(nan|inf)' "$out/check.err"; then
   echo "FAILED: a loss is not finite"
-  exit 1
+  failures+=("2-worker check: a loss is not finite")
 fi
 grep -E 'cuda' "$out/check.err" | head -2 || true
 grep -E ' step' "$out/check.err" | tail -3 || true
-tail -3 "$out/check.out"
-echo "replicas identical, losses finite"
+tail -3 "$out/check.out" || true
+
+phase "anygan train_step W=128 batch 256"
+bench 256 180 --batch 256 --warmup 5 --steps 30 --host-round-trip off,on
+
+if [ -n "${ANYGAN_SKIP_PYTORCH:-}" ]; then
+  phase "PyTorch skipped (ANYGAN_SKIP_PYTORCH)"
+elif python3 -c 'import torch' 2>/dev/null; then
+  phase "PyTorch, same model and step, same GPU"
+  bounded 150 "PyTorch bench" python3 bench/torch_cdcgan.py --widths 128 --batches 64,256 \
+    --device cuda --steps 30 --warmup 5 --cudnn-benchmark off,on > >(tee "$out/pytorch.md")
+else
+  phase "PyTorch is not installed: no side-by-side numbers" | tee "$out/pytorch.md"
+fi
+
+phase "done"
+if [ ${#failures[@]} -gt 0 ]; then
+  printf 'NOT ALL PASSED: %s\n' "${failures[@]}"
+  exit 1
+fi
+echo "all phases passed: replicas identical, losses finite"

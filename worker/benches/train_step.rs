@@ -12,6 +12,10 @@
 //! trainer one of 2 replicas whose all-reduce peer is itself (no network; `--batch` is then the
 //! replica's share), so the step pays exactly the gradients' trips between the device and the
 //! host that a worker in a ring pays; the difference to `off` is what those trips cost.
+//! `first step (s)` is the first warm-up step alone: on a GPU it carries the kernels'
+//! compilation and autotuning (what a worker pays once per process, or once per machine with a
+//! kernel cache). `--kernel-cache DIR` keeps compiled GPU kernels and autotune winners in DIR,
+//! as `worker join --kernel-cache` does.
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a test fails loudly on broken setup
 #![allow(unsafe_code)] // the counting allocator below must implement GlobalAlloc
 
@@ -70,6 +74,8 @@ struct Options {
     mode_seeking: Vec<f32>,
     /// Whether gradients go to the host and back through a 2-replica all-reduce, each measured.
     host_round_trip: Vec<bool>,
+    /// Where compiled GPU kernels and autotune results are kept (`--kernel-cache`, as a worker).
+    kernel_cache: Option<std::path::PathBuf>,
 }
 
 /// The all-reduce of a replica whose one peer holds the same gradients: the mean is the
@@ -100,6 +106,7 @@ fn options() -> Options {
         projection: vec![false],
         mode_seeking: vec![0.0],
         host_round_trip: vec![false],
+        kernel_cache: None,
     };
     let args: Vec<String> = std::env::args().collect();
     let value = |name: &str| {
@@ -131,6 +138,7 @@ fn options() -> Options {
     if let Some(decays) = value("--generator-ema") {
         options.generator_ema = decays.split(',').filter_map(|d| d.parse().ok()).collect();
     }
+    options.kernel_cache = value("--kernel-cache").map(std::path::PathBuf::from);
     options
 }
 
@@ -151,9 +159,12 @@ fn main() {
         options.batch, options.steps, options.warmup
     );
     println!(
-        "| width | G average decay | DiffAugment | D projection | mode seeking | kept states | host round trip | G params | D params | median step (s) | min step (s) | images/s | peak heap (MiB) |"
+        "| width | G average decay | DiffAugment | D projection | mode seeking | kept states | host round trip | G params | D params | first step (s) | median step (s) | min step (s) | images/s | peak heap (MiB) |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    if let Some(dir) = &options.kernel_cache {
+        anygan_worker::backend::use_kernel_cache(dir).expect("--kernel-cache");
+    }
     let device = device(0);
     // Every combination of the measured settings, widths outermost.
     let mut runs = Vec::new();
@@ -207,11 +218,15 @@ fn main() {
         let g_params = parameter_count(&trainer.generator());
         let d_params = parameter_count(&trainer.discriminator());
         let batch = synthetic_batch(options.batch);
+        let mut first_step = None;
         for _ in 0..options.warmup {
+            let started = Instant::now();
             trainer
                 .train_step_with(&batch, all_reduce.as_mut())
                 .expect("warm-up step");
+            first_step.get_or_insert(started.elapsed().as_secs_f64());
         }
+        let first_step = first_step.map_or_else(|| "–".to_owned(), |s| format!("{s:.3}"));
         PEAK.store(LIVE.load(Ordering::Relaxed), Ordering::Relaxed);
         let mut times = Vec::with_capacity(options.steps);
         // What a worker in a ring keeps to roll back after a lost peer: the state before each
@@ -234,7 +249,7 @@ fn main() {
         let median = times[times.len() / 2];
         let peak_mib = PEAK.load(Ordering::Relaxed) as f64 / (1024.0 * 1024.0);
         println!(
-            "| {width} | {decay} | {policy} | {} | {seeking} | {} | {} | {g_params} | {d_params} | {median:.4} | {:.4} | {:.1} | {peak_mib:.0} |",
+            "| {width} | {decay} | {policy} | {} | {seeking} | {} | {} | {g_params} | {d_params} | {first_step} | {median:.4} | {:.4} | {:.1} | {peak_mib:.0} |",
             if projection { "on" } else { "off" },
             options.keep_states,
             if round_trip { "on" } else { "off" },

@@ -103,6 +103,59 @@ pub fn check_device() -> Result<(), String> {
     }
 }
 
+/// The folder a cuda worker keeps its compiled kernels and autotune results in when
+/// `--kernel-cache` is not given: `$XDG_CACHE_HOME/anygan/kernels`, else
+/// `$HOME/.cache/anygan/kernels`; `None` on CPU builds (nothing to compile) or without either
+/// variable.
+pub fn default_kernel_cache() -> Option<std::path::PathBuf> {
+    if BACKEND_NAME != "cuda" {
+        return None;
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|value| !value.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|value| !value.is_empty())
+                .map(|home| std::path::PathBuf::from(home).join(".cache"))
+        })?;
+    Some(base.join("anygan").join("kernels"))
+}
+
+/// Keeps the GPU kernels this process compiles (PTX) and the winners of their autotuning in
+/// `dir`, so that a later worker on the same machine starts computing at once instead of
+/// compiling and tuning again (minutes on first use of a shape; see bench/gpu.sh). Must run
+/// before the device is first used. The folder is created and must be writable: the error names
+/// it. CPU builds compile nothing, so they only check the folder. The cache is specific to the
+/// GPU model and the pinned burn/cubecl version: share it only between alike machines.
+pub fn use_kernel_cache(dir: &std::path::Path) -> Result<(), String> {
+    let unusable = |what: &str, error: std::io::Error| {
+        format!("--kernel-cache {}: {what}: {error}", dir.display())
+    };
+    std::fs::create_dir_all(dir).map_err(|error| unusable("cannot create it", error))?;
+    let probe = dir.join(format!(".anygan-write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"")
+        .and_then(|()| std::fs::remove_file(&probe))
+        .map_err(|error| unusable("cannot write in it", error))?;
+    #[cfg(feature = "cuda")]
+    {
+        use cubecl::config::{CubeClRuntimeConfig, RuntimeConfig, cache::CacheConfig};
+        if CubeClRuntimeConfig::storage().lock().is_some() {
+            return Err(format!(
+                "--kernel-cache {}: the GPU runtime is already configured (set the cache before \
+                 the device is first used)",
+                dir.display()
+            ));
+        }
+        // Whatever a cubecl.toml or CUBECL_* variables say, but with both caches in `dir`.
+        let mut config = CubeClRuntimeConfig::from_current_dir().override_from_env();
+        config.autotune.cache = CacheConfig::File(dir.to_path_buf());
+        config.compilation.cache = Some(CacheConfig::File(dir.to_path_buf()));
+        CubeClRuntimeConfig::set(config);
+    }
+    Ok(())
+}
+
 /// The device of the selected backend; `ordinal` picks the GPU under `cuda`.
 pub fn device(ordinal: usize) -> burn::prelude::Device<ComputeBackend> {
     #[cfg(feature = "cuda")]
@@ -124,6 +177,24 @@ mod tests {
     fn the_selected_cpu_device_computes() {
         if BACKEND_NAME != "cuda" {
             assert_eq!(check_device(), Ok(()));
+        }
+    }
+
+    #[test]
+    fn an_unwritable_kernel_cache_is_refused_by_name() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("not-a-folder");
+        std::fs::write(&file, b"x").expect("write");
+        let error = use_kernel_cache(&file.join("kernels")).expect_err("under a file");
+        assert!(error.contains("not-a-folder/kernels"), "{error}");
+        assert!(error.contains("cannot create it"), "{error}");
+        if BACKEND_NAME != "cuda" {
+            // On a CPU build the folder is only checked (a cuda build may set the cache once).
+            let usable = dir.path().join("cache");
+            assert_eq!(use_kernel_cache(&usable), Ok(()));
+            assert!(usable.is_dir());
+            assert_eq!(std::fs::read_dir(&usable).expect("read").count(), 0);
+            assert_eq!(default_kernel_cache(), None);
         }
     }
 

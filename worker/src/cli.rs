@@ -45,6 +45,8 @@ enum Command {
 struct EvaluateArgs {
     #[command(flatten)]
     data: DataArgs,
+    #[command(flatten)]
+    kernels: KernelCacheArgs,
     /// A generation run's root (`<output>/generations/<...>`, a directory or s3://...): its
     /// `rebalanced/idx` set is method (d). Without it, (d) is skipped.
     #[arg(long)]
@@ -133,15 +135,47 @@ struct JoinArgs {
     /// cpu (the default build).
     #[arg(long, env = "ANYGAN_DEVICE")]
     device: Option<String>,
+    #[command(flatten)]
+    kernels: KernelCacheArgs,
     /// Where this worker's Prometheus endpoint (/metrics, /healthz) listens, e.g. 0.0.0.0:9091.
     #[arg(long, env = "ANYGAN_WORKER_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Args, Debug)]
+struct KernelCacheArgs {
+    /// Where a GPU worker keeps the kernels it compiles and their autotune results, so the next
+    /// worker on this machine skips that work (default: $XDG_CACHE_HOME/anygan/kernels or
+    /// ~/.cache/anygan/kernels; share it only between machines with the same GPU model).
+    #[arg(long, env = "ANYGAN_KERNEL_CACHE")]
+    kernel_cache: Option<std::path::PathBuf>,
+}
+
+impl KernelCacheArgs {
+    /// Sets up the kernel cache, then checks that the selected device computes: call once, after
+    /// `--device` is chosen and before anything touches the device.
+    fn prepare_device(&self) -> anyhow::Result<()> {
+        use anygan_worker::backend::{check_device, default_kernel_cache, use_kernel_cache};
+        match (&self.kernel_cache, default_kernel_cache()) {
+            (Some(dir), _) => use_kernel_cache(dir).map_err(anyhow::Error::msg)?,
+            // The default is a convenience: without it the worker only compiles again.
+            (None, Some(dir)) => {
+                if let Err(reason) = use_kernel_cache(&dir) {
+                    tracing::warn!(%reason, "running without a kernel cache");
+                }
+            }
+            (None, None) => {}
+        }
+        check_device().map_err(anyhow::Error::msg)
+    }
+}
+
+#[derive(Args, Debug)]
 struct TrainArgs {
     #[command(flatten)]
     data: DataArgs,
+    #[command(flatten)]
+    kernels: KernelCacheArgs,
     /// Where grids, snapshot and the exported generator go: a directory or s3://bucket/prefix.
     #[arg(long, env = "ANYGAN_OUTPUT", default_value = "out/train")]
     output: String,
@@ -296,7 +330,7 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
         mode_seeking: (args.mode_seeking != 0.0).then_some(args.mode_seeking),
     };
     let log_every = args.log_every.max(1);
-    anygan_worker::backend::check_device().map_err(anyhow::Error::msg)?;
+    args.kernels.prepare_device()?;
     let device = device(0);
     let mut window = (0.0f64, 0u64);
     let outcome = run_single_device::<TrainBackend>(
@@ -349,7 +383,7 @@ fn join_job(args: JoinArgs) -> anyhow::Result<()> {
         );
     }
     // Before joining: a worker that cannot compute would only stall the job's start.
-    anygan_worker::backend::check_device().map_err(anyhow::Error::msg)?;
+    args.kernels.prepare_device()?;
     let config = JoinConfig {
         coordinator: args.coordinator,
         worker_id,
@@ -406,7 +440,7 @@ fn evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
     settings
         .validate()
         .map_err(|reason| anyhow::anyhow!("evaluate: {reason}"))?;
-    anygan_worker::backend::check_device().map_err(anyhow::Error::msg)?;
+    args.kernels.prepare_device()?;
     let runtime = runtime()?;
     let store_options = args.data.all_store_options().map_err(anyhow::Error::msg)?;
     let source = args.data.source().map_err(anyhow::Error::msg)?;

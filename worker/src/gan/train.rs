@@ -413,11 +413,18 @@ impl<B: AutodiffBackend> GanTrainer<B> {
         if let Some((settings, ema)) = &mut self.generator_ema {
             ema.update(&self.generator.valid(), settings.effective_decay(self.step));
         }
+        // Off the autodiff graph: reading the values builds nothing to differentiate.
+        let [discriminator, generator, real_score, fake_score] = read_scalars([
+            d_loss.inner(),
+            g_loss.inner(),
+            real_score.inner(),
+            fake_score.inner(),
+        ])?;
         Ok(StepLosses {
-            discriminator: scalar(d_loss),
-            generator: scalar(g_loss),
-            real_score: scalar(real_score),
-            fake_score: scalar(fake_score),
+            discriminator,
+            generator,
+            real_score,
+            fake_score,
         })
     }
 
@@ -534,8 +541,18 @@ pub(crate) fn mode_seeking_term<B: Backend>(
         .mean()
 }
 
-fn scalar<B: Backend>(tensor: Tensor<B, 1>) -> f32 {
-    tensor.into_scalar().elem::<f32>()
+/// The values of one-element tensors, read from the device in one transfer: a GPU is waited
+/// for once per step, not once per value.
+fn read_scalars<B: Backend, const N: usize>(tensors: [Tensor<B, 1>; N]) -> Result<[f32; N]> {
+    let joined = Tensor::cat(tensors.into_iter().map(|t| t.reshape([1])).collect(), 0);
+    let values = joined
+        .into_data()
+        .convert::<f32>()
+        .into_vec::<f32>()
+        .map_err(|error| Error::config("losses", format!("not readable as f32: {error:?}")))?;
+    values.try_into().map_err(|values: Vec<f32>| {
+        Error::config("losses", format!("{} values for {N} losses", values.len()))
+    })
 }
 
 pub(crate) fn labels_tensor<B: Backend>(labels: &[u16], device: &B::Device) -> Tensor<B, 1, Int> {
