@@ -21,6 +21,8 @@
 #                         only the test split (t10k-*) is read
 #   ANYGAN_GPU_BUDGET_S=N seconds for the whole script (default 540); a phase that would run past
 #                         it is cut off and reported, the next ones still run if time is left
+#   ANYGAN_GPU_WIDTH=N    the model width of phases 2-6 (default 128, the standard model; a small
+#                         one tries the script on a CPU build in a minute)
 #   ANYGAN_SKIP_PYTORCH=1 leave out phase 6 (e.g. when its numbers for this GPU are known)
 #   CUBECL_AUTOTUNE_LEVEL=minimal|balanced|extensive|full  how hard burn's GPU runtime tunes its
 #                         kernels (its default: balanced); read by the workers and the bench
@@ -56,6 +58,7 @@ fi
 
 # The whole script keeps to its budget: each phase gets at most what is left.
 budget="${ANYGAN_GPU_BUDGET_S:-540}"
+width="${ANYGAN_GPU_WIDTH:-128}"
 failures=()
 phase() { echo "== $* (at ${SECONDS} s of ${budget})"; }
 left() { # seconds a phase may take: its own cap, or what is left of the budget
@@ -94,10 +97,15 @@ export ANYGAN_KERNEL_CACHE="$scratch/kernels"
 bench() { # bench LABEL CAP ARGS...: the train_step bench, GPU memory sampled
   local label="$1" cap="$2"
   shift 2
+  if [ "$(left "$cap")" -lt 10 ]; then
+    echo "SKIPPED: bench $label (budget spent)"
+    failures+=("bench $label skipped")
+    return 0
+  fi
   : >"$scratch/memory-$label.txt"
   sample_memory "$scratch/memory-$label.txt" &
   local sampler=$!
-  bounded "$cap" "bench $label" "${train_step[@]}" --widths 128 --kernel-cache "$ANYGAN_KERNEL_CACHE" \
+  bounded "$cap" "bench $label" "${train_step[@]}" --widths "$width" --kernel-cache "$ANYGAN_KERNEL_CACHE" \
     "$@" > >(tee "$out/anygan-$label.md")
   kill "$sampler" 2>/dev/null || true
   wait "$sampler" 2>/dev/null || true
@@ -105,16 +113,16 @@ bench() { # bench LABEL CAP ARGS...: the train_step bench, GPU memory sampled
     tee -a "$out/anygan-$label.md"
 }
 
-phase "anygan train_step W=128 batch 64, cold kernel cache"
+phase "anygan train_step W=$width batch 64, cold kernel cache"
 bench 64 240 --batch 64 --warmup 5 --steps 30 --host-round-trip off,on
 echo "kernel cache: $(du -sh "$ANYGAN_KERNEL_CACHE" 2>/dev/null | cut -f1)"
 
-phase "anygan train_step W=128 batch 64 again, new process, warm kernel cache"
+phase "anygan train_step W=$width batch 64 again, new process, warm kernel cache"
 bench 64-warm 90 --batch 64 --warmup 2 --steps 10
 
 phase "correctness: 2 workers on one GPU"
 bounded 180 "2-worker check" "$bin/coordinator" start --listen 127.0.0.1:0 --local-workers 2 \
-  --worker-binary "$bin/worker" --data "$data" --test-split --width 128 --global-batch 64 \
+  --worker-binary "$bin/worker" --data "$data" --test-split --width "$width" --global-batch 64 \
   --steps 20 --checksum-every 5 --sample-every 0 --no-generation --output "$scratch/check" \
   >"$out/check.out" 2>"$out/check.err"
 if grep -Eiq '_loss="?-?(nan|inf)' "$out/check.err"; then
@@ -125,14 +133,14 @@ grep -E 'cuda' "$out/check.err" | head -2 || true
 grep -E ' step' "$out/check.err" | tail -3 || true
 tail -3 "$out/check.out" || true
 
-phase "anygan train_step W=128 batch 256"
+phase "anygan train_step W=$width batch 256"
 bench 256 180 --batch 256 --warmup 5 --steps 30 --host-round-trip off,on
 
 if [ -n "${ANYGAN_SKIP_PYTORCH:-}" ]; then
   phase "PyTorch skipped (ANYGAN_SKIP_PYTORCH)"
 elif python3 -c 'import torch' 2>/dev/null; then
   phase "PyTorch, same model and step, same GPU"
-  bounded 150 "PyTorch bench" python3 bench/torch_cdcgan.py --widths 128 --batches 64,256 \
+  bounded 150 "PyTorch bench" python3 bench/torch_cdcgan.py --widths "$width" --batches 64,256 \
     --device cuda --steps 30 --warmup 5 --cudnn-benchmark off,on > >(tee "$out/pytorch.md")
 else
   phase "PyTorch is not installed: no side-by-side numbers" | tee "$out/pytorch.md"

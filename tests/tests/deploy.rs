@@ -85,3 +85,74 @@ fn bad_values_are_refused_with_the_key_named() {
         text(&output)
     );
 }
+
+/// The worker pod's kernel cache as rendered: the `ANYGAN_KERNEL_CACHE` value, the mount path of
+/// the `kernel-cache` volume and the volume itself (JSON null for what is absent).
+fn rendered_kernel_cache(workers_yaml: &Path) -> serde_json::Value {
+    let script = r#"
+import json, sys, yaml
+job = yaml.safe_load(open(sys.argv[1]))
+spec = job["spec"]["template"]["spec"]
+worker = spec["containers"][0]
+env = {e["name"]: e.get("value") for e in worker.get("env", [])}
+mounts = {m["name"]: m["mountPath"] for m in worker.get("volumeMounts", [])}
+volumes = {v["name"]: v for v in spec.get("volumes", [])}
+print(json.dumps({"env": env.get("ANYGAN_KERNEL_CACHE"),
+                  "mount": mounts.get("kernel-cache"),
+                  "volume": volumes.get("kernel-cache")}))
+"#;
+    let output = Command::new("python3")
+        .args(["-c", script])
+        .arg(workers_yaml)
+        .output()
+        .expect("python3 runs");
+    assert!(output.status.success(), "{}", text(&output));
+    serde_json::from_slice(&output.stdout).expect("JSON")
+}
+
+#[test]
+fn gpu_workers_keep_kernels_in_a_pod_volume_or_a_node_folder() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let values = [
+        ("values-pod-cache", "workers:\n  gpu: true\n"),
+        (
+            "values-node-cache",
+            "workers:\n  kernelCache:\n    hostPath: /var/cache/anygan-kernels\n",
+        ),
+        ("values-cpu", "workers:\n  gpu: false\n"),
+    ];
+    let mut args = vec![
+        "--out".to_owned(),
+        dir.path().join("out").display().to_string(),
+    ];
+    for (name, content) in values {
+        let path = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(&path, content).expect("write");
+        args.extend(["--values".to_owned(), path.display().to_string()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = check(&args);
+    assert!(output.status.success(), "{}", text(&output));
+    let rendered =
+        |name: &str| rendered_kernel_cache(&dir.path().join("out").join(name).join("workers.yaml"));
+
+    let pod = rendered("values-pod-cache");
+    assert_eq!(pod["env"], "/var/cache/anygan/kernels", "{pod}");
+    assert_eq!(pod["mount"], "/var/cache/anygan/kernels", "{pod}");
+    assert_eq!(pod["volume"]["emptyDir"], serde_json::json!({}), "{pod}");
+
+    let node = rendered("values-node-cache");
+    assert_eq!(node["env"], "/var/cache/anygan/kernels", "{node}");
+    assert_eq!(
+        node["volume"]["hostPath"],
+        serde_json::json!({"path": "/var/cache/anygan-kernels", "type": "DirectoryOrCreate"}),
+        "{node}"
+    );
+
+    let cpu = rendered("values-cpu");
+    assert_eq!(
+        cpu,
+        serde_json::json!({"env": null, "mount": null, "volume": null}),
+        "a CPU worker compiles no kernels: {cpu}"
+    );
+}

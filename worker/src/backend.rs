@@ -125,21 +125,14 @@ pub fn default_kernel_cache() -> Option<std::path::PathBuf> {
 /// Keeps the GPU kernels this process compiles (PTX) and the winners of their autotuning in
 /// `dir`, so that a later worker on the same machine starts computing at once instead of
 /// compiling and tuning again (minutes on first use of a shape; see bench/gpu.sh). Must run
-/// before the device is first used. The folder is created and must be writable: the error names
-/// it. CPU builds compile nothing, so they only check the folder. The cache is specific to the
-/// GPU model and the pinned burn/cubecl version: share it only between alike machines.
+/// before the device is first used; the folder is created and must be writable (the error
+/// names it). CPU builds compile no kernels and ignore it. The cache is specific to the GPU
+/// model and the pinned burn/cubecl version: share it only between alike machines.
 pub fn use_kernel_cache(dir: &std::path::Path) -> Result<(), String> {
-    let unusable = |what: &str, error: std::io::Error| {
-        format!("--kernel-cache {}: {what}: {error}", dir.display())
-    };
-    std::fs::create_dir_all(dir).map_err(|error| unusable("cannot create it", error))?;
-    let probe = dir.join(format!(".anygan-write-test-{}", std::process::id()));
-    std::fs::write(&probe, b"")
-        .and_then(|()| std::fs::remove_file(&probe))
-        .map_err(|error| unusable("cannot write in it", error))?;
     #[cfg(feature = "cuda")]
     {
         use cubecl::config::{CubeClRuntimeConfig, RuntimeConfig, cache::CacheConfig};
+        prepare_kernel_cache_folder(dir)?;
         if CubeClRuntimeConfig::storage().lock().is_some() {
             return Err(format!(
                 "--kernel-cache {}: the GPU runtime is already configured (set the cache before \
@@ -153,7 +146,21 @@ pub fn use_kernel_cache(dir: &std::path::Path) -> Result<(), String> {
         config.compilation.cache = Some(CacheConfig::File(dir.to_path_buf()));
         CubeClRuntimeConfig::set(config);
     }
+    #[cfg(not(feature = "cuda"))]
+    let _ = dir;
     Ok(())
+}
+
+/// Creates the kernel cache's folder and checks that this process can write in it.
+pub fn prepare_kernel_cache_folder(dir: &std::path::Path) -> Result<(), String> {
+    let unusable = |what: &str, error: std::io::Error| {
+        format!("--kernel-cache {}: {what}: {error}", dir.display())
+    };
+    std::fs::create_dir_all(dir).map_err(|error| unusable("cannot create it", error))?;
+    let probe = dir.join(format!(".anygan-write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"")
+        .and_then(|()| std::fs::remove_file(&probe))
+        .map_err(|error| unusable("cannot write in it", error))
 }
 
 /// The device of the selected backend; `ordinal` picks the GPU under `cuda`.
@@ -181,19 +188,26 @@ mod tests {
     }
 
     #[test]
-    fn an_unwritable_kernel_cache_is_refused_by_name() {
+    fn an_unusable_kernel_cache_folder_is_refused_by_name() {
         let dir = tempfile::tempdir().expect("temp dir");
         let file = dir.path().join("not-a-folder");
         std::fs::write(&file, b"x").expect("write");
-        let error = use_kernel_cache(&file.join("kernels")).expect_err("under a file");
+        let error = prepare_kernel_cache_folder(&file.join("kernels")).expect_err("under a file");
         assert!(error.contains("not-a-folder/kernels"), "{error}");
         assert!(error.contains("cannot create it"), "{error}");
+        // A usable folder is created and left empty.
+        let usable = dir.path().join("cache/kernels");
+        assert_eq!(prepare_kernel_cache_folder(&usable), Ok(()));
+        assert_eq!(std::fs::read_dir(&usable).expect("read").count(), 0);
+    }
+
+    #[test]
+    fn cpu_builds_ignore_the_kernel_cache() {
         if BACKEND_NAME != "cuda" {
-            // On a CPU build the folder is only checked (a cuda build may set the cache once).
-            let usable = dir.path().join("cache");
-            assert_eq!(use_kernel_cache(&usable), Ok(()));
-            assert!(usable.is_dir());
-            assert_eq!(std::fs::read_dir(&usable).expect("read").count(), 0);
+            let dir = tempfile::tempdir().expect("temp dir");
+            let never_made = dir.path().join("kernels");
+            assert_eq!(use_kernel_cache(&never_made), Ok(()));
+            assert!(!never_made.exists());
             assert_eq!(default_kernel_cache(), None);
         }
     }
