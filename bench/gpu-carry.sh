@@ -4,7 +4,9 @@
 # NVRTC on the GPU machine, so the host build does not depend on its processor) and the
 # Fashion-MNIST test split, packed small enough to travel (about 23 MB).
 #
-#   bench/gpu-carry.sh [CARRY_DIR]      (default .gpucarry; ignore it in .git/info/exclude)
+#   bench/gpu-carry.sh [CARRY_DIR]      (default .gpucarry, which .gitignore lists)
+#   ANYGAN_CARRY_TRAIN_SPLIT=1          add Fashion-MNIST's training split (26 MB more), which
+#                                       bench/gpu-train.sh needs
 #
 # then, on the GPU machine, from the repository root:
 #   mkdir -p /tmp/bin && xz -dc .gpucarry/bins.tar.xz | tar -C /tmp/bin -xf - &&
@@ -35,4 +37,7 @@ strip -o "$staging/train_step" "$bench"
 mkdir -p "$carry/fashion-mnist"
 tar -C "$staging" -cf - coordinator worker train_step | xz -9 -T0 >"$carry/bins.tar.xz"
 cp /usr/share/datasets/fashion-mnist/t10k-* "$carry/fashion-mnist/"
+if [ -n "${ANYGAN_CARRY_TRAIN_SPLIT:-}" ]; then
+  cp /usr/share/datasets/fashion-mnist/train-* "$carry/fashion-mnist/"
+fi
 du -sh "$carry"

@@ -32,28 +32,13 @@ out="${1:-${OUT:-/tmp/anygan-gpu}}"
 data="${ANYGAN_GPU_DATA:-/usr/share/datasets/fashion-mnist}"
 scratch="$(mktemp -d)" # the job's checkpoints and the memory samples: not results to keep
 mkdir -p "$out"
-features=(--no-default-features --features cuda)
-
-nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv |
-  tee "$out/gpu.txt"
-
-# burn-cuda loads libcuda and NVRTC at run time; NVRTC may live in the toolkit or in a wheel.
-for dir in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib \
-  $(find /usr/local /opt /usr/lib -name 'libnvrtc.so*' -not -path '*/stubs/*' -printf '%h\n' 2>/dev/null | sort -u); do
-  [ -d "$dir" ] && export LD_LIBRARY_PATH="$dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-done
-echo "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"
-
+# shellcheck source=bench/gpu-common.sh
+source bench/gpu-common.sh
 if [ -n "${ANYGAN_PREBUILT:-}" ]; then
-  bin="$(cd "$ANYGAN_PREBUILT" && pwd)"
   train_step=("$bin/train_step")
 else
-  echo "== build (cuda)"
-  cargo build --release --locked -p anygan-coordinator --bins
-  cargo build --release --locked -p anygan-worker "${features[@]}" --bins
-  cargo bench --locked -p anygan-worker "${features[@]}" --bench train_step --no-run
-  bin=target/release
-  train_step=(cargo bench --locked -p anygan-worker "${features[@]}" --bench train_step --)
+  cargo bench --locked -p anygan-worker "${gpu_features[@]}" --bench train_step --no-run
+  train_step=(cargo bench --locked -p anygan-worker "${gpu_features[@]}" --bench train_step --)
 fi
 
 # The whole script keeps to its budget: each phase gets at most what is left.

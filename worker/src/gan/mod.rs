@@ -2,6 +2,7 @@
 //! No tokio or tonic here; callers run it on a dedicated thread.
 
 pub mod augment;
+pub mod dropout;
 pub mod ema;
 pub mod invert;
 pub mod model;

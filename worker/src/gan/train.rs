@@ -481,13 +481,12 @@ impl<B: AutodiffBackend> GanTrainer<B> {
         }
         let features = self.discriminator.feature_len();
         let rows = self.replica_rows();
-        let mut rng = stream(self.config.seed, Purpose::Dropout, self.step, pass);
-        let keep = (1.0 / (1.0 - p)) as f32;
-        let mask: Vec<f32> = (0..self.config.batch_size * features)
-            .map(|_| if rng.random::<f64>() < p { 0.0 } else { keep })
-            .skip(rows.start * features)
-            .take(rows.len() * features)
-            .collect();
+        let mask = super::dropout::keep_mask(
+            stream(self.config.seed, Purpose::Dropout, self.step, pass),
+            p,
+            rows.start * features,
+            rows.len() * features,
+        );
         Some(Tensor::from_data(
             TensorData::new(mask, [rows.len(), features]),
             &self.device,
