@@ -11,7 +11,9 @@
 #   4. correctness: a 2-worker job on one GPU (W=128, 20 steps, the Fashion-MNIST test split):
 #      finite losses, replicas bit-identical (the coordinator exits 0 only then);
 #   5. the bench at batch 256;
-#   6. the identical PyTorch model and step (bench/torch_cdcgan.py), side by side.
+#   6. a kernel profile of a few batch-64 steps (bench/kernel_profile.py): launches and GPU busy
+#      time per step, to tell a step waiting on the GPU from one waiting on the host;
+#   7. the identical PyTorch model and step (bench/torch_cdcgan.py), side by side.
 #   GPU memory is sampled by nvidia-smi during 2, 3 and 5.
 # Usage: bench/gpu.sh [OUT_DIR]   (logs and tables go there, default $OUT or /tmp/anygan-gpu)
 #   ANYGAN_PREBUILT=DIR   use DIR/{coordinator,worker,train_step} instead of building (a GPU
@@ -21,9 +23,9 @@
 #                         only the test split (t10k-*) is read
 #   ANYGAN_GPU_BUDGET_S=N seconds for the whole script (default 540); a phase that would run past
 #                         it is cut off and reported, the next ones still run if time is left
-#   ANYGAN_GPU_WIDTH=N    the model width of phases 2-6 (default 128, the standard model; a small
+#   ANYGAN_GPU_WIDTH=N    the model width of phases 2-7 (default 128, the standard model; a small
 #                         one tries the script on a CPU build in a minute)
-#   ANYGAN_SKIP_PYTORCH=1 leave out phase 6 (e.g. when its numbers for this GPU are known)
+#   ANYGAN_SKIP_PYTORCH=1 leave out phase 7 (e.g. when its numbers for this GPU are known)
 #   CUBECL_AUTOTUNE_LEVEL=minimal|balanced|extensive|full  how hard burn's GPU runtime tunes its
 #                         kernels (its default: balanced); read by the workers and the bench
 set -euo pipefail
@@ -37,8 +39,9 @@ source bench/gpu-common.sh
 if [ -n "${ANYGAN_PREBUILT:-}" ]; then
   train_step=("$bin/train_step")
 else
-  cargo bench --locked -p anygan-worker "${gpu_features[@]}" --bench train_step --no-run
-  train_step=(cargo bench --locked -p anygan-worker "${gpu_features[@]}" --bench train_step --)
+  built=$(cargo bench --locked -p anygan-worker "${gpu_features[@]}" --bench train_step --no-run 2>&1 |
+    sed -n 's/.*Executable .*(\(.*\))$/\1/p')
+  train_step=("$(realpath "$built")")
 fi
 
 # The whole script keeps to its budget: each phase gets at most what is left.
@@ -120,6 +123,27 @@ tail -3 "$out/check.out" || true
 
 phase "anygan train_step W=$width batch 256"
 bench 256 180 --batch 256 --warmup 5 --steps 30 --host-round-trip off,on
+
+phase "kernel profile: W=$width batch 64, 1 + 3 steps, every kernel timed on its own"
+# cubecl reads a cubecl.toml from the working folder: profile level basic logs each launch with
+# its GPU time. That serialises the GPU (the step times of this run are not the real ones); the
+# launch count and busy time per step, against the real step time above, say whether the step
+# waits on the GPU or on the host.
+profile="$scratch/profile"
+mkdir -p "$profile"
+cat >"$profile/cubecl.toml" <<TOML
+[profiling.logger]
+level = "basic"
+file = "$profile/kernels.log"
+append = false
+TOML
+bounded 90 "kernel profile" env -C "$profile" "${train_step[@]}" --widths "$width" \
+  --kernel-cache "$ANYGAN_KERNEL_CACHE" --batch 64 --warmup 1 --steps 3 >/dev/null
+if [ -s "$profile/kernels.log" ]; then
+  python3 bench/kernel_profile.py "$profile/kernels.log" --steps 4 | tee "$out/kernel-profile.md" ||
+    failures+=("kernel profile summary failed")
+  tail -c 50000000 "$profile/kernels.log" | xz -T0 >"$out/kernels.log.xz"
+fi
 
 if [ -n "${ANYGAN_SKIP_PYTORCH:-}" ]; then
   phase "PyTorch skipped (ANYGAN_SKIP_PYTORCH)"

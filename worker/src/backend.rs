@@ -141,7 +141,15 @@ pub fn use_kernel_cache(dir: &std::path::Path) -> Result<(), String> {
             ));
         }
         // Whatever a cubecl.toml or CUBECL_* variables say, but with both caches in `dir`.
-        let mut config = CubeClRuntimeConfig::from_current_dir().override_from_env();
+        // cubecl panics on a malformed cubecl.toml (its hook prints what is wrong).
+        let mut config = std::panic::catch_unwind(|| {
+            CubeClRuntimeConfig::from_current_dir().override_from_env()
+        })
+        .map_err(|_| {
+            "a cubecl.toml (or burn.toml [cubecl] section) in the working folder or above is \
+             malformed: the message above says where"
+                .to_string()
+        })?;
         config.autotune.cache = CacheConfig::File(dir.to_path_buf());
         config.compilation.cache = Some(CacheConfig::File(dir.to_path_buf()));
         CubeClRuntimeConfig::set(config);
