@@ -52,6 +52,31 @@ pub fn fill_standard_normal(rng: &mut impl rand::Rng, out: &mut [f32]) {
     }
 }
 
+/// Stream words (32-bit) that [`fill_standard_normal`] consumes for `count` samples: two f64
+/// draws of two words each per pair, a last odd sample taking a whole pair.
+pub const fn standard_normal_words(count: usize) -> u128 {
+    count.div_ceil(2) as u128 * 4
+}
+
+/// Writes samples `first..first + out.len()` of what [`fill_standard_normal`] would write from
+/// the start of `rng`'s stream, without drawing the ones before: ChaCha is addressable by word,
+/// so a replica draws only its own rows of a global batch's noise.
+pub fn fill_standard_normal_at(rng: &mut ChaCha8Rng, first: usize, out: &mut [f32]) {
+    if out.is_empty() {
+        return;
+    }
+    rng.set_word_pos(standard_normal_words(first - first % 2));
+    if first % 2 == 1 {
+        // `first` is the second sample of its pair: draw the pair, keep its second.
+        let mut pair = [0f32; 2];
+        fill_standard_normal(rng, &mut pair);
+        out[0] = pair[1];
+        fill_standard_normal(rng, &mut out[1..]);
+    } else {
+        fill_standard_normal(rng, out);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,6 +91,26 @@ mod tests {
         assert_ne!(base, first(1, Purpose::EpochOrder, 2, 3));
         assert_ne!(base, first(1, Purpose::Dropout, 9, 3));
         assert_ne!(base, first(1, Purpose::Dropout, 2, 9));
+    }
+
+    #[test]
+    fn normal_samples_can_be_drawn_from_any_position() {
+        let fresh = || stream(5, Purpose::GeneratorNoise, 1, 0);
+        let mut whole = vec![0f32; 41];
+        let mut rng = fresh();
+        fill_standard_normal(&mut rng, &mut whole);
+        assert_eq!(rng.get_word_pos(), standard_normal_words(41));
+        for first in 0..12 {
+            for len in 0..12 {
+                let mut part = vec![f32::NAN; len];
+                fill_standard_normal_at(&mut fresh(), first, &mut part);
+                assert_eq!(part, whole[first..first + len], "samples {first}..+{len}");
+            }
+        }
+        // After a part, the stream stands where it would after the whole run up to its end.
+        let mut rng = fresh();
+        fill_standard_normal_at(&mut rng, 3, &mut [0f32; 6]);
+        assert_eq!(rng.get_word_pos(), standard_normal_words(9));
     }
 
     #[test]

@@ -1,3 +1,5 @@
 //! Deterministic random streams, shared with the shard plan (see `anygan_proto::rng`).
 
-pub use anygan_proto::rng::{Purpose, fill_standard_normal, stream};
+pub use anygan_proto::rng::{
+    Purpose, fill_standard_normal, fill_standard_normal_at, standard_normal_words, stream,
+};

@@ -8,7 +8,7 @@ use rand::Rng;
 /// 1/(1-p). One word per element, drawn in bulk, and the stream is entered at `first` directly
 /// (ChaCha is addressable by word), so a replica draws only its own rows yet every world size
 /// sees the same global mask. This runs on the host three times a step and once cost more than
-/// a whole GPU step's compute; `cargo bench --bench dropout_mask` measures it.
+/// a whole GPU step's compute; `cargo bench --bench host_draws` measures it.
 pub fn keep_mask(mut rng: rand_chacha::ChaCha8Rng, p: f64, first: usize, count: usize) -> Vec<f32> {
     // p < 1 (validated), so the threshold fits in 32 bits.
     let threshold = (p * 4_294_967_296.0).round().min(f64::from(u32::MAX)) as u32;

@@ -18,7 +18,7 @@ use super::params::force_init;
 use super::sync::average_gradients;
 use crate::collective::{GradientAllReduce, SingleReplica};
 use crate::error::{Error, Result};
-use crate::rng::{Purpose, fill_standard_normal, stream};
+use crate::rng::{Purpose, fill_standard_normal_at, standard_normal_words, stream};
 
 /// How the labels of generated images are drawn during training.
 #[derive(Config, Debug, PartialEq, Eq, Copy)]
@@ -436,21 +436,29 @@ impl<B: AutodiffBackend> GanTrainer<B> {
         let global = self.config.batch_size;
         let latent = self.config.gan.latent_dim;
         let rows = self.replica_rows();
+        // The stream holds the global batch's noise, then its labels; this replica enters it
+        // at its own rows (ChaCha is addressable), drawing nothing of the others'.
         let mut rng = stream(self.config.seed, purpose, self.step, 0);
-        let mut noise = vec![0f32; global * latent];
-        fill_standard_normal(&mut rng, &mut noise);
-        let mut labels: Vec<u16> = (0..global)
+        let mut noise = vec![0f32; rows.len() * latent];
+        fill_standard_normal_at(&mut rng, rows.start * latent, &mut noise);
+        // A paired odd row copies the row before it, which may belong to the previous replica.
+        let first_label = if paired {
+            rows.start - rows.start % 2
+        } else {
+            rows.start
+        };
+        rng.set_word_pos(standard_normal_words(global * latent) + 2 * first_label as u128);
+        let mut labels: Vec<u16> = (first_label..rows.end)
             .map(|_| draw_label(&self.label_cdf, rng.random::<f64>()))
             .collect();
         if paired {
-            for row in (1..global).step_by(2) {
+            // `first_label` is even, so odd local indices are odd global rows.
+            for row in (1..labels.len()).step_by(2) {
                 labels[row] = labels[row - 1];
             }
         }
-        (
-            noise[rows.start * latent..rows.end * latent].to_vec(),
-            labels[rows].to_vec(),
-        )
+        labels.drain(..rows.start - first_label);
+        (noise, labels)
     }
 
     /// Rows of the global batch that belong to this replica.
