@@ -10,11 +10,11 @@
 #      worker restarted on the same machine pays at its first step);
 #   4. correctness: a 2-worker job on one GPU (W=128, 20 steps, the Fashion-MNIST test split):
 #      finite losses, replicas bit-identical (the coordinator exits 0 only then);
-#   5. the bench at batch 256;
-#   6. a kernel profile of a few batch-64 steps (bench/kernel_profile.py): launches and GPU busy
+#   5. a kernel profile of a few batch-64 steps (bench/kernel_profile.py): launches and GPU busy
 #      time per step, to tell a step waiting on the GPU from one waiting on the host;
+#   6. the bench at batch 256 (new shapes: compiled and tuned here);
 #   7. the identical PyTorch model and step (bench/torch_cdcgan.py), side by side.
-#   GPU memory is sampled by nvidia-smi during 2, 3 and 5.
+#   GPU memory is sampled by nvidia-smi during 2, 3 and 6.
 # Usage: bench/gpu.sh [OUT_DIR]   (logs and tables go there, default $OUT or /tmp/anygan-gpu)
 #   ANYGAN_PREBUILT=DIR   use DIR/{coordinator,worker,train_step} instead of building (a GPU
 #                         machine without a Rust toolchain or crates: build them elsewhere with
@@ -108,9 +108,10 @@ echo "kernel cache: $(du -sh "$ANYGAN_KERNEL_CACHE" 2>/dev/null | cut -f1)"
 phase "anygan train_step W=$width batch 64 again, new process, warm kernel cache"
 bench 64-warm 90 --batch 64 --warmup 2 --steps 10
 
+# Global batch 128: each replica computes at 64, the shapes the kernel cache now holds.
 phase "correctness: 2 workers on one GPU"
 bounded 180 "2-worker check" "$bin/coordinator" start --listen 127.0.0.1:0 --local-workers 2 \
-  --worker-binary "$bin/worker" --data "$data" --test-split --width "$width" --global-batch 64 \
+  --worker-binary "$bin/worker" --data "$data" --test-split --width "$width" --global-batch 128 \
   --steps 20 --checksum-every 5 --sample-every 0 --no-generation --output "$scratch/check" \
   >"$out/check.out" 2>"$out/check.err"
 if grep -Eiq '_loss="?-?(nan|inf)' "$out/check.err"; then
@@ -120,9 +121,6 @@ fi
 grep -E 'cuda' "$out/check.err" | head -2 || true
 grep -E ' step' "$out/check.err" | tail -3 || true
 tail -3 "$out/check.out" || true
-
-phase "anygan train_step W=$width batch 256"
-bench 256 180 --batch 256 --warmup 5 --steps 30 --host-round-trip off,on
 
 phase "kernel profile: W=$width batch 64, 1 + 3 steps, every kernel timed on its own"
 # cubecl reads a cubecl.toml from the working folder: profile level basic logs each launch with
@@ -144,6 +142,9 @@ if [ -s "$profile/kernels.log" ]; then
     failures+=("kernel profile summary failed")
   tail -c 50000000 "$profile/kernels.log" | xz -T0 >"$out/kernels.log.xz"
 fi
+
+phase "anygan train_step W=$width batch 256"
+bench 256 180 --batch 256 --warmup 5 --steps 30 --host-round-trip off,on
 
 if [ -n "${ANYGAN_SKIP_PYTORCH:-}" ]; then
   phase "PyTorch skipped (ANYGAN_SKIP_PYTORCH)"
