@@ -23,3 +23,8 @@ else
   cargo build --release --locked -p anygan-worker "${gpu_features[@]}" --bins
   bin=target/release
 fi
+
+# Whether a job log shows a loss that is not finite (the workers log `d_loss="..."`).
+has_nonfinite_loss() {
+  grep -Eiq '_loss="?-?(nan|inf)' "$1"
+}

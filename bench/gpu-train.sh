@@ -51,7 +51,7 @@ timeout "$budget" "$bin/coordinator" start --listen 127.0.0.1:0 --local-workers 
   >"$out/train.out" 2>"$out/train.err" || status=$?
 grep -E 'resuming from|checkpoint committed' "$out/train.err" | tail -3 || true
 grep -E ' step' "$out/train.err" | tail -2 || true
-if grep -Eiq '_loss="?-?(nan|inf)' "$out/train.err"; then
+if has_nonfinite_loss "$out/train.err"; then
   echo "FAILED: a loss is not finite"
   exit 1
 fi

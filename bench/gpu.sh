@@ -53,15 +53,19 @@ left() { # seconds a phase may take: its own cap, or what is left of the budget
   local remaining=$((budget - SECONDS))
   [ "$remaining" -lt "$1" ] && echo "$remaining" || echo "$1"
 }
+budget_spent() { # budget_spent CAP NAME: true (and the phase noted as skipped) when under 10 s left
+  if [ "$(left "$1")" -lt 10 ]; then
+    echo "SKIPPED: $2 (budget spent)"
+    failures+=("$2 skipped")
+    return 0
+  fi
+  return 1
+}
 bounded() { # bounded CAP NAME COMMAND...: runs it unless the budget is spent; notes a failure
   local cap name
   cap="$(left "$1")" name="$2"
   shift 2
-  if [ "$cap" -lt 10 ]; then
-    echo "SKIPPED: $name (budget spent)"
-    failures+=("$name skipped")
-    return 0
-  fi
+  budget_spent "$cap" "$name" && return 0
   local status=0
   timeout "$cap" "$@" || status=$?
   if [ "$status" -eq 124 ]; then
@@ -85,11 +89,7 @@ export ANYGAN_KERNEL_CACHE="$scratch/kernels"
 bench() { # bench LABEL CAP ARGS...: the train_step bench, GPU memory sampled
   local label="$1" cap="$2"
   shift 2
-  if [ "$(left "$cap")" -lt 10 ]; then
-    echo "SKIPPED: bench $label (budget spent)"
-    failures+=("bench $label skipped")
-    return 0
-  fi
+  budget_spent "$cap" "bench $label" && return 0
   : >"$scratch/memory-$label.txt"
   sample_memory "$scratch/memory-$label.txt" &
   local sampler=$!
@@ -114,7 +114,7 @@ bounded 180 "2-worker check" "$bin/coordinator" start --listen 127.0.0.1:0 --loc
   --worker-binary "$bin/worker" --data "$data" --test-split --width "$width" --global-batch 128 \
   --steps 20 --checksum-every 5 --sample-every 0 --no-generation --output "$scratch/check" \
   >"$out/check.out" 2>"$out/check.err"
-if grep -Eiq '_loss="?-?(nan|inf)' "$out/check.err"; then
+if has_nonfinite_loss "$out/check.err"; then
   echo "FAILED: a loss is not finite"
   failures+=("2-worker check: a loss is not finite")
 fi
