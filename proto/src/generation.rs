@@ -205,6 +205,12 @@ pub struct EvaluationSettings {
     /// not affected.
     #[serde(default)]
     pub long_tail_first_epochs: usize,
+    /// With `long_tail_first_epochs`: after that start only the classifier's fully connected
+    /// head trains; its convolutional features stay as the long-tailed set left them, so a
+    /// remedy's set re-places the class boundaries without re-learning (or memorizing into)
+    /// the features — classifier re-training (cRT, Kang et al., 2020).
+    #[serde(default)]
+    pub rebalance_head_only: bool,
 }
 
 /// The classifier's learning rate over its training.
@@ -319,6 +325,13 @@ impl EvaluationSettings {
                     .into(),
             );
         }
+        if self.rebalance_head_only && self.long_tail_first_epochs == 0 {
+            return Err(
+                "rebalance_head_only re-trains the classifier's head after the long-tailed \
+                 start, and long_tail_first_epochs is 0: there is no start to keep the features of"
+                    .into(),
+            );
+        }
         if self.epochs == 0 || self.batch_size == 0 || self.width == 0 {
             return Err(format!(
                 "evaluation epochs ({}), batch size ({}) and width ({}) must be positive",
@@ -365,6 +378,7 @@ impl Default for EvaluationSettings {
             added_generated: 0,
             finish_oversampled_epochs: 0,
             long_tail_first_epochs: 0,
+            rebalance_head_only: false,
         }
     }
 }

@@ -271,6 +271,37 @@ fn standalone_evaluation_defers_resampling_and_refuses_a_finish_without_the_meth
         report.contains("every method first trains 2 epochs on the long-tailed set as it is"),
         "{report}"
     );
+    // Classifier re-training: the head alone after the long-tailed start, which it needs.
+    let headless_dir = dir.path().join("head-only-without-start");
+    let refused = evaluate(&headless_dir, &["--epochs", "1", "--rebalance-head-only"]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("rebalance_head_only") && stderr.contains("long_tail_first_epochs is 0"),
+        "{stderr}"
+    );
+    assert!(
+        !headless_dir.exists(),
+        "nothing written for refused settings"
+    );
+    let head_dir = dir.path().join("head-only");
+    let report = report_of(
+        &head_dir,
+        evaluate(
+            &head_dir,
+            &[
+                "--epochs",
+                "1",
+                "--long-tail-first-epochs",
+                "2",
+                "--rebalance-head-only",
+            ],
+        ),
+    );
+    assert!(
+        report.contains("its 1 epochs on its own set — the fully connected head alone"),
+        "{report}"
+    );
 }
 
 /// The report.md a successful `worker evaluate` wrote into `output`.

@@ -107,6 +107,11 @@ struct EvaluateArgs {
         conflicts_with = "finish_oversampled_epochs"
     )]
     long_tail_first_epochs: usize,
+    /// With --long-tail-first-epochs: after the long-tailed start only the classifier's fully
+    /// connected head trains on each method's set; the convolutional features stay as the
+    /// long-tailed set left them (classifier re-training, cRT).
+    #[arg(long)]
+    rebalance_head_only: bool,
     /// Where report.md and results.json go: a directory or s3://bucket/prefix.
     #[arg(long, default_value = "out/eval")]
     output: String,
@@ -435,6 +440,7 @@ fn evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
         added_generated: args.added_generated,
         finish_oversampled_epochs: args.finish_oversampled_epochs,
         long_tail_first_epochs: args.long_tail_first_epochs,
+        rebalance_head_only: args.rebalance_head_only,
     };
     // Refused before any data is read.
     settings

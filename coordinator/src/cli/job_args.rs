@@ -130,6 +130,10 @@ pub(super) struct EvaluationArgs {
     /// on its own set — deferred re-balancing ((b) then is deferred re-sampling). 0: none.
     #[arg(long, default_value_t = 0)]
     eval_long_tail_first_epochs: usize,
+    /// With --eval-long-tail-first-epochs: after that start only the classifier's head trains
+    /// on each method's set, the convolutions frozen (classifier re-training).
+    #[arg(long)]
+    eval_rebalance_head_only: bool,
 }
 
 impl EvaluationArgs {
@@ -149,6 +153,7 @@ impl EvaluationArgs {
             added_generated: self.eval_added_generated,
             finish_oversampled_epochs: self.eval_finish_oversampled_epochs,
             long_tail_first_epochs: self.eval_long_tail_first_epochs,
+            rebalance_head_only: self.eval_rebalance_head_only,
         })
     }
 }

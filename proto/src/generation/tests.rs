@@ -359,3 +359,27 @@ fn deferred_rebalancing_starts_or_finishes_not_both() {
     let loaded: EvaluationSettings = serde_json::from_value(saved).unwrap();
     assert_eq!(loaded.long_tail_first_epochs, 0);
 }
+
+#[test]
+fn head_only_rebalancing_needs_a_long_tailed_start() {
+    let head_only = EvaluationSettings {
+        long_tail_first_epochs: 9,
+        rebalance_head_only: true,
+        ..Default::default()
+    };
+    assert!(head_only.validate().is_ok());
+    let without_start = EvaluationSettings {
+        long_tail_first_epochs: 0,
+        ..head_only.clone()
+    };
+    let err = without_start.validate().unwrap_err();
+    assert!(
+        err.contains("rebalance_head_only") && err.contains("long_tail_first_epochs"),
+        "{err}"
+    );
+    // Settings saved before the field existed re-train the whole classifier.
+    let mut saved = serde_json::to_value(&head_only).unwrap();
+    saved.as_object_mut().unwrap().remove("rebalance_head_only");
+    let loaded: EvaluationSettings = serde_json::from_value(saved).unwrap();
+    assert!(!loaded.rebalance_head_only);
+}

@@ -140,6 +140,7 @@ pub fn train_classifier<B: AutodiffBackend>(
         data,
         epochs: training.epochs,
         class_weights,
+        frozen_features: false,
     };
     train_classifier_in_phases::<B>(&[whole], config, training, device)
 }
@@ -151,6 +152,9 @@ pub struct TrainingPhase<'a> {
     pub data: &'a ImageDataset,
     pub epochs: usize,
     pub class_weights: Option<&'a [f32]>,
+    /// Only the fully connected head trains; the convolutions keep what the phases before
+    /// taught them. Once a phase freezes them, every later phase must too.
+    pub frozen_features: bool,
 }
 
 /// Trains a fresh classifier through `phases` in order, as one run: one optimizer, and the
@@ -178,6 +182,17 @@ pub fn train_classifier_in_phases<B: AutodiffBackend>(
                 ),
             ));
         }
+        if !phase.frozen_features
+            && let Some(frozen) = phases[..index].iter().position(|p| p.frozen_features)
+        {
+            return Err(Error::config(
+                "frozen_features",
+                format!(
+                    "training phase {index} would train the convolutions again after phase \
+                     {frozen} froze them"
+                ),
+            ));
+        }
         let batch = training.batch_size.min(phase.data.len()).max(1);
         let sampler = EpochSampler::new(phase.data.len(), batch, training.seed)?;
         planned.push((phase, sampler));
@@ -192,6 +207,11 @@ pub fn train_classifier_in_phases<B: AutodiffBackend>(
     let mut optim = AdamConfig::new().init();
     let (mut step, mut epochs_before) = (0u64, 0u64);
     for (phase, mut sampler) in planned {
+        if phase.frozen_features {
+            // Parameters that need no gradient get none, so Adam leaves them as they are.
+            model.conv1 = model.conv1.no_grad();
+            model.conv2 = model.conv2.no_grad();
+        }
         let first = epochs_before * sampler.batches_per_epoch();
         let phase_steps = sampler.batches_per_epoch() * phase.epochs as u64;
         for phase_step in first..first + phase_steps {
@@ -436,6 +456,7 @@ mod tests {
             data,
             epochs,
             class_weights: None,
+            frozen_features: false,
         };
         let logits = |m: &Classifier<_>| first_logits(m, &data, 4);
         let whole = train_classifier::<TrainBackend>(&data, &config, &training, None, &device)
@@ -476,5 +497,67 @@ mod tests {
             panic!("one weight for two classes must be refused");
         };
         assert!(err.to_string().contains("phase 1"), "{err}");
+    }
+
+    /// The first convolution's weights, as numbers.
+    fn conv1_weights(model: &Classifier<crate::backend::ComputeBackend>) -> Vec<f32> {
+        model
+            .conv1
+            .weight
+            .val()
+            .into_data()
+            .convert::<f32>()
+            .into_vec::<f32>()
+            .expect("f32")
+    }
+
+    #[test]
+    fn a_phase_with_frozen_features_trains_the_head_alone() {
+        let data = two_patterns(32);
+        let swapped = two_patterns_labelled(32, true);
+        let config = ClassifierConfig::new(2).with_width(4);
+        let training = ClassifierTraining::new().with_batch_size(16);
+        let device = Default::default();
+        let phase = |data, epochs, frozen_features| TrainingPhase {
+            data,
+            epochs,
+            class_weights: None,
+            frozen_features,
+        };
+        let run = |phases: &[TrainingPhase<'_>]| {
+            train_classifier_in_phases::<TrainBackend>(phases, &config, &training, &device)
+        };
+        // The same first phase, then 8 frozen epochs of either labelling: the convolutions end
+        // where the first phase left them whatever the second taught, the head follows it.
+        let kept = run(&[phase(&data, 1, false), phase(&data, 8, true)]).expect("trains");
+        let turned = run(&[phase(&data, 1, false), phase(&swapped, 8, true)]).expect("trains");
+        assert_eq!(conv1_weights(&kept), conv1_weights(&turned));
+        let recalls = |model: &Classifier<_>| {
+            let predicted = predict(model, &data, &device);
+            ConfusionMatrix::from_labels(data.labels(), &predicted, 2)
+                .expect("matrix")
+                .recalls()
+        };
+        assert!(
+            recalls(&turned).iter().all(|&r| r < 0.5),
+            "{:?}",
+            recalls(&turned)
+        );
+        assert!(
+            recalls(&kept).iter().all(|&r| r > 0.5),
+            "{:?}",
+            recalls(&kept)
+        );
+        // Unfrozen, the second phase moves the convolutions too.
+        let retrained = run(&[phase(&data, 1, false), phase(&swapped, 8, false)]).expect("trains");
+        assert_ne!(conv1_weights(&retrained), conv1_weights(&turned));
+        // Features frozen once stay frozen.
+        let Err(err) = run(&[phase(&data, 1, true), phase(&data, 1, false)]) else {
+            panic!("a phase that trains the convolutions after a frozen one must be refused");
+        };
+        assert!(
+            err.to_string().contains("phase 1") && err.to_string().contains("phase 0"),
+            "{err}"
+        );
     }
 }

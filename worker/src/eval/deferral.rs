@@ -29,7 +29,8 @@ pub fn finishing_set(
 /// What `method` trains on, in order: with deferred re-balancing first the long-tailed set
 /// as it is (unweighted, every method but the quality runs); then the method's own set (its
 /// class weights with it) for its epochs, less the finish's; then the finishing set,
-/// unweighted, for the rest.
+/// unweighted, for the rest. With `rebalance_head_only`, every phase after the long-tailed
+/// start trains the classifier's head alone.
 pub fn training_phases<'a>(
     method: Method,
     set: &'a TrainingSet,
@@ -39,24 +40,29 @@ pub fn training_phases<'a>(
     spec: &EvaluationSpec,
 ) -> Vec<TrainingPhase<'a>> {
     let mut phases = Vec::with_capacity(3);
-    if spec.long_tail_first_epochs > 0 && !Method::QUALITY.contains(&method) {
+    let long_tail_start = spec.long_tail_first_epochs > 0 && !Method::QUALITY.contains(&method);
+    if long_tail_start {
         phases.push(TrainingPhase {
             data: long_tail,
             epochs: spec.long_tail_first_epochs,
             class_weights: None,
+            frozen_features: false,
         });
     }
+    let frozen_features = long_tail_start && spec.rebalance_head_only;
     let finish_epochs = finish.map_or(0, |_| spec.finish_oversampled_epochs.min(training.epochs));
     phases.push(TrainingPhase {
         data: &set.data,
         epochs: training.epochs - finish_epochs,
         class_weights: set.class_weights.as_deref(),
+        frozen_features,
     });
     if let Some(finish) = finish {
         phases.push(TrainingPhase {
             data: finish,
             epochs: finish_epochs,
             class_weights: None,
+            frozen_features,
         });
     }
     phases
@@ -119,7 +125,10 @@ mod tests {
             &training,
             &spec,
         );
-        let shape_of = |p: &TrainingPhase<'_>| (p.data.len(), p.epochs, p.class_weights.is_some());
+        let shape_of = |p: &TrainingPhase<'_>| {
+            assert!(!p.frozen_features, "features frozen without being asked to");
+            (p.data.len(), p.epochs, p.class_weights.is_some())
+        };
         let shapes: Vec<_> = phases.iter().map(shape_of).collect();
         assert_eq!(shapes, vec![(5, 2, true), (8, 1, false)]);
         // Without a finish, the method's set for every epoch.
@@ -178,5 +187,22 @@ mod tests {
             let shapes: Vec<_> = phases.iter().map(shape_of).collect();
             assert_eq!(shapes, expected, "{method:?}");
         }
+        // Head-only re-balancing: the same sets, the features frozen after the long-tailed
+        // start; a quality run, without that start, trains everything.
+        let head_only = EvaluationSpec {
+            rebalance_head_only: true,
+            ..deferred
+        };
+        let frozen = |method, set| {
+            training_phases(method, set, None, &long_tail, &training, &head_only)
+                .iter()
+                .map(|p| (p.data.len(), p.frozen_features))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            frozen(Method::RandomOversampling, &oversampled_set),
+            vec![(5, false), (8, true)]
+        );
+        assert_eq!(frozen(Method::Cas, &weighted), vec![(5, false)]);
     }
 }

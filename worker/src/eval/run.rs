@@ -33,6 +33,8 @@ pub struct EvaluationSpec {
     /// Every method starts with this many epochs on the long-tailed set as it is (deferred
     /// re-balancing); 0: none.
     pub long_tail_first_epochs: usize,
+    /// After the long-tailed start, only the classifier's head trains (cRT).
+    pub rebalance_head_only: bool,
 }
 
 impl EvaluationSpec {
@@ -61,6 +63,7 @@ impl EvaluationSpec {
             filter_generated: settings.filter_generated,
             finish_oversampled_epochs: settings.finish_oversampled_epochs,
             long_tail_first_epochs: settings.long_tail_first_epochs,
+            rebalance_head_only: settings.rebalance_head_only,
         }
     }
 }
@@ -276,11 +279,17 @@ pub fn full_report(
             settings.epochs.saturating_sub(n)
         ),
     };
+    let head = if settings.rebalance_head_only {
+        " — the fully connected head alone, the convolutions frozen as the long-tailed set \
+         left them (classifier re-training)"
+    } else {
+        ""
+    };
     let start = match settings.long_tail_first_epochs {
         0 => String::new(),
         n => format!(
             "Deferred re-balancing: every method first trains {n} epochs on the long-tailed set \
-             as it is (unweighted), then its {} epochs on its own set; the learning-rate \
+             as it is (unweighted), then its {} epochs on its own set{head}; the learning-rate \
              schedule spans both.\n",
             settings.epochs
         ),
