@@ -12,15 +12,11 @@ to be worth more than flips and shifts. Needs numpy.
 """
 
 import argparse
-import json
-import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
 
-from calibrate_generated import generated_mask, write_idx
-from memorization import read_idx
+from calibrate_generated import originals_by_class, read_generation, write_generation
 
 
 def shifted(image, dy, dx):
@@ -40,18 +36,9 @@ def main():
     parser.add_argument("--max-shift", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    if args.output.resolve() == args.root.resolve():
-        sys.exit("augmented_copies: OUTPUT_ROOT must differ from GENERATION_ROOT")
-    try:
-        images = read_idx(args.root / "rebalanced/idx/images.idx").copy()
-        labels = read_idx(args.root / "rebalanced/idx/labels.idx")
-        manifest = json.loads((args.root / "MANIFEST.json").read_text())
-        originals = [c["original"] for c in manifest["plan"]["classes"]]
-    except (OSError, ValueError, KeyError) as error:
-        sys.exit(f"augmented_copies: {args.root}: not a generation root ({error})")
-    mask = generated_mask(labels, originals)
+    images, labels, mask = read_generation(args.root, args.output, "augmented_copies")
     rng = np.random.default_rng(args.seed)
-    real_of = {k: np.flatnonzero((labels == k) & ~mask) for k in range(len(originals))}
+    real_of = originals_by_class(labels, mask)
     for i in np.flatnonzero(mask):
         candidates = real_of[labels[i]]
         if len(candidates) == 0:
@@ -61,10 +48,7 @@ def main():
             image = image[:, ::-1]
         dy, dx = rng.integers(-args.max_shift, args.max_shift + 1, size=2)
         images[i] = shifted(image, int(dy), int(dx))
-    (args.output / "rebalanced/idx").mkdir(parents=True, exist_ok=True)
-    write_idx(args.output / "rebalanced/idx/images.idx", images)
-    write_idx(args.output / "rebalanced/idx/labels.idx", labels)
-    shutil.copy(args.root / "MANIFEST.json", args.output / "MANIFEST.json")
+    write_generation(args.root, args.output, images, labels)
     print(f"replaced {int(mask.sum())} generated images by augmented copies -> {args.output}")
 
 

@@ -62,6 +62,38 @@ def match_foreground(generated, exemplar):
     return out.reshape(generated.shape)
 
 
+def read_generation(root, output, tool):
+    """A generation root's images (a writable copy), labels and which records are generated;
+    exits naming the root when it is not one, or when `output` would overwrite it."""
+    if output.resolve() == root.resolve():
+        sys.exit(f"{tool}: OUTPUT_ROOT must differ from GENERATION_ROOT")
+    try:
+        images = read_idx(root / "rebalanced/idx/images.idx").copy()
+        labels = read_idx(root / "rebalanced/idx/labels.idx")
+        manifest = json.loads((root / "MANIFEST.json").read_text())
+        originals = [c["original"] for c in manifest["plan"]["classes"]]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        sys.exit(f"{tool}: {root}: not a generation root ({error})")
+    if len(images) != len(labels):
+        sys.exit(f"{tool}: {root}: {len(images)} images but {len(labels)} labels")
+    if len(labels) and int(labels.max()) >= len(originals):
+        sys.exit(f"{tool}: {root}: label {int(labels.max())} but {len(originals)} classes in MANIFEST.json")
+    return images, labels, generated_mask(labels, originals)
+
+
+def write_generation(root, output, images, labels):
+    """`images` and `labels` as a generation root at `output`, with `root`'s manifest."""
+    (output / "rebalanced/idx").mkdir(parents=True, exist_ok=True)
+    write_idx(output / "rebalanced/idx/images.idx", images)
+    write_idx(output / "rebalanced/idx/labels.idx", labels)
+    shutil.copy(root / "MANIFEST.json", output / "MANIFEST.json")
+
+
+def originals_by_class(labels, mask):
+    """Per class, the indices of its real originals."""
+    return {k: np.flatnonzero((labels == k) & ~mask) for k in np.unique(labels)}
+
+
 def generated_mask(labels, originals):
     """True for every record past its class's originals (the generation writes those first)."""
     seen = np.zeros(len(originals), int)
@@ -95,22 +127,11 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--stats", action="store_true", help="print image statistics before and after")
     args = parser.parse_args()
-    if args.output.resolve() == args.root.resolve():
-        sys.exit("calibrate_generated: OUTPUT_ROOT must differ from GENERATION_ROOT")
-    try:
-        images = read_idx(args.root / "rebalanced/idx/images.idx").copy()
-        labels = read_idx(args.root / "rebalanced/idx/labels.idx")
-        manifest = json.loads((args.root / "MANIFEST.json").read_text())
-        originals = [c["original"] for c in manifest["plan"]["classes"]]
-    except (OSError, ValueError, KeyError) as error:
-        sys.exit(f"calibrate_generated: {args.root}: not a generation root ({error})")
-    if len(images) != len(labels):
-        sys.exit(f"calibrate_generated: {args.root}: {len(images)} images but {len(labels)} labels")
-    mask = generated_mask(labels, originals)
+    images, labels, mask = read_generation(args.root, args.output, "calibrate_generated")
     if args.stats:
         stats(images, labels, mask)
     rng = np.random.default_rng(args.seed)
-    real_of = {k: np.flatnonzero((labels == k) & ~mask) for k in range(len(originals))}
+    real_of = originals_by_class(labels, mask)
     for i in np.flatnonzero(mask):
         candidates = real_of[labels[i]]
         if len(candidates) == 0:
@@ -122,10 +143,7 @@ def main():
         images[i] = match_foreground(generated, exemplar).astype(np.uint8)
     if args.stats:
         stats(images, labels, mask)
-    (args.output / "rebalanced/idx").mkdir(parents=True, exist_ok=True)
-    write_idx(args.output / "rebalanced/idx/images.idx", images)
-    write_idx(args.output / "rebalanced/idx/labels.idx", labels)
-    shutil.copy(args.root / "MANIFEST.json", args.output / "MANIFEST.json")
+    write_generation(args.root, args.output, images, labels)
     print(f"calibrated {int(mask.sum())} generated images -> {args.output}")
 
 
