@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """A control for method (d): a generation root whose generated images are augmented copies.
 
-    python3 bench/augmented_copies.py GENERATION_ROOT OUTPUT_ROOT [--max-shift 2] [--seed 0]
+    python3 bench/augmented_copies.py GENERATION_ROOT OUTPUT_ROOT [--max-shift 2]
+        [--flip-probability 0.5] [--seed 0]
 
 Every generated image of GENERATION_ROOT is replaced by a random real original of its class
-(seeded), flipped left-right half the time and shifted by up to --max-shift pixels each way
+(seeded), flipped left-right with --flip-probability and shifted by up to --max-shift pixels each way
 (zero fill); originals are copied unchanged. `worker evaluate --generation OUTPUT_ROOT
 --methods anygan` then measures what (d)'s set-up gives with images that are as varied as plain
 augmentation makes them and exactly as real as the originals: the bar a generator has to clear
@@ -34,6 +35,7 @@ def main():
     parser.add_argument("root", type=Path)
     parser.add_argument("output", type=Path)
     parser.add_argument("--max-shift", type=int, default=2)
+    parser.add_argument("--flip-probability", type=float, default=0.5)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     images, labels, mask = read_generation(args.root, args.output, "augmented_copies")
@@ -44,7 +46,7 @@ def main():
         if len(candidates) == 0:
             continue
         image = images[rng.choice(candidates)]
-        if rng.random() < 0.5:
+        if rng.random() < args.flip_probability:
             image = image[:, ::-1]
         dy, dx = rng.integers(-args.max_shift, args.max_shift + 1, size=2)
         images[i] = shifted(image, int(dy), int(dx))
