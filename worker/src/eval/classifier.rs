@@ -499,16 +499,22 @@ mod tests {
         assert!(err.to_string().contains("phase 1"), "{err}");
     }
 
-    /// The first convolution's weights, as numbers.
-    fn conv1_weights(model: &Classifier<crate::backend::ComputeBackend>) -> Vec<f32> {
-        model
-            .conv1
-            .weight
-            .val()
-            .into_data()
-            .convert::<f32>()
-            .into_vec::<f32>()
-            .expect("f32")
+    /// Both convolutions' weights and biases, as numbers.
+    fn conv_parameters(model: &Classifier<crate::backend::ComputeBackend>) -> Vec<f32> {
+        let mut tensors = vec![model.conv1.weight.val(), model.conv2.weight.val()];
+        tensors.extend(model.conv1.bias.iter().chain(&model.conv2.bias).map(|b| {
+            let n = b.val().dims()[0];
+            b.val().reshape([n, 1, 1, 1])
+        }));
+        tensors
+            .into_iter()
+            .flat_map(|t| {
+                t.into_data()
+                    .convert::<f32>()
+                    .into_vec::<f32>()
+                    .expect("f32")
+            })
+            .collect()
     }
 
     #[test]
@@ -531,7 +537,7 @@ mod tests {
         // where the first phase left them whatever the second taught, the head follows it.
         let kept = run(&[phase(&data, 1, false), phase(&data, 8, true)]).expect("trains");
         let turned = run(&[phase(&data, 1, false), phase(&swapped, 8, true)]).expect("trains");
-        assert_eq!(conv1_weights(&kept), conv1_weights(&turned));
+        assert_eq!(conv_parameters(&kept), conv_parameters(&turned));
         let recalls = |model: &Classifier<_>| {
             let predicted = predict(model, &data, &device);
             ConfusionMatrix::from_labels(data.labels(), &predicted, 2)
@@ -550,7 +556,7 @@ mod tests {
         );
         // Unfrozen, the second phase moves the convolutions too.
         let retrained = run(&[phase(&data, 1, false), phase(&swapped, 8, false)]).expect("trains");
-        assert_ne!(conv1_weights(&retrained), conv1_weights(&turned));
+        assert_ne!(conv_parameters(&retrained), conv_parameters(&turned));
         // Features frozen once stay frozen.
         let Err(err) = run(&[phase(&data, 1, true), phase(&data, 1, false)]) else {
             panic!("a phase that trains the convolutions after a frozen one must be refused");
