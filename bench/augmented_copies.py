@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from calibrate_generated import originals_by_class, read_generation, write_generation
+from calibrate_generated import generated_with_exemplars, read_generation, write_generation
 
 
 def shifted(image, dy, dx):
@@ -40,12 +40,7 @@ def main():
     args = parser.parse_args()
     images, labels, mask = read_generation(args.root, args.output, "augmented_copies")
     rng = np.random.default_rng(args.seed)
-    real_of = originals_by_class(labels, mask)
-    for i in np.flatnonzero(mask):
-        candidates = real_of[labels[i]]
-        if len(candidates) == 0:
-            continue
-        image = images[rng.choice(candidates)]
+    for i, image in generated_with_exemplars(images, labels, mask, rng):
         if rng.random() < args.flip_probability:
             image = image[:, ::-1]
         dy, dx = rng.integers(-args.max_shift, args.max_shift + 1, size=2)

@@ -89,9 +89,15 @@ def write_generation(root, output, images, labels):
     shutil.copy(root / "MANIFEST.json", output / "MANIFEST.json")
 
 
-def originals_by_class(labels, mask):
-    """Per class, the indices of its real originals."""
-    return {k: np.flatnonzero((labels == k) & ~mask) for k in np.unique(labels)}
+def generated_with_exemplars(images, labels, mask, rng):
+    """Each generated record's index with a real original of its class drawn for it (`rng`,
+    one draw per record, lazily: a caller's own draws in between keep their place in the
+    stream); records of a class without originals are skipped."""
+    real_of = {k: np.flatnonzero((labels == k) & ~mask) for k in np.unique(labels)}
+    for i in np.flatnonzero(mask):
+        candidates = real_of[labels[i]]
+        if len(candidates) > 0:
+            yield i, images[rng.choice(candidates)]
 
 
 def generated_mask(labels, originals):
@@ -131,12 +137,7 @@ def main():
     if args.stats:
         stats(images, labels, mask)
     rng = np.random.default_rng(args.seed)
-    real_of = originals_by_class(labels, mask)
-    for i in np.flatnonzero(mask):
-        candidates = real_of[labels[i]]
-        if len(candidates) == 0:
-            continue
-        exemplar = images[rng.choice(candidates)]
+    for i, exemplar in generated_with_exemplars(images, labels, mask, rng):
         generated = images[i].astype(np.float64)
         if args.sharpen > 0:
             generated = unsharp(generated, args.sharpen)
