@@ -436,8 +436,8 @@ impl<B: AutodiffBackend> GanTrainer<B> {
         let global = self.config.batch_size;
         let latent = self.config.gan.latent_dim;
         let rows = self.replica_rows();
-        // The stream holds the global batch's noise, then its labels; this replica enters it
-        // at its own rows (ChaCha is addressable), drawing nothing of the others'.
+        // The stream holds the global batch's noise, then its labels (one f64, two words, each);
+        // this replica enters it at its own rows (ChaCha is addressable), drawing nothing else.
         let mut rng = stream(self.config.seed, purpose, self.step, 0);
         let mut noise = vec![0f32; rows.len() * latent];
         fill_standard_normal_at(&mut rng, rows.start * latent, &mut noise);
