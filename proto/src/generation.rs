@@ -15,7 +15,7 @@ use crate::job::{DatasetSource, ModelSpec};
 mod evaluation;
 pub use evaluation::{
     DEFAULT_REAL_SHARE, EVALUATION_METHODS, EvaluationSettings, LearningRateSchedule,
-    QUALITY_METHODS,
+    MAX_AUGMENT_SHIFT, QUALITY_METHODS,
 };
 
 /// What each class should reach.

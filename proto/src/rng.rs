@@ -25,6 +25,7 @@ pub enum Purpose {
     DiffAugment = 14,
     GenerationInversion = 15,
     AnchorChoice = 16,
+    ClassifierAugmentation = 17,
 }
 
 /// A ChaCha8 stream keyed by the seed, the purpose and two indices (e.g. step and rank).

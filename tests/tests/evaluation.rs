@@ -190,29 +190,6 @@ fn train_generate_evaluate_on_fashion_mnist() {
 #[test]
 fn standalone_evaluation_defers_resampling_and_refuses_a_finish_without_the_method() {
     let dir = tempfile::tempdir().unwrap();
-    let evaluate = |output: &std::path::Path, deferral: &[&str]| {
-        std::process::Command::new(anygan_tests::binary("worker"))
-            .args([
-                "evaluate",
-                "--data",
-                FASHION_MNIST,
-                "--class-counts",
-                "24,12,8,8,6,6,4,4,4,4",
-                "--methods",
-                "long-tail,random-oversampling",
-                "--seeds",
-                "0",
-                "--classifier-width",
-                "4",
-                "--batch-size",
-                "32",
-                "--output",
-                output.to_str().unwrap(),
-            ])
-            .args(deferral)
-            .output()
-            .unwrap()
-    };
     let refused_dir = dir.path().join("refused");
     let refused = evaluate(
         &refused_dir,
@@ -302,6 +279,65 @@ fn standalone_evaluation_defers_resampling_and_refuses_a_finish_without_the_meth
         report.contains("its 1 epochs on its own set — the fully connected head alone"),
         "{report}"
     );
+}
+
+#[test]
+fn standalone_evaluation_augments_every_method_alike_within_bounds() {
+    let dir = tempfile::tempdir().unwrap();
+    // Augmentation of every method's training images: refused past its bound, reported.
+    let off_dir = dir.path().join("augmented-off-the-image");
+    let refused = evaluate(&off_dir, &["--epochs", "1", "--augment-shift", "20"]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("augment_shift 20"), "{stderr}");
+    assert!(!off_dir.exists(), "nothing written for refused settings");
+    let augmented_dir = dir.path().join("augmented");
+    let report = report_of(
+        &augmented_dir,
+        evaluate(
+            &augmented_dir,
+            &[
+                "--epochs",
+                "1",
+                "--augment-shift",
+                "2",
+                "--augment-flip-probability",
+                "0.5",
+            ],
+        ),
+    );
+    assert!(
+        report.contains(
+            "shifted by up to 2 pixels each way and flipped left to right with probability 0.5"
+        ),
+        "{report}"
+    );
+}
+
+/// `worker evaluate` of long-tail and random oversampling with a tiny classifier on a tiny
+/// long-tailed Fashion-MNIST, seed 0, into `output`, with `settings` added.
+fn evaluate(output: &std::path::Path, settings: &[&str]) -> std::process::Output {
+    std::process::Command::new(anygan_tests::binary("worker"))
+        .args([
+            "evaluate",
+            "--data",
+            FASHION_MNIST,
+            "--class-counts",
+            "24,12,8,8,6,6,4,4,4,4",
+            "--methods",
+            "long-tail,random-oversampling",
+            "--seeds",
+            "0",
+            "--classifier-width",
+            "4",
+            "--batch-size",
+            "32",
+            "--output",
+            output.to_str().unwrap(),
+        ])
+        .args(settings)
+        .output()
+        .unwrap()
 }
 
 /// The report.md a successful `worker evaluate` wrote into `output`.

@@ -112,6 +112,14 @@ struct EvaluateArgs {
     /// long-tailed set left them (classifier re-training, cRT).
     #[arg(long)]
     rebalance_head_only: bool,
+    /// Every method's classifier: each training image shifted by up to N pixels each way,
+    /// drawn anew every step (0, the default: not shifted).
+    #[arg(long, default_value_t = 0)]
+    augment_shift: usize,
+    /// Every method's classifier: the chance that a training image is flipped left to right,
+    /// drawn anew every step (0, the default: never).
+    #[arg(long, default_value_t = 0.0)]
+    augment_flip_probability: f64,
     /// Where report.md and results.json go: a directory or s3://bucket/prefix.
     #[arg(long, default_value = "out/eval")]
     output: String,
@@ -441,6 +449,8 @@ fn evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
         finish_oversampled_epochs: args.finish_oversampled_epochs,
         long_tail_first_epochs: args.long_tail_first_epochs,
         rebalance_head_only: args.rebalance_head_only,
+        augment_shift: args.augment_shift,
+        augment_flip_probability: args.augment_flip_probability,
     };
     // Refused before any data is read.
     settings

@@ -134,6 +134,14 @@ pub(super) struct EvaluationArgs {
     /// on each method's set, the convolutions frozen (classifier re-training).
     #[arg(long)]
     eval_rebalance_head_only: bool,
+    /// Every method's classifier: each training image shifted by up to N pixels each way,
+    /// drawn anew every step. 0 (the default): not shifted.
+    #[arg(long, default_value_t = 0)]
+    eval_augment_shift: usize,
+    /// Every method's classifier: the chance that a training image is flipped left to right.
+    /// 0 (the default): never.
+    #[arg(long, default_value_t = 0.0)]
+    eval_augment_flip_probability: f64,
 }
 
 impl EvaluationArgs {
@@ -154,6 +162,8 @@ impl EvaluationArgs {
             finish_oversampled_epochs: self.eval_finish_oversampled_epochs,
             long_tail_first_epochs: self.eval_long_tail_first_epochs,
             rebalance_head_only: self.eval_rebalance_head_only,
+            augment_shift: self.eval_augment_shift,
+            augment_flip_probability: self.eval_augment_flip_probability,
         })
     }
 }

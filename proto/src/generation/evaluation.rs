@@ -59,7 +59,19 @@ pub struct EvaluationSettings {
     /// the features — classifier re-training (cRT, Kang et al., 2020).
     #[serde(default)]
     pub rebalance_head_only: bool,
+    /// Every method's classifier: each training image shifted by up to this many pixels each
+    /// way, drawn anew every step (0: not shifted). The quality runs are not affected.
+    #[serde(default)]
+    pub augment_shift: usize,
+    /// Every method's classifier: the chance that a training image is flipped left to right,
+    /// drawn anew every step (0: never). The quality runs are not affected.
+    #[serde(default)]
+    pub augment_flip_probability: f64,
 }
+
+/// The largest classifier shift: images are at least 28 pixels a side, and a shift of half
+/// the side would leave nothing of the image.
+pub const MAX_AUGMENT_SHIFT: usize = 13;
 
 /// The classifier's learning rate over its training.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -180,6 +192,18 @@ impl EvaluationSettings {
                     .into(),
             );
         }
+        if self.augment_shift > MAX_AUGMENT_SHIFT {
+            return Err(format!(
+                "augment_shift {} would move a 28×28 image off itself; at most {MAX_AUGMENT_SHIFT}",
+                self.augment_shift
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.augment_flip_probability) {
+            return Err(format!(
+                "augment_flip_probability {} is not a probability in [0, 1]",
+                self.augment_flip_probability
+            ));
+        }
         if self.epochs == 0 || self.batch_size == 0 || self.width == 0 {
             return Err(format!(
                 "evaluation epochs ({}), batch size ({}) and width ({}) must be positive",
@@ -227,6 +251,8 @@ impl Default for EvaluationSettings {
             finish_oversampled_epochs: 0,
             long_tail_first_epochs: 0,
             rebalance_head_only: false,
+            augment_shift: 0,
+            augment_flip_probability: 0.0,
         }
     }
 }

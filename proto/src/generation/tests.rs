@@ -383,3 +383,37 @@ fn head_only_rebalancing_needs_a_long_tailed_start() {
     let loaded: EvaluationSettings = serde_json::from_value(saved).unwrap();
     assert!(!loaded.rebalance_head_only);
 }
+
+#[test]
+fn classifier_augmentation_is_bounded_and_defaults_to_none() {
+    let augmented = EvaluationSettings {
+        augment_shift: 2,
+        augment_flip_probability: 0.5,
+        ..Default::default()
+    };
+    assert!(augmented.validate().is_ok());
+    let too_far = EvaluationSettings {
+        augment_shift: MAX_AUGMENT_SHIFT + 1,
+        ..augmented.clone()
+    };
+    let err = too_far.validate().unwrap_err();
+    assert!(err.contains("augment_shift 14"), "{err}");
+    for bad in [-0.1, 1.5, f64::NAN] {
+        let not_a_chance = EvaluationSettings {
+            augment_flip_probability: bad,
+            ..augmented.clone()
+        };
+        let err = not_a_chance.validate().unwrap_err();
+        assert!(err.contains("augment_flip_probability"), "{bad}: {err}");
+    }
+    // Settings saved before the fields existed train on the images as they are.
+    let mut saved = serde_json::to_value(&augmented).unwrap();
+    let fields = saved.as_object_mut().unwrap();
+    fields.remove("augment_shift");
+    fields.remove("augment_flip_probability");
+    let loaded: EvaluationSettings = serde_json::from_value(saved).unwrap();
+    assert_eq!(
+        (loaded.augment_shift, loaded.augment_flip_probability),
+        (0, 0.0)
+    );
+}

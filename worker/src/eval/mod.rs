@@ -1,6 +1,7 @@
 //! Evaluation: does anygan fix the imbalance? The metrics of BENCHMARK.md and (next) the fixed
 //! classifier trained on each rebalancing method.
 
+pub mod augment;
 pub mod charts;
 pub mod classifier;
 pub mod deferral;

@@ -52,7 +52,9 @@ impl EvaluationSpec {
                 .with_epochs(settings.epochs)
                 .with_batch_size(settings.batch_size)
                 .with_learning_rate(settings.learning_rate)
-                .with_schedule(settings.schedule),
+                .with_schedule(settings.schedule)
+                .with_augment_shift(settings.augment_shift)
+                .with_augment_flip_probability(settings.augment_flip_probability),
             width: settings.width,
             balance: Balance {
                 target,
@@ -144,10 +146,15 @@ pub fn evaluate(
     let mut results = Vec::new();
     for &method in &spec.methods {
         for &seed in &spec.seeds {
-            let training = ClassifierTraining {
+            let mut training = ClassifierTraining {
                 seed,
                 ..spec.training.clone()
             };
+            if Method::QUALITY.contains(&method) {
+                // The generator's own measures stay comparable with runs that had none.
+                training.augment_shift = 0;
+                training.augment_flip_probability = 0.0;
+            }
             let judged = if method == Method::Anygan && spec.filter_generated {
                 Some(judged_generated(
                     sources, spec, &config, &training, &device,
@@ -294,10 +301,20 @@ pub fn full_report(
             settings.epochs
         ),
     };
+    let augmentation = if settings.augment_shift == 0 && settings.augment_flip_probability == 0.0 {
+        String::new()
+    } else {
+        format!(
+            "Augmentation, every method alike (not the quality runs): each training image \
+             shifted by up to {} pixels each way and flipped left to right with probability {}, \
+             drawn anew every step.\n",
+            settings.augment_shift, settings.augment_flip_probability
+        )
+    };
     let mut report = format!(
         "# anygan evaluation\n\nGenerator: {generator}.\n\
          Classifier: small CNN (width {}), Adam lr {} ({} schedule), batch {}, {} epochs, seeds {:?}.\n\
-         {anygan_set}{finish}{start}",
+         {anygan_set}{finish}{start}{augmentation}",
         settings.width,
         settings.learning_rate,
         settings.schedule,
