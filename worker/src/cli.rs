@@ -346,12 +346,16 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
     args.kernels.prepare_device()?;
     let device = device(0);
     let mut window = (0.0f64, 0u64);
+    let mut collapse_watch = anygan_worker::gan::watch::CollapseWatch::default();
     let outcome = run_single_device::<TrainBackend>(
         &run,
         &dataset,
         &device,
         runtime.handle(),
         |report: &StepReport| {
+            if let Some(collapse) = collapse_watch.observe(report.step, &report.losses) {
+                tracing::warn!("{}", collapse.advice());
+            }
             window.0 += report.seconds;
             window.1 += 1;
             if report.step.is_multiple_of(log_every) || report.step == run.steps {

@@ -296,6 +296,7 @@ async fn train_replica(
         runtime: tokio::runtime::Handle::current(),
         inbox,
         security: security.clone(),
+        collapse_watch: Default::default(),
     };
     // Training blocks for seconds at a time: it gets a thread of its own so heartbeats and the
     // collective service keep running.

@@ -29,6 +29,7 @@ use crate::data::ImageDataset;
 use crate::error::{Error, Result};
 use crate::gan::augment::DiffAugment;
 use crate::gan::state::Snapshot;
+use crate::gan::watch::CollapseWatch;
 use crate::gan::{Batch, GanTrainer};
 use crate::job::train_config;
 use crate::join::{
@@ -58,6 +59,8 @@ pub(crate) struct Replica {
     pub runtime: tokio::runtime::Handle,
     pub inbox: Arc<Inbox>,
     pub security: Security,
+    /// Rank 0 warns when the discriminator has rejected every generated image for long.
+    pub collapse_watch: CollapseWatch,
 }
 
 /// This replica's place in one membership generation.
@@ -437,6 +440,11 @@ impl Replica {
                 images_per_s = format!("{:.1}", spec.global_batch as f64 / seconds),
                 "step"
             );
+        }
+        if rank == 0
+            && let Some(collapse) = self.collapse_watch.observe(done, &losses)
+        {
+            tracing::warn!("{}", collapse.advice());
         }
         let positions = |next_step: u64| -> (u64, Vec<DataPosition>) {
             let per_epoch = membership.batches.steps_per_epoch();

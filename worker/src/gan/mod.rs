@@ -11,6 +11,7 @@ pub mod sample;
 pub mod state;
 pub mod sync;
 pub mod train;
+pub mod watch;
 
 pub use model::{Discriminator, GanConfig, Generator};
 pub use train::{Batch, FakeLabels, GanTrainer, StepLosses, TrainConfig};
