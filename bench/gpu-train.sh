@@ -15,6 +15,9 @@
 #   ANYGAN_GPU_TRAIN_BATCH=N   global batch (default 64, as the W=64 benchmark generator)
 #   ANYGAN_GPU_WIDTH=N, ANYGAN_GPU_CHECKPOINT_EVERY=N  width (default 128) and checkpoint period
 #                              (default 1000 steps); small values try the script on a CPU build
+#   ANYGAN_GPU_DIFF_AUGMENT=P  DiffAugment policy (default color,translation,cutout: without it
+#                              W=128 collapses within 200 steps, README "The standard width
+#                              needs DiffAugment")
 # Then, on any machine: `coordinator generate --output OUT_DIR/job --checkpoint latest ...`
 # and `worker evaluate` as in the README's benchmark section.
 set -euo pipefail
@@ -26,6 +29,7 @@ steps="${ANYGAN_GPU_TRAIN_STEPS:-20000}"
 batch="${ANYGAN_GPU_TRAIN_BATCH:-64}"
 width="${ANYGAN_GPU_WIDTH:-128}"
 checkpoint_every="${ANYGAN_GPU_CHECKPOINT_EVERY:-1000}"
+diff_augment="${ANYGAN_GPU_DIFF_AUGMENT:-color,translation,cutout}"
 mkdir -p "$out"
 # shellcheck source=bench/gpu-common.sh
 source bench/gpu-common.sh
@@ -41,12 +45,13 @@ if [ -n "${ANYGAN_GPU_RESUME:-}" ]; then
   echo "resuming from $ANYGAN_GPU_RESUME"
 fi
 
-echo "== training W=$width, global batch $batch, to step $steps, for at most $budget s"
+echo "== training W=$width, global batch $batch, DiffAugment $diff_augment, to step $steps, for at most $budget s"
 status=0
 # timeout signals the coordinator's whole process group: its local worker goes with it.
 timeout "$budget" "$bin/coordinator" start --listen 127.0.0.1:0 --local-workers 1 \
   --worker-binary "$bin/worker" --data "$data" --long-tail --width "$width" --steps "$steps" \
-  --global-batch "$batch" --real-sampling class-balanced --checkpoint-every "$checkpoint_every" \
+  --global-batch "$batch" --real-sampling class-balanced --diff-augment "$diff_augment" \
+  --checkpoint-every "$checkpoint_every" \
   --keep-checkpoints 2 --sample-every "$checkpoint_every" --no-generation --no-evaluation --output "$job" \
   >"$out/train.out" 2>"$out/train.err" || status=$?
 grep -E 'resuming from|checkpoint committed' "$out/train.err" | tail -3 || true

@@ -296,6 +296,11 @@ fn job_spec(args: &StartArgs) -> anyhow::Result<JobSpec> {
 
 async fn start(args: StartArgs, terminal: Option<Terminal>) -> anyhow::Result<ExitCode> {
     let spec = job_spec(&args)?;
+    if let Some(warning) =
+        anygan_proto::job::width_warning(spec.model.width, spec.diff_augment.as_deref())
+    {
+        tracing::warn!("{warning}");
+    }
     // Before any worker starts: the output must be writable, and a checkpoint there decides
     // where training starts.
     // Local configuration first: a bad certificate path fails at once, before any store IO.

@@ -44,3 +44,36 @@ fn bad_job_settings_are_named() {
     assert!(!ok);
     assert!(stderr.contains("real share"), "{stderr}");
 }
+
+#[test]
+fn a_width_measured_to_collapse_without_diff_augment_is_warned_about() {
+    // The output cannot be created, so the job stops right after its settings are read.
+    let unwritable = ["--output", "/dev/null/anygan-job"];
+    let (ok, stderr) = start(&[&["--width", "128"][..], &unwritable].concat());
+    assert!(!ok);
+    assert!(
+        stderr.contains("width 128 without DiffAugment")
+            && stderr.contains("--diff-augment color,translation,cutout"),
+        "{stderr}"
+    );
+    for quiet in [
+        &[
+            "--width",
+            "128",
+            "--diff-augment",
+            "color,translation,cutout",
+        ][..],
+        &["--width", "64"][..],
+    ] {
+        let (ok, stderr) = start(&[quiet, &unwritable].concat());
+        assert!(!ok, "{stderr}");
+        assert!(
+            !stderr.contains("without DiffAugment"),
+            "{quiet:?}: {stderr}"
+        );
+        assert!(
+            stderr.contains("/dev/null"),
+            "fails on the output: {stderr}"
+        );
+    }
+}

@@ -291,6 +291,9 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
         .with_width(args.width)
         .with_projection(args.projection_discriminator.then_some(true));
     probe.validate()?;
+    if let Some(warning) = anygan_proto::job::width_warning(args.width, Some(&args.diff_augment)) {
+        tracing::warn!("{warning}");
+    }
     let source = args.data.source().map_err(anyhow::Error::msg)?;
     let store_options = args.data.all_store_options().map_err(anyhow::Error::msg)?;
     let dataset = runtime.block_on(load_source(&source, probe.image_shape(), &store_options))?;
