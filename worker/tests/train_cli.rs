@@ -126,3 +126,38 @@ fn batch_larger_than_the_data_is_refused() {
     assert!(!result.status.success());
     assert!(stderr.contains("batch_size"), "{stderr}");
 }
+
+#[test]
+fn a_discriminator_that_rejects_everything_is_reported_and_a_healthy_one_is_not() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_tiny_idx(dir.path(), 32).expect("data");
+    let data = dir.path().to_str().expect("utf-8");
+    let run = |learning_rate: &str, output: &str| {
+        let output = dir.path().join(output);
+        let mut args = train_args(data, output.to_str().expect("utf-8"), "400");
+        // Samples and checkpoints at the end only.
+        for (flag, value) in [("--sample-every", "400"), ("--checkpoint-every", "400")] {
+            let at = args.iter().position(|a| *a == flag).expect("flag");
+            args[at + 1] = value;
+        }
+        args.extend(["--learning-rate", learning_rate]);
+        let run = worker(&args);
+        let log = String::from_utf8_lossy(&run.stderr).into_owned();
+        assert!(run.status.success(), "{log}");
+        log
+    };
+    // A learning rate 250 times the recipe's lets the discriminator win for good: the
+    // generator's images all score ~0 from then on.
+    let collapsed = run("0.05", "collapsed");
+    assert!(
+        collapsed.contains("the discriminator rejects every generated image"),
+        "{collapsed}"
+    );
+    assert_eq!(
+        collapsed.matches("rejects every generated image").count(),
+        1,
+        "said once: {collapsed}"
+    );
+    let healthy = run("0.0002", "healthy");
+    assert!(!healthy.contains("rejects every generated image"), "{healthy}");
+}
