@@ -222,7 +222,8 @@ struct TrainArgs {
     #[arg(long, default_value_t = anygan_proto::job::DEFAULT_GENERATOR_EMA)]
     generator_ema: f32,
     /// Send every discriminator input through these differentiable transforms (DiffAugment):
-    /// a comma-separated list of color, translation, cutout; none: as is.
+    /// a comma-separated list of color, translation, cutout; none: as is. Widths above 112 need
+    /// it: without it W = 128 collapsed to all-black images within 200 steps.
     #[arg(long, default_value = "none")]
     diff_augment: String,
     /// Add WEIGHT × the mode-seeking term to the generator's loss (Mao et al. 2019): pairs of

@@ -159,5 +159,8 @@ fn a_discriminator_that_rejects_everything_is_reported_and_a_healthy_one_is_not(
         "said once: {collapsed}"
     );
     let healthy = run("0.0002", "healthy");
-    assert!(!healthy.contains("rejects every generated image"), "{healthy}");
+    assert!(
+        !healthy.contains("rejects every generated image"),
+        "{healthy}"
+    );
 }
