@@ -27,10 +27,25 @@ pub struct ClassifierAugmentation {
     pub flip_probability: f64,
 }
 
+impl From<&anygan_proto::generation::EvaluationSettings> for ClassifierAugmentation {
+    fn from(settings: &anygan_proto::generation::EvaluationSettings) -> Self {
+        Self {
+            max_shift: settings.augment_shift,
+            flip_probability: settings.augment_flip_probability,
+        }
+    }
+}
+
 impl ClassifierAugmentation {
+    /// Every image as it is.
+    pub const NONE: Self = Self {
+        max_shift: 0,
+        flip_probability: 0.0,
+    };
+
     /// Whether it leaves every image as it is.
     pub fn is_identity(&self) -> bool {
-        self.max_shift == 0 && self.flip_probability == 0.0
+        *self == Self::NONE
     }
 
     /// Refuses settings that cannot apply to images of `shape`, naming the field.

@@ -67,6 +67,12 @@ impl ClassifierTraining {
             flip_probability: self.augment_flip_probability,
         }
     }
+
+    /// The same training with the images varied as `augmentation` says.
+    pub fn with_augmentation(self, augmentation: ClassifierAugmentation) -> Self {
+        self.with_augment_shift(augmentation.max_shift)
+            .with_augment_flip_probability(augmentation.flip_probability)
+    }
 }
 
 #[derive(Module, Debug)]

@@ -3,6 +3,7 @@
 
 use std::time::Instant;
 
+use super::augment::ClassifierAugmentation;
 use super::classifier::{
     ClassifierConfig, ClassifierTraining, predict, predict_scored, train_classifier,
     train_classifier_in_phases,
@@ -53,8 +54,7 @@ impl EvaluationSpec {
                 .with_batch_size(settings.batch_size)
                 .with_learning_rate(settings.learning_rate)
                 .with_schedule(settings.schedule)
-                .with_augment_shift(settings.augment_shift)
-                .with_augment_flip_probability(settings.augment_flip_probability),
+                .with_augmentation(settings.into()),
             width: settings.width,
             balance: Balance {
                 target,
@@ -152,8 +152,7 @@ pub fn evaluate(
             };
             if Method::QUALITY.contains(&method) {
                 // The generator's own measures stay comparable with runs that had none.
-                training.augment_shift = 0;
-                training.augment_flip_probability = 0.0;
+                training = training.with_augmentation(ClassifierAugmentation::NONE);
             }
             let judged = if method == Method::Anygan && spec.filter_generated {
                 Some(judged_generated(
@@ -301,7 +300,7 @@ pub fn full_report(
             settings.epochs
         ),
     };
-    let augmentation = if settings.augment_shift == 0 && settings.augment_flip_probability == 0.0 {
+    let augmentation = if ClassifierAugmentation::from(settings).is_identity() {
         String::new()
     } else {
         format!(
