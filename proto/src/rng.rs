@@ -26,6 +26,7 @@ pub enum Purpose {
     GenerationInversion = 15,
     AnchorChoice = 16,
     ClassifierAugmentation = 17,
+    ValidationSubset = 18,
 }
 
 /// A ChaCha8 stream keyed by the seed, the purpose and two indices (e.g. step and rank).

@@ -314,6 +314,64 @@ fn standalone_evaluation_augments_every_method_alike_within_bounds() {
     );
 }
 
+/// A validation set held out of the training split: every method is scored on it, it is
+/// balanced, and a size the split cannot give is refused, naming the setting.
+#[test]
+fn standalone_evaluation_scores_a_balanced_held_out_validation_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let too_many_dir = dir.path().join("too-many");
+    // The training split has 6000 images of each class; the subset keeps 24 t-shirts.
+    let refused = evaluate(
+        &too_many_dir,
+        &["--epochs", "1", "--validation-per-class", "5990"],
+    );
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("validation_per_class")
+            && stderr.contains("class 0 has 5976 records outside the training subset"),
+        "{stderr}"
+    );
+    assert!(!too_many_dir.exists(), "nothing written for a refused size");
+
+    let validated_dir = dir.path().join("validated");
+    report_of(
+        &validated_dir,
+        evaluate(
+            &validated_dir,
+            &["--epochs", "1", "--validation-per-class", "30"],
+        ),
+    );
+    let results: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(validated_dir.join("results.json")).unwrap())
+            .unwrap();
+    let validation: Vec<&serde_json::Value> = results
+        .iter()
+        .filter(|r| r["test_set"] == "validation")
+        .collect();
+    let methods: Vec<&str> = validation
+        .iter()
+        .map(|r| r["method"].as_str().unwrap())
+        .collect();
+    assert_eq!(methods, ["long-tail", "random-oversampling"]);
+    for run in validation {
+        let rows = run["confusion"]["counts"]
+            .as_array()
+            .expect("confusion rows");
+        let per_class: Vec<u64> = rows
+            .iter()
+            .map(|row| {
+                row.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|n| n.as_u64().unwrap())
+                    .sum()
+            })
+            .collect();
+        assert_eq!(per_class, vec![30; 10], "{}", run["method"]);
+    }
+}
+
 /// `worker evaluate` of long-tail and random oversampling with a tiny classifier on a tiny
 /// long-tailed Fashion-MNIST, seed 0, into `output`, with `settings` added.
 fn evaluate(output: &std::path::Path, settings: &[&str]) -> std::process::Output {

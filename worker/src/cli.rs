@@ -120,6 +120,12 @@ struct EvaluateArgs {
     /// drawn anew every step (0, the default: never).
     #[arg(long, default_value_t = 0.0)]
     augment_flip_probability: f64,
+    /// Also score every classifier on a balanced validation set of this many images per
+    /// class, drawn from the training split's images outside the long-tailed set (0, the
+    /// default: none). Choose settings — a generator checkpoint, a real share — on it, so the
+    /// test sets stay unseen.
+    #[arg(long, default_value_t = 0)]
+    validation_per_class: usize,
     /// Where report.md and results.json go: a directory or s3://bucket/prefix.
     #[arg(long, default_value = "out/eval")]
     output: String,
@@ -514,8 +520,10 @@ fn evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
         }
         methods.push(method);
     }
-    // The reference classifier trains on the whole real training split.
-    let full_real = if methods.contains(&Method::FullReal) {
+    // The reference classifier trains on the whole real training split; the validation set
+    // is drawn from the part of it the long-tailed set leaves out.
+    let wants_validation = args.validation_per_class > 0;
+    let full_split = if methods.contains(&Method::FullReal) || wants_validation {
         let full = DatasetSource {
             class_counts: None,
             ..source.clone()
@@ -524,6 +532,25 @@ fn evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
     } else {
         None
     };
+    let validation = match (&full_split, wants_validation) {
+        (Some(full), true) => {
+            let Some(used_counts) = &source.class_counts else {
+                anyhow::bail!(
+                    "--validation-per-class needs a per-class subset of the training split \
+                     (--long-tail or --class-counts): without one no image is left out of training"
+                );
+            };
+            let indices = anygan_worker::data::held_out_subset(
+                full.labels(),
+                used_counts,
+                args.validation_per_class,
+                source.subset_seed,
+            )?;
+            Some(full.select(&indices)?)
+        }
+        _ => None,
+    };
+    let full_real = full_split.filter(|_| methods.contains(&Method::FullReal));
     let target = long_tail.class_counts().into_iter().max().unwrap_or(0);
     let spec = EvaluationSpec::new(&settings, methods, args.seeds.clone(), target);
     tracing::info!(
@@ -531,12 +558,13 @@ fn evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
         rebalanced = ?rebalanced.as_ref().map(|r| r.class_counts()),
         balanced_test = balanced.len(),
         imbalanced_test = imbalanced.len(),
+        validation = validation.as_ref().map_or(0, |v| v.len()),
         methods = ?spec.methods,
         seeds = ?spec.seeds,
         epochs = args.epochs,
         "evaluating"
     );
-    let tests = [
+    let mut tests = vec![
         TestSet {
             name: "balanced".into(),
             data: balanced,
@@ -546,6 +574,12 @@ fn evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
             data: imbalanced,
         },
     ];
+    if let Some(data) = validation {
+        tests.push(TestSet {
+            name: "validation".into(),
+            data,
+        });
+    }
     let sources = anygan_worker::eval::methods::Sources {
         long_tail: &long_tail,
         rebalanced: rebalanced.as_ref(),

@@ -12,7 +12,8 @@ pub use idx::{IdxArray, encode_idx, parse_idx, parse_idx_pair};
 pub use sampler::EpochSampler;
 pub use source::{DatasetLayout, DatasetSpec, load_dataset, load_source};
 pub use subset::{
-    FASHION_MNIST_CLASSES, LONG_TAIL_TEST_COUNTS, LONG_TAIL_TRAIN_COUNTS, per_class_subset,
+    FASHION_MNIST_CLASSES, LONG_TAIL_TEST_COUNTS, LONG_TAIL_TRAIN_COUNTS, held_out_subset,
+    per_class_subset,
 };
 
 use crate::error::{Error, Result};

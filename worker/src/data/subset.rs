@@ -40,18 +40,67 @@ pub fn per_class_subset(labels: &[u16], counts: &[usize], seed: u64) -> Result<V
         };
         members.push(index);
     }
-    let mut chosen = Vec::with_capacity(counts.iter().sum());
-    for (class, (members, &want)) in by_class.iter_mut().zip(counts).enumerate() {
+    draw_per_class(
+        &mut by_class,
+        |class| counts[class],
+        (seed, Purpose::ClassSubset),
+        "class_counts",
+        "records",
+    )
+}
+
+/// A balanced held-out set: `per_class` records of every class drawn from those that
+/// `per_class_subset(labels, used_counts, seed)` leaves out, so it shares no record with the
+/// training subset. Choosing settings on it (a generator checkpoint, a real share) keeps the
+/// test sets unseen. Returns record indices in ascending order.
+pub fn held_out_subset(
+    labels: &[u16],
+    used_counts: &[usize],
+    per_class: usize,
+    seed: u64,
+) -> Result<Vec<usize>> {
+    let used = per_class_subset(labels, used_counts, seed)?;
+    let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); used_counts.len()];
+    let mut used = used.into_iter().peekable();
+    for (index, &label) in labels.iter().enumerate() {
+        if used.next_if_eq(&index).is_some() {
+            continue;
+        }
+        // per_class_subset has already refused a label without a count.
+        by_class[usize::from(label)].push(index);
+    }
+    draw_per_class(
+        &mut by_class,
+        |_| per_class,
+        (seed, Purpose::ValidationSubset),
+        "validation_per_class",
+        "records outside the training subset",
+    )
+}
+
+/// Draws `want(k)` of class k's `members` without replacement, from the stream keyed by
+/// `(seed, purpose)` and the class; record indices in ascending order. A class with too few
+/// is refused, naming `field` and what its `pool` of members is.
+fn draw_per_class(
+    by_class: &mut [Vec<usize>],
+    want: impl Fn(usize) -> usize,
+    (seed, purpose): (u64, Purpose),
+    field: &'static str,
+    pool: &str,
+) -> Result<Vec<usize>> {
+    let mut chosen = Vec::new();
+    for (class, members) in by_class.iter_mut().enumerate() {
+        let want = want(class);
         if members.len() < want {
             return Err(Error::config(
-                "class_counts",
+                field,
                 format!(
-                    "class {class} has {} records, {want} were asked for",
+                    "class {class} has {} {pool}, {want} were asked for",
                     members.len()
                 ),
             ));
         }
-        let mut rng = stream(seed, Purpose::ClassSubset, class as u64, 0);
+        let mut rng = stream(seed, purpose, class as u64, 0);
         let (picked, _) = members.partial_shuffle(&mut rng, want);
         chosen.extend_from_slice(picked);
     }
@@ -102,5 +151,36 @@ mod tests {
         );
         let err = per_class_subset(&labels, &[1], 0).expect_err("label 1 without count");
         assert!(err.to_string().contains("label 1"), "{err}");
+    }
+
+    #[test]
+    fn held_out_is_balanced_and_disjoint_from_the_training_subset() {
+        let labels = balanced_labels(10, 6000);
+        let train = per_class_subset(&labels, &LONG_TAIL_TRAIN_COUNTS, 3).expect("train");
+        let held = held_out_subset(&labels, &LONG_TAIL_TRAIN_COUNTS, 1000, 3).expect("held out");
+        let mut counts = [0usize; 10];
+        for &i in &held {
+            counts[usize::from(labels[i])] += 1;
+        }
+        assert_eq!(counts, [1000; 10]);
+        let train: std::collections::HashSet<usize> = train.into_iter().collect();
+        assert!(held.iter().all(|i| !train.contains(i)), "shares a record");
+        assert!(
+            held.windows(2).all(|w| w[0] < w[1]),
+            "ascending, no repeats"
+        );
+        let again = held_out_subset(&labels, &LONG_TAIL_TRAIN_COUNTS, 1000, 3).expect("again");
+        assert_eq!(held, again);
+    }
+
+    #[test]
+    fn held_out_refuses_a_class_without_enough_left() {
+        // Class 0 keeps 4000 of its 4500 for training: 500 left, 600 asked for.
+        let labels = balanced_labels(10, 4500);
+        let err = held_out_subset(&labels, &LONG_TAIL_TRAIN_COUNTS, 600, 0).expect_err("too few");
+        assert!(
+            err.to_string().contains("class 0 has 500 records outside"),
+            "{err}"
+        );
     }
 }

@@ -355,6 +355,16 @@ pub fn log_result(r: &RunResult) {
     );
 }
 
+/// How the report names a scored set: "balanced test set", or for the set held out of the
+/// training split, "validation set (held out of the training split)".
+fn set_title(name: &str) -> String {
+    if name == "validation" {
+        "validation set (held out of the training split)".to_string()
+    } else {
+        format!("{name} test set")
+    }
+}
+
 fn cell(values: &[f64]) -> String {
     let (mean, std) = mean_std(values);
     format!("{:.2} ± {:.2}", 100.0 * mean, 100.0 * std)
@@ -366,8 +376,9 @@ pub fn markdown_report(results: &[RunResult], class_names: &[String]) -> String 
     let (methods, tests) = methods_and_tests(results);
     let mut out = String::new();
     for test in &tests {
+        let set = set_title(test);
         out.push_str(&format!(
-            "\n#### {test} test set (%, mean ± std over seeds)\n\n| method | ACSA | GM | GM-ovr | macro-F1 | seeds |\n|---|---|---|---|---|---|\n"
+            "\n#### {set} (%, mean ± std over seeds)\n\n| method | ACSA | GM | GM-ovr | macro-F1 | seeds |\n|---|---|---|---|---|---|\n"
         ));
         for &method in &methods {
             let runs = runs_of(results, method, test);
@@ -384,7 +395,7 @@ pub fn markdown_report(results: &[RunResult], class_names: &[String]) -> String 
             ));
         }
         out.push_str(&format!(
-            "\nPer-class recall on the {test} test set (%, mean over seeds):\n\n| method | {} |\n|---|{}\n",
+            "\nPer-class recall on the {set} (%, mean over seeds):\n\n| method | {} |\n|---|{}\n",
             class_names.join(" | "),
             "---|".repeat(class_names.len())
         ));
