@@ -299,6 +299,14 @@ impl JobSpec {
         }
         if let Some(evaluation) = &self.evaluation {
             evaluation.validate()?;
+            if evaluation.validation_per_class > 0 && self.dataset.class_counts.is_none() {
+                return Err(
+                    "evaluation validation_per_class holds images out of the training \
+                     split's per-class subset, and the dataset has no class_counts: every image \
+                     trains, none is left to validate on"
+                        .into(),
+                );
+            }
         }
         if self.generate_from.is_some() && self.generation.is_none() {
             return Err("generate_from needs generation settings".into());
@@ -327,6 +335,25 @@ impl JobSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_validation_set_needs_a_per_class_subset_to_hold_images_out_of() {
+        let mut whole_split = spec();
+        whole_split.evaluation = Some(crate::generation::EvaluationSettings {
+            validation_per_class: 100,
+            ..Default::default()
+        });
+        let err = whole_split.validate().unwrap_err();
+        assert!(err.contains("validation_per_class"), "{err}");
+        let long_tail = JobSpec {
+            dataset: DatasetSource {
+                class_counts: Some(LONG_TAIL_TRAIN_COUNTS.to_vec()),
+                ..whole_split.dataset.clone()
+            },
+            ..whole_split
+        };
+        assert!(long_tail.validate().is_ok());
+    }
 
     fn spec() -> JobSpec {
         JobSpec {

@@ -51,6 +51,8 @@ fn train_generate_evaluate_on_fashion_mnist() {
         "--eval-batch-size",
         "32",
         "--eval-filter-generated",
+        "--eval-validation-per-class",
+        "25",
         "--output",
         output.to_str().unwrap(),
     ]
@@ -76,8 +78,8 @@ fn train_generate_evaluate_on_fashion_mnist() {
         serde_json::from_slice(&std::fs::read(evaluation.join("results.json")).unwrap()).unwrap();
     assert_eq!(
         results.len(),
-        (5 + 2) * 2,
-        "5 methods and the 2 quality runs × 1 seed × 2 test sets"
+        (5 + 2) * 3,
+        "5 methods and the 2 quality runs × 1 seed × 2 test sets and the validation set"
     );
     for result in &results {
         let metrics = &result["metrics"];
@@ -92,10 +94,12 @@ fn train_generate_evaluate_on_fashion_mnist() {
             .iter()
             .flat_map(|row| row.as_array().unwrap().iter().map(|c| c.as_u64().unwrap()))
             .sum();
-        let expected = if result["test_set"] == "balanced" {
-            10_000
-        } else {
-            2_249
+        let expected = match result["test_set"].as_str().unwrap() {
+            "balanced" => 10_000,
+            "imbalanced" => 2_249,
+            // 25 of each class held out of the training split.
+            "validation" => 250,
+            other => panic!("unexpected test set {other}"),
         };
         assert_eq!(confusion, expected, "every test image scored once");
     }

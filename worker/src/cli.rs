@@ -465,6 +465,7 @@ fn evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
         rebalance_head_only: args.rebalance_head_only,
         augment_shift: args.augment_shift,
         augment_flip_probability: args.augment_flip_probability,
+        validation_per_class: args.validation_per_class,
     };
     // Refused before any data is read.
     settings
@@ -533,21 +534,11 @@ fn evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
         None
     };
     let validation = match (&full_split, wants_validation) {
-        (Some(full), true) => {
-            let Some(used_counts) = &source.class_counts else {
-                anyhow::bail!(
-                    "--validation-per-class needs a per-class subset of the training split \
-                     (--long-tail or --class-counts): without one no image is left out of training"
-                );
-            };
-            let indices = anygan_worker::data::held_out_subset(
-                full.labels(),
-                used_counts,
-                args.validation_per_class,
-                source.subset_seed,
-            )?;
-            Some(full.select(&indices)?)
-        }
+        (Some(full), true) => Some(anygan_worker::eval::tasks::held_out_validation(
+            full,
+            &source,
+            args.validation_per_class,
+        )?),
         _ => None,
     };
     let full_real = full_split.filter(|_| methods.contains(&Method::FullReal));

@@ -142,6 +142,11 @@ pub(super) struct EvaluationArgs {
     /// 0 (the default): never.
     #[arg(long, default_value_t = 0.0)]
     eval_augment_flip_probability: f64,
+    /// Also score every classifier on a balanced validation set of N images per class held
+    /// out of the training split (outside the long-tailed set), to choose settings on
+    /// without the test sets. 0 (the default): none.
+    #[arg(long, default_value_t = 0)]
+    eval_validation_per_class: usize,
 }
 
 impl EvaluationArgs {
@@ -164,6 +169,7 @@ impl EvaluationArgs {
             rebalance_head_only: self.eval_rebalance_head_only,
             augment_shift: self.eval_augment_shift,
             augment_flip_probability: self.eval_augment_flip_probability,
+            validation_per_class: self.eval_validation_per_class,
         })
     }
 }

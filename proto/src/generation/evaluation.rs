@@ -67,6 +67,11 @@ pub struct EvaluationSettings {
     /// drawn anew every step (0: never). The quality runs are not affected.
     #[serde(default)]
     pub augment_flip_probability: f64,
+    /// Also score every classifier on a balanced validation set of this many images per
+    /// class, held out of the training split (outside the job's per-class subset), so that
+    /// settings can be chosen without the test sets (0: none).
+    #[serde(default)]
+    pub validation_per_class: usize,
 }
 
 /// The largest classifier shift: images are at least 28 pixels a side, and a shift of half
@@ -253,6 +258,7 @@ impl Default for EvaluationSettings {
             rebalance_head_only: false,
             augment_shift: 0,
             augment_flip_probability: 0.0,
+            validation_per_class: 0,
         }
     }
 }

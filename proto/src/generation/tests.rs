@@ -417,3 +417,17 @@ fn classifier_augmentation_is_bounded_and_defaults_to_none() {
         (0, 0.0)
     );
 }
+
+#[test]
+fn validation_set_defaults_to_none() {
+    let mut saved = serde_json::to_value(EvaluationSettings::default()).unwrap();
+    saved
+        .as_object_mut()
+        .unwrap()
+        .remove("validation_per_class");
+    let loaded: EvaluationSettings = serde_json::from_value(saved).unwrap();
+    assert_eq!(
+        loaded.validation_per_class, 0,
+        "older settings: no validation set"
+    );
+}

@@ -9,7 +9,9 @@ use anygan_store::StoreLocation;
 
 use super::methods::{Method, Sources};
 use super::run::{EvaluationSpec, RunResult, TestSet, evaluate, full_report};
-use crate::data::{ImageDataset, ImageShape, LONG_TAIL_TEST_COUNTS, load_source, per_class_subset};
+use crate::data::{
+    ImageDataset, ImageShape, LONG_TAIL_TEST_COUNTS, held_out_subset, load_source, per_class_subset,
+};
 use crate::error::{Error, Result};
 use crate::generate::TaskOutcome;
 
@@ -35,7 +37,31 @@ fn parse_method(name: &str) -> Result<Method> {
         .ok_or_else(|| Error::config("method", format!("unknown evaluation method `{name}`")))
 }
 
-/// The balanced test split and BENCHMARK's imbalanced subset of it.
+/// The validation set: `per_class` images of every class from `full_split` (the training split
+/// `dataset` takes its per-class subset of) that the subset leaves out.
+pub fn held_out_validation(
+    full_split: &ImageDataset,
+    dataset: &DatasetSource,
+    per_class: usize,
+) -> Result<ImageDataset> {
+    let Some(used_counts) = &dataset.class_counts else {
+        return Err(Error::config(
+            "validation_per_class",
+            "the training data is not a per-class subset (no class counts): every image \
+             trains, none is left to validate on",
+        ));
+    };
+    let indices = held_out_subset(
+        full_split.labels(),
+        used_counts,
+        per_class,
+        dataset.subset_seed,
+    )?;
+    full_split.select(&indices)
+}
+
+/// The balanced test split and BENCHMARK's imbalanced subset of it; with
+/// `validation_per_class`, the validation set held out of the training split last.
 async fn test_sets(
     plan: &GenerationPlan,
     store_options: &[(String, String)],
@@ -71,6 +97,18 @@ async fn test_sets(
             data: balanced,
         },
     );
+    let per_class = settings(plan)?.validation_per_class;
+    if per_class > 0 {
+        let full_split = DatasetSource {
+            class_counts: None,
+            ..plan.dataset.clone()
+        };
+        let full_split = load_source(&full_split, shape(plan), store_options).await?;
+        sets.push(TestSet {
+            name: "validation".into(),
+            data: held_out_validation(&full_split, &plan.dataset, per_class)?,
+        });
+    }
     Ok(sets)
 }
 
