@@ -54,7 +54,8 @@ struct GenerateArgs {
     /// The job's output: a directory or s3://bucket/prefix holding `checkpoints/`.
     #[arg(long, env = "ANYGAN_OUTPUT", default_value = "out/job")]
     output: String,
-    /// The checkpoint to generate from: a prefix under checkpoints/, or `latest`.
+    /// The checkpoint to generate from: `latest`, its step (`1500`), or its prefix under
+    /// checkpoints/ (`step-0000001500-c813a6ed`, or a unique start of it).
     #[arg(long, default_value = "latest")]
     checkpoint: String,
     #[command(flatten)]
@@ -420,15 +421,7 @@ async fn generate(args: GenerateArgs, terminal: Option<Terminal>) -> anyhow::Res
     let output = StoreLocation::parse(&args.output, store_options.iter().cloned(), false)?;
     output.check_writable().await?;
     let store = CheckpointStore::for_output(&output, CheckpointOptions::default())?;
-    let checkpoint = if args.checkpoint == "latest" {
-        store
-            .latest()
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("{} holds no committed checkpoint", store.location()))?
-            .prefix
-    } else {
-        args.checkpoint.clone()
-    };
+    let checkpoint = store.resolve(&args.checkpoint).await?;
     let (manifest, _) = store.manifest(&checkpoint).await?;
     let saved: JobSpec = serde_json::from_value(manifest.job.clone()).map_err(|e| {
         anyhow::anyhow!(

@@ -224,6 +224,32 @@ fn training_then_generation_fills_each_class_exactly() {
         "the run kept the generator's average by default and sampled from it"
     );
 
+    // The checkpoint named by its step instead of `latest`: the same checkpoint.
+    let args = generate_args(&output, &["--checkpoint", "4"]);
+    let (by_step, success, _) = run_cluster("generate", &args, [&[], &[]]);
+    assert!(success, "{by_step}");
+    let by_step_manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(generation_root(&output, &by_step).join("MANIFEST.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        by_step_manifest["plan"]["checkpoint"],
+        manifest["plan"]["checkpoint"]
+    );
+    // A step with no committed checkpoint is refused before anything starts, listing those
+    // there are.
+    let refused = Command::new(anygan_tests::binary("coordinator"))
+        .args(["generate", "--listen", "127.0.0.1:0", "--checkpoint", "7"])
+        .args(["--output", output.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("`7` matches no committed checkpoint; committed: step-0000000004-"),
+        "{stderr}"
+    );
+
     // The same checkpoint's weights as trained: another root, other images.
     let args = generate_args(&output, &["--generation-as-trained-weights"]);
     let (as_trained, success, _) = run_cluster("generate", &args, [&[], &[]]);

@@ -100,6 +100,53 @@ async fn keeps_the_newest_k_and_deletes_prefixes_without_manifest() {
 }
 
 #[tokio::test]
+async fn a_checkpoint_is_named_by_prefix_step_or_the_start_of_its_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = local(&dir, 5);
+    let err = store.resolve("latest").await.unwrap_err();
+    assert!(
+        err.to_string().contains("holds no committed checkpoint"),
+        "{err}"
+    );
+    // A writer that crashed before its manifest: never a match.
+    let orphan = store.location().join("step-0000000030-deadbeef");
+    orphan
+        .put("a.bin", Bytes::from_static(b"partial"))
+        .await
+        .unwrap();
+    let mut prefixes = Vec::new();
+    for step in [10, 20, 100] {
+        prefixes.push(
+            store
+                .commit(manifest(step), objects(step))
+                .await
+                .unwrap()
+                .prefix,
+        );
+    }
+    assert_eq!(store.resolve("latest").await.unwrap(), prefixes[2]);
+    assert_eq!(store.resolve(&prefixes[1]).await.unwrap(), prefixes[1]);
+    assert_eq!(store.resolve("20").await.unwrap(), prefixes[1]);
+    assert_eq!(store.resolve("step-0000000010").await.unwrap(), prefixes[0]);
+    for (name, what) in [
+        ("30", "matches no committed checkpoint"),
+        ("step-00000000", "matches more than one"),
+        ("step-0000000011", "matches no committed checkpoint"),
+    ] {
+        let err = store.resolve(name).await.unwrap_err().to_string();
+        assert!(err.contains(what), "{name}: {err}");
+        assert!(
+            err.contains(&prefixes[0]) && err.contains(&prefixes[2]),
+            "{err}"
+        );
+        assert!(
+            !err.contains("deadbeef"),
+            "the orphan is not committed: {err}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_corrupt_object_refuses_its_checkpoint_and_the_previous_one_is_used() {
     let dir = tempfile::tempdir().unwrap();
     let store = local(&dir, 3);
