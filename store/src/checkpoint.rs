@@ -579,6 +579,19 @@ impl CheckpointStore {
             for (key, _) in location.list("").await? {
                 location.delete(&key).await?;
             }
+            // On local disk deleting the objects leaves their directory behind, which reads
+            // like a checkpoint to anyone listing the folder; remove it once empty.
+            if let Some(dir) = location.local_dir() {
+                match tokio::fs::remove_dir(&dir).await {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => tracing::warn!(
+                        dir = %dir.display(),
+                        error = %e,
+                        "could not remove a deleted checkpoint's directory"
+                    ),
+                }
+            }
             tracing::info!(checkpoint = %prefix, "deleted checkpoint prefix");
         }
         Ok(doomed)

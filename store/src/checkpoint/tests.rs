@@ -97,6 +97,15 @@ async fn keeps_the_newest_k_and_deletes_prefixes_without_manifest() {
     assert_eq!(steps, vec![(30, true), (40, true)]);
     assert_eq!(store.latest().await.unwrap().unwrap().step, 40);
     assert!(orphan.list("").await.unwrap().is_empty());
+    // No empty directory is left where a deleted checkpoint was.
+    let mut on_disk: Vec<String> = std::fs::read_dir(dir.path().join("checkpoints"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("step-"))
+        .collect();
+    on_disk.sort();
+    let kept: Vec<String> = left.iter().map(|(prefix, _, _)| prefix.clone()).collect();
+    assert_eq!(on_disk, kept);
 }
 
 #[tokio::test]
