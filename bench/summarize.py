@@ -69,7 +69,8 @@ def main():
             for (test, label, method), seeds in groups.items()
             if test == test_set
         ]
-        print(f"\n{test_set} test, mean ± std over seeds, %\n")
+        title = "validation set" if test_set == "validation" else f"{test_set} test"
+        print(f"\n{title}, mean ± std over seeds, %\n")
         print("| set-up | seeds | " + " | ".join(METRICS) + " | ACSA per seed |")
         print("|---|---|" + "---|" * (len(METRICS) + 1))
         for name, runs in rows:
@@ -83,7 +84,7 @@ def main():
 
         classes = len(rows[0][1][0]["metrics"]["recalls"])
         names = arguments.class_names.split(",") if arguments.class_names else range(classes)
-        print(f"\n{test_set} test, recall %, mean over seeds\n")
+        print(f"\n{title}, recall %, mean over seeds\n")
         print("| set-up | " + " | ".join(str(name) for name in names) + " |")
         print("|---|" + "---|" * classes)
         for name, runs in rows:
