@@ -338,6 +338,30 @@ fn standalone_evaluation_scores_a_balanced_held_out_validation_set() {
     );
     assert!(!too_many_dir.exists(), "nothing written for a refused size");
 
+    // Without a per-class subset every image trains: refused before any data is read.
+    let whole_split_dir = dir.path().join("whole-split");
+    let refused = std::process::Command::new(anygan_tests::binary("worker"))
+        .args([
+            "evaluate",
+            "--data",
+            FASHION_MNIST,
+            "--validation-per-class",
+            "5",
+        ])
+        .args(["--output", whole_split_dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("--validation-per-class") && stderr.contains("none is left to validate on"),
+        "{stderr}"
+    );
+    assert!(
+        !whole_split_dir.exists(),
+        "nothing written for a refused set-up"
+    );
+
     let validated_dir = dir.path().join("validated");
     report_of(
         &validated_dir,

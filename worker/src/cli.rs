@@ -475,6 +475,13 @@ fn evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
     let runtime = runtime()?;
     let store_options = args.data.all_store_options().map_err(anyhow::Error::msg)?;
     let source = args.data.source().map_err(anyhow::Error::msg)?;
+    if args.validation_per_class > 0 && source.class_counts.is_none() {
+        anyhow::bail!(
+            "--validation-per-class holds images out of a per-class subset of the training \
+             split, and none was asked for (--long-tail or --class-counts): every image trains, \
+             none is left to validate on"
+        );
+    }
     let shape = GanConfig::new(1).image_shape();
     let long_tail = runtime.block_on(load_source(&source, shape, &store_options))?;
     let test_source = DatasetSource {
