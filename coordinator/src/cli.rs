@@ -147,8 +147,14 @@ struct StartArgs {
     /// Images per step over all workers (divided evenly among them).
     #[arg(long, default_value_t = 64)]
     global_batch: usize,
+    /// Adam's rate for the generator, and for the discriminator unless
+    /// --discriminator-learning-rate gives it its own.
     #[arg(long, default_value_t = 2e-4)]
     learning_rate: f64,
+    /// The discriminator's own Adam rate (two time-scale update rule, e.g. 4e-4 with
+    /// --learning-rate 1e-4); default: --learning-rate, as the recipe has it.
+    #[arg(long)]
+    discriminator_learning_rate: Option<f64>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Draw generated images' labels uniformly instead of with the data's class frequencies.
@@ -265,6 +271,7 @@ fn job_spec(args: &StartArgs) -> anyhow::Result<JobSpec> {
         steps: args.steps,
         global_batch: args.global_batch,
         learning_rate: args.learning_rate,
+        discriminator_learning_rate: args.discriminator_learning_rate,
         seed: args.seed,
         uniform_fake_labels: args.uniform_fake_labels,
         real_sampling: match args.real_sampling {

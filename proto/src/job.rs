@@ -97,7 +97,11 @@ pub struct JobSpec {
     pub steps: u64,
     /// Images per step over all workers; each worker takes `global_batch / world_size`.
     pub global_batch: usize,
+    /// Adam's rate for the generator, and for the discriminator unless it has its own.
     pub learning_rate: f64,
+    /// The discriminator's own Adam rate (two time-scale update rule); none: `learning_rate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discriminator_learning_rate: Option<f64>,
     pub seed: u64,
     /// Draw generated images' labels uniformly instead of with the data's class frequencies.
     pub uniform_fake_labels: bool,
@@ -202,6 +206,13 @@ impl JobSpec {
                 "learning_rate",
                 self.learning_rate.to_string(),
                 saved.learning_rate.to_string(),
+            )
+        })
+        .or_else(|| {
+            differs(
+                "discriminator_learning_rate",
+                format!("{:?}", self.discriminator_learning_rate),
+                format!("{:?}", saved.discriminator_learning_rate),
             )
         })
         .or_else(|| differs("seed", self.seed.to_string(), saved.seed.to_string()))
@@ -317,6 +328,13 @@ impl JobSpec {
                 self.learning_rate
             ));
         }
+        if let Some(rate) = self.discriminator_learning_rate
+            && !(rate > 0.0 && rate.is_finite())
+        {
+            return Err(format!(
+                "discriminator_learning_rate {rate} must be positive"
+            ));
+        }
         if let Some(plan) = self.shard_world_size
             && (plan == 0 || !self.global_batch.is_multiple_of(plan))
         {
@@ -368,6 +386,7 @@ mod tests {
             steps: 10,
             global_batch: 64,
             learning_rate: 2e-4,
+            discriminator_learning_rate: None,
             seed: 0,
             uniform_fake_labels: false,
             real_sampling: Sampling::AsIs,
@@ -488,6 +507,17 @@ mod tests {
         };
         let conflict = other_rate.resume_conflict(&saved).expect("conflict");
         assert!(conflict.contains("learning_rate"), "{conflict}");
+        let own_discriminator_rate = JobSpec {
+            discriminator_learning_rate: Some(4e-4),
+            ..spec()
+        };
+        let conflict = own_discriminator_rate
+            .resume_conflict(&saved)
+            .expect("conflict");
+        assert!(
+            conflict.contains("discriminator_learning_rate"),
+            "{conflict}"
+        );
         let other_model = JobSpec {
             model: ModelSpec {
                 width: 128,

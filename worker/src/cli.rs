@@ -129,8 +129,13 @@ struct TrainArgs {
     /// Train until this many steps are complete.
     #[arg(long, default_value_t = 200)]
     steps: u64,
+    /// Adam's rate for the generator, and for the discriminator unless
+    /// --discriminator-learning-rate gives it its own.
     #[arg(long, default_value_t = 2e-4)]
     learning_rate: f64,
+    /// The discriminator's own Adam rate (two time-scale update rule); default: --learning-rate.
+    #[arg(long)]
+    discriminator_learning_rate: Option<f64>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Labels of generated images during training: empirical class frequencies, or uniform.
@@ -224,6 +229,7 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
     let train = TrainConfig::new(gan)
         .with_batch_size(args.batch_size)
         .with_learning_rate(args.learning_rate)
+        .with_discriminator_learning_rate(args.discriminator_learning_rate)
         .with_seed(args.seed)
         .with_fake_labels(match args.fake_labels {
             FakeLabelsArg::Empirical => FakeLabels::Empirical,

@@ -20,6 +20,7 @@ pub fn train_config(spec: &JobSpec, num_classes: usize) -> TrainConfig {
     TrainConfig::new(gan_config(spec, num_classes))
         .with_batch_size(spec.global_batch)
         .with_learning_rate(spec.learning_rate)
+        .with_discriminator_learning_rate(spec.discriminator_learning_rate)
         .with_seed(spec.seed)
         .with_fake_labels(if spec.fake_labels_uniform() {
             FakeLabels::Uniform

@@ -14,6 +14,7 @@ fn spec(min: usize, max: usize) -> JobSpec {
         steps: 2,
         global_batch: 8,
         learning_rate: 1e-3,
+        discriminator_learning_rate: None,
         seed: 1,
         uniform_fake_labels: false,
         real_sampling: Default::default(),

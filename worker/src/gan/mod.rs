@@ -5,6 +5,7 @@ pub mod augment;
 pub mod dropout;
 pub mod ema;
 pub mod invert;
+mod losses;
 pub mod model;
 pub mod params;
 pub mod sample;

@@ -13,6 +13,9 @@ use anygan_store::StoreLocation;
 
 type Train = TrainBackend;
 
+/// Training options beyond the recipe: each changes training as it says and resumes exactly.
+mod options;
+
 /// Both networks, initialized under the init lock (other tests seed the shared RNG meanwhile).
 pub(crate) fn locked_init(
     config: &GanConfig,
@@ -506,85 +509,5 @@ fn ranked_generation_keeps_the_candidate_the_discriminator_scores_highest() {
             &device
         ),
         generate_from_noise(&generator, config, &labels, first_rows, &device)
-    );
-}
-
-/// Trains `config` for 6 steps with `setting` applied, and again for 3 steps, through a real
-/// checkpoint and 3 more after restoring; checks the two end bit for bit equal and returns the
-/// uninterrupted trainer and the checkpoint's snapshot (what it recorded).
-fn resumes_bit_for_bit(
-    config: TrainConfig,
-    setting: impl Fn(&mut GanTrainer<Train>),
-) -> (GanTrainer<Train>, Snapshot) {
-    let run = |steps: u64, from: Option<GanTrainer<Train>>| {
-        let mut trainer = from.unwrap_or_else(|| {
-            let mut fresh = GanTrainer::<Train>::new(config.clone(), &[4, 4], &Default::default())
-                .expect("trainer");
-            setting(&mut fresh);
-            fresh
-        });
-        while trainer.step() < steps {
-            let step = trainer.step();
-            trainer.train_step(&two_class_batch(step)).expect("step");
-        }
-        trainer
-    };
-    let uninterrupted = run(6, None);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let loaded = through_checkpoint(&run(3, None), dir.path());
-    let restored =
-        GanTrainer::<Train>::restore(loaded.clone(), &Default::default()).expect("restore");
-    let resumed = run(6, Some(restored));
-    assert_eq!(
-        all_bits(&resumed),
-        all_bits(&uninterrupted),
-        "resume must be bit-exact"
-    );
-    (uninterrupted, loaded)
-}
-
-#[test]
-fn augmented_training_differs_from_plain_and_resumes_bit_for_bit() {
-    use super::augment::DiffAugment;
-    let policy = DiffAugment::parse("color,translation,cutout").expect("policy");
-    let (augmented, loaded) =
-        resumes_bit_for_bit(tiny_config(16), |trainer| trainer.set_diff_augment(policy));
-    assert_ne!(
-        all_bits(&augmented),
-        all_bits(&trained(16, 6)),
-        "the discriminator saw other images"
-    );
-    assert_eq!(loaded.description.diff_augment, policy, "recorded");
-}
-
-#[test]
-fn a_projection_discriminator_learns_class_vectors_and_resumes_bit_for_bit() {
-    let mut config = tiny_config(17);
-    config.gan.projection = Some(true);
-    let (trainer, loaded) = resumes_bit_for_bit(config, |_| {});
-    let discriminator = trainer.discriminator();
-    assert!(discriminator.has_projection());
-    let class_vectors = named_tensors(&discriminator)
-        .into_iter()
-        .find(|tensor| tensor.name.starts_with("class_projection"))
-        .expect("the class vectors are parameters");
-    assert!(
-        class_vectors.values.iter().any(|&v| v != 0.0),
-        "the zero-initialized class vectors must be trained"
-    );
-    assert!(loaded.description.config.gan.projects(), "recorded");
-}
-
-#[test]
-fn mode_seeking_changes_the_generator_and_resumes_bit_for_bit() {
-    let (seeking, loaded) = resumes_bit_for_bit(tiny_config(18), |trainer| {
-        trainer.set_mode_seeking(Some(1.0)).expect("weight")
-    });
-    assert_eq!(loaded.description.mode_seeking, Some(1.0), "recorded");
-    let plain = trained(18, 6);
-    assert_ne!(
-        parameter_bits(&seeking.generator()),
-        parameter_bits(&plain.generator()),
-        "the generator's loss has the term"
     );
 }

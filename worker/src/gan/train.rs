@@ -7,12 +7,12 @@ use burn::module::AutodiffModule;
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::{Adam, AdamConfig, GradientsParams, Optimizer};
 use burn::prelude::*;
-use burn::tensor::activation::log_sigmoid;
 use burn::tensor::backend::AutodiffBackend;
 use rand::Rng;
 
 use super::augment::DiffAugment;
 use super::ema::{EmaSettings, GeneratorEma};
+use super::losses::{bce_with_logits, mode_seeking_term};
 use super::model::{Discriminator, GanConfig, Generator};
 use super::params::force_init;
 use super::sync::average_gradients;
@@ -37,8 +37,14 @@ pub struct TrainConfig {
     /// Images per step (the global batch).
     #[config(default = 64)]
     pub batch_size: usize,
+    /// Adam's rate for the generator, and for the discriminator unless
+    /// `discriminator_learning_rate` is set.
     #[config(default = 2e-4)]
     pub learning_rate: f64,
+    /// The discriminator's own rate (two time-scale update rule, Heusel et al. 2017): none
+    /// means `learning_rate`, as the recipe has it. Snapshots written before it existed have
+    /// none.
+    pub discriminator_learning_rate: Option<f64>,
     #[config(default = 0.5)]
     pub beta1: f32,
     #[config(default = 0.999)]
@@ -53,6 +59,12 @@ pub struct TrainConfig {
 }
 
 impl TrainConfig {
+    /// The discriminator's Adam rate: its own, or the shared one.
+    pub fn discriminator_rate(&self) -> f64 {
+        self.discriminator_learning_rate
+            .unwrap_or(self.learning_rate)
+    }
+
     fn adam(&self) -> AdamConfig {
         AdamConfig::new()
             .with_beta_1(self.beta1)
@@ -147,11 +159,13 @@ impl<B: AutodiffBackend> GanTrainer<B> {
         if config.batch_size == 0 {
             return Err(Error::config("batch_size", "must be positive"));
         }
-        if !(config.learning_rate > 0.0 && config.learning_rate.is_finite()) {
-            return Err(Error::config(
-                "learning_rate",
-                format!("{} is not positive", config.learning_rate),
-            ));
+        for (field, rate) in [
+            ("learning_rate", config.learning_rate),
+            ("discriminator_learning_rate", config.discriminator_rate()),
+        ] {
+            if !(rate > 0.0 && rate.is_finite()) {
+                return Err(Error::config(field, format!("{rate} is not positive")));
+            }
         }
         let (generator, discriminator) = seeded_init::<B, _>(device, config.seed, || {
             let (generator, discriminator) = config.gan.init::<B>(device)?;
@@ -345,7 +359,8 @@ impl<B: AutodiffBackend> GanTrainer<B> {
                 ),
             ));
         }
-        let lr = self.config.learning_rate;
+        let generator_rate = self.config.learning_rate;
+        let discriminator_rate = self.config.discriminator_rate();
         let device = self.device.clone();
         // Graph building, backward passes and optimizer steps hold the process's autodiff lock
         // (see `crate::autodiff`); the all-reduces between them do not.
@@ -381,9 +396,9 @@ impl<B: AutodiffBackend> GanTrainer<B> {
         drop(section);
         average_gradients(&self.discriminator, &mut d_grads, reducer)?;
         let section = crate::autodiff::section();
-        self.discriminator = self
-            .discriminator_optim
-            .step(lr, self.discriminator.clone(), d_grads);
+        self.discriminator =
+            self.discriminator_optim
+                .step(discriminator_rate, self.discriminator.clone(), d_grads);
 
         // Generator update: fresh noise and labels, target 1 through the updated discriminator.
         // The discriminator is frozen for this pass, so no gradient is computed for its weights.
@@ -407,7 +422,7 @@ impl<B: AutodiffBackend> GanTrainer<B> {
         let section = crate::autodiff::section();
         self.generator = self
             .generator_optim
-            .step(lr, self.generator.clone(), g_grads);
+            .step(generator_rate, self.generator.clone(), g_grads);
         drop(section);
         self.step += 1;
         if let Some((settings, ema)) = &mut self.generator_ema {
@@ -509,43 +524,6 @@ impl<B: AutodiffBackend> GanTrainer<B> {
         let rows = values.len() / cols;
         Tensor::from_data(TensorData::new(values, [rows, cols]), &self.device)
     }
-}
-
-/// Mean binary cross-entropy of `logits` against an all-1 or all-0 target, in the stable
-/// log-sigmoid form: -log σ(x) for target 1, -log σ(-x) for target 0.
-fn bce_with_logits<B: Backend>(logits: Tensor<B, 2>, target_real: bool) -> Tensor<B, 1> {
-    let signed = if target_real { logits } else { logits.neg() };
-    log_sigmoid(signed).mean().neg()
-}
-
-/// Keeps the mode-seeking term finite for a pair of identical images.
-const MODE_SEEKING_EPSILON: f64 = 1e-5;
-
-/// The mode-seeking term over consecutive pairs of rows (same label, different noise): the
-/// mean over pairs of 1 / (mean|G(z₁) − G(z₂)| / mean|z₁ − z₂| + ε). A mean over pairs, so
-/// replicas' gradients average to the global batch's.
-pub(crate) fn mode_seeking_term<B: Backend>(
-    images: Tensor<B, 4>,
-    noise: Tensor<B, 2>,
-) -> Tensor<B, 1> {
-    let [rows, channels, height, width] = images.dims();
-    let [_, latent] = noise.dims();
-    let pairs = rows / 2;
-    let pixels = channels * height * width;
-    let pair_distance = |values: Tensor<B, 2>, len: usize| {
-        // [2·pairs, len] → [pairs, 2, len]: row 2i beside row 2i + 1
-        let paired = values.reshape([pairs, 2, len]);
-        let first = paired.clone().narrow(1, 0, 1);
-        let second = paired.narrow(1, 1, 1);
-        // [pairs, 1, len] → [pairs, 1, 1] → [pairs]
-        (first - second).abs().mean_dim(2).reshape([pairs])
-    };
-    let image_distance = pair_distance(images.reshape([rows, pixels]), pixels);
-    let noise_distance = pair_distance(noise, latent);
-    (image_distance / noise_distance)
-        .add_scalar(MODE_SEEKING_EPSILON)
-        .recip()
-        .mean()
 }
 
 /// The values of one-element tensors, read from the device in one transfer: a GPU is waited

@@ -1,6 +1,7 @@
 //! The trainer's label draws and its mode-seeking term.
 
 use super::*;
+use crate::gan::losses::MODE_SEEKING_EPSILON;
 
 #[test]
 fn label_draws_follow_the_policy() {

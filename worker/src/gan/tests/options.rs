@@ -1,0 +1,154 @@
+//! Training options beyond the recipe (DiffAugment, the projection discriminator, mode
+//! seeking, the discriminator's own rate): each changes what it says it changes, is recorded in
+//! the checkpoint and resumes bit for bit.
+
+use super::*;
+
+/// Trains `config` for 6 steps with `setting` applied, and again for 3 steps, through a real
+/// checkpoint and 3 more after restoring; checks the two end bit for bit equal and returns the
+/// uninterrupted trainer and the checkpoint's snapshot (what it recorded).
+fn resumes_bit_for_bit(
+    config: TrainConfig,
+    setting: impl Fn(&mut GanTrainer<Train>),
+) -> (GanTrainer<Train>, Snapshot) {
+    let run = |steps: u64, from: Option<GanTrainer<Train>>| {
+        let mut trainer = from.unwrap_or_else(|| {
+            let mut fresh = GanTrainer::<Train>::new(config.clone(), &[4, 4], &Default::default())
+                .expect("trainer");
+            setting(&mut fresh);
+            fresh
+        });
+        while trainer.step() < steps {
+            let step = trainer.step();
+            trainer.train_step(&two_class_batch(step)).expect("step");
+        }
+        trainer
+    };
+    let uninterrupted = run(6, None);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let loaded = through_checkpoint(&run(3, None), dir.path());
+    let restored =
+        GanTrainer::<Train>::restore(loaded.clone(), &Default::default()).expect("restore");
+    let resumed = run(6, Some(restored));
+    assert_eq!(
+        all_bits(&resumed),
+        all_bits(&uninterrupted),
+        "resume must be bit-exact"
+    );
+    (uninterrupted, loaded)
+}
+
+#[test]
+fn augmented_training_differs_from_plain_and_resumes_bit_for_bit() {
+    use super::augment::DiffAugment;
+    let policy = DiffAugment::parse("color,translation,cutout").expect("policy");
+    let (augmented, loaded) =
+        resumes_bit_for_bit(tiny_config(16), |trainer| trainer.set_diff_augment(policy));
+    assert_ne!(
+        all_bits(&augmented),
+        all_bits(&trained(16, 6)),
+        "the discriminator saw other images"
+    );
+    assert_eq!(loaded.description.diff_augment, policy, "recorded");
+}
+
+#[test]
+fn a_projection_discriminator_learns_class_vectors_and_resumes_bit_for_bit() {
+    let mut config = tiny_config(17);
+    config.gan.projection = Some(true);
+    let (trainer, loaded) = resumes_bit_for_bit(config, |_| {});
+    let discriminator = trainer.discriminator();
+    assert!(discriminator.has_projection());
+    let class_vectors = named_tensors(&discriminator)
+        .into_iter()
+        .find(|tensor| tensor.name.starts_with("class_projection"))
+        .expect("the class vectors are parameters");
+    assert!(
+        class_vectors.values.iter().any(|&v| v != 0.0),
+        "the zero-initialized class vectors must be trained"
+    );
+    assert!(loaded.description.config.gan.projects(), "recorded");
+}
+
+#[test]
+fn mode_seeking_changes_the_generator_and_resumes_bit_for_bit() {
+    let (seeking, loaded) = resumes_bit_for_bit(tiny_config(18), |trainer| {
+        trainer.set_mode_seeking(Some(1.0)).expect("weight")
+    });
+    assert_eq!(loaded.description.mode_seeking, Some(1.0), "recorded");
+    let plain = trained(18, 6);
+    assert_ne!(
+        parameter_bits(&seeking.generator()),
+        parameter_bits(&plain.generator()),
+        "the generator's loss has the term"
+    );
+}
+
+/// The largest change of any parameter between two parameter lists of one network.
+fn largest_move(before: &[params::NamedTensor], after: &[params::NamedTensor]) -> f32 {
+    before
+        .iter()
+        .zip(after)
+        .flat_map(|(b, a)| b.values.iter().zip(&a.values).map(|(x, y)| (x - y).abs()))
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn each_network_takes_its_own_rate_and_the_rate_is_recorded() {
+    // Adam's first step moves every parameter with a gradient by almost exactly the rate
+    // (m̂ / √v̂ = ±1), so each network's largest move shows the rate it was given.
+    let first_moves = |config: TrainConfig| {
+        let mut trainer =
+            GanTrainer::<Train>::new(config, &[4, 4], &Default::default()).expect("trainer");
+        let generator = named_tensors(&trainer.generator());
+        let discriminator = named_tensors(&trainer.discriminator());
+        trainer.train_step(&two_class_batch(0)).expect("step");
+        (
+            largest_move(&generator, &named_tensors(&trainer.generator())),
+            largest_move(&discriminator, &named_tensors(&trainer.discriminator())),
+        )
+    };
+    let near = |moved: f32, rate: f64| (f64::from(moved) - rate).abs() < rate * 0.01;
+    let (generator, discriminator) = first_moves(tiny_config(19).with_learning_rate(1e-4));
+    assert!(
+        near(generator, 1e-4) && near(discriminator, 1e-4),
+        "shared: {generator} {discriminator}"
+    );
+    let two_rates = tiny_config(19)
+        .with_learning_rate(1e-4)
+        .with_discriminator_learning_rate(Some(4e-4));
+    let (generator, discriminator) = first_moves(two_rates.clone());
+    assert!(near(generator, 1e-4), "generator moved {generator}");
+    assert!(
+        near(discriminator, 4e-4),
+        "discriminator moved {discriminator}"
+    );
+
+    let (_, loaded) = resumes_bit_for_bit(two_rates, |_| {});
+    assert_eq!(
+        loaded.description.config.discriminator_learning_rate,
+        Some(4e-4),
+        "recorded"
+    );
+    // A description written before the field existed has none: the shared rate.
+    let mut older = serde_json::to_value(&loaded.description).expect("json");
+    older["config"]
+        .as_object_mut()
+        .expect("config object")
+        .remove("discriminator_learning_rate");
+    let older: super::state::SnapshotDescription = serde_json::from_value(older).expect("older");
+    assert_eq!(older.config.discriminator_learning_rate, None);
+    assert_eq!(older.config.discriminator_rate(), 1e-4);
+
+    let refused = GanTrainer::<Train>::new(
+        tiny_config(19).with_discriminator_learning_rate(Some(0.0)),
+        &[4, 4],
+        &Default::default(),
+    )
+    .err()
+    .expect("a zero rate");
+    assert!(
+        refused.to_string().contains("discriminator_learning_rate"),
+        "{refused}"
+    );
+}
