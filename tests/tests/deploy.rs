@@ -101,13 +101,32 @@ print(json.dumps({"env": env.get("ANYGAN_KERNEL_CACHE"),
                   "mount": mounts.get("kernel-cache"),
                   "volume": volumes.get("kernel-cache")}))
 "#;
+    python_json(script, workers_yaml)
+}
+
+/// What `script` prints as JSON, run with `manifest` as its argument.
+fn python_json(script: &str, manifest: &Path) -> serde_json::Value {
     let output = Command::new("python3")
         .args(["-c", script])
-        .arg(workers_yaml)
+        .arg(manifest)
         .output()
         .expect("python3 runs");
     assert!(output.status.success(), "{}", text(&output));
     serde_json::from_slice(&output.stdout).expect("JSON")
+}
+
+/// Checks the chart with each (name, content) values file, rendering into `dir/out/<name>/`;
+/// asserts the check passed (the real binaries accepted every rendered command line).
+fn check_values(dir: &Path, values: &[(&str, &str)]) {
+    let mut args = vec!["--out".to_owned(), dir.join("out").display().to_string()];
+    for (name, content) in values {
+        let path = dir.join(format!("{name}.yaml"));
+        std::fs::write(&path, content).expect("write");
+        args.extend(["--values".to_owned(), path.display().to_string()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = check(&args);
+    assert!(output.status.success(), "{}", text(&output));
 }
 
 #[test]
@@ -121,18 +140,7 @@ fn gpu_workers_keep_kernels_in_a_pod_volume_or_a_node_folder() {
         ),
         ("values-cpu", "workers:\n  gpu: false\n"),
     ];
-    let mut args = vec![
-        "--out".to_owned(),
-        dir.path().join("out").display().to_string(),
-    ];
-    for (name, content) in values {
-        let path = dir.path().join(format!("{name}.yaml"));
-        std::fs::write(&path, content).expect("write");
-        args.extend(["--values".to_owned(), path.display().to_string()]);
-    }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let output = check(&args);
-    assert!(output.status.success(), "{}", text(&output));
+    check_values(dir.path(), &values);
     let rendered =
         |name: &str| rendered_kernel_cache(&dir.path().join("out").join(name).join("workers.yaml"));
 
@@ -154,5 +162,54 @@ fn gpu_workers_keep_kernels_in_a_pod_volume_or_a_node_folder() {
         cpu,
         serde_json::json!({"env": null, "mount": null, "volume": null}),
         "a CPU worker compiles no kernels: {cpu}"
+    );
+}
+
+/// The coordinator container's arguments as rendered.
+fn rendered_coordinator_args(coordinator_yaml: &Path) -> Vec<String> {
+    let script = r#"
+import json, sys, yaml
+for document in yaml.safe_load_all(open(sys.argv[1])):
+    if document and document.get("kind") == "Deployment":
+        print(json.dumps(document["spec"]["template"]["spec"]["containers"][0]["args"]))
+"#;
+    serde_json::from_value(python_json(script, coordinator_yaml)).expect("a list of strings")
+}
+
+#[test]
+fn the_discriminator_gets_its_own_rate_only_when_the_values_give_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let values = [
+        ("values-shared-rate", "{}\n"),
+        (
+            "values-two-rates",
+            "job:\n  learningRate: 0.0001\n  discriminatorLearningRate: 0.0004\n",
+        ),
+    ];
+    // The check runs the real coordinator with each rendered command line: both are accepted.
+    check_values(dir.path(), &values);
+    let flag_value = |rendered: &[String], flag: &str| {
+        rendered
+            .iter()
+            .position(|arg| arg == flag)
+            .map(|at| rendered[at + 1].clone())
+    };
+    let rendered = |name: &str| {
+        rendered_coordinator_args(&dir.path().join("out").join(name).join("coordinator.yaml"))
+    };
+    let shared = rendered("values-shared-rate");
+    assert_eq!(
+        flag_value(&shared, "--learning-rate").as_deref(),
+        Some("0.0002")
+    );
+    assert_eq!(flag_value(&shared, "--discriminator-learning-rate"), None);
+    let two = rendered("values-two-rates");
+    assert_eq!(
+        flag_value(&two, "--learning-rate").as_deref(),
+        Some("0.0001")
+    );
+    assert_eq!(
+        flag_value(&two, "--discriminator-learning-rate").as_deref(),
+        Some("0.0004")
     );
 }
