@@ -199,8 +199,7 @@ fn standalone_evaluation_defers_resampling_and_refuses_a_finish_without_the_meth
         &refused_dir,
         &["--epochs", "2", "--finish-oversampled-epochs", "2"],
     );
-    assert!(!refused.status.success());
-    let stderr = String::from_utf8_lossy(&refused.stderr);
+    let stderr = refusal(&refused);
     assert!(
         stderr.contains("finish_oversampled_epochs (2) must be below the classifier's epochs (2)"),
         "{stderr}"
@@ -255,8 +254,7 @@ fn standalone_evaluation_defers_resampling_and_refuses_a_finish_without_the_meth
     // Classifier re-training: the head alone after the long-tailed start, which it needs.
     let headless_dir = dir.path().join("head-only-without-start");
     let refused = evaluate(&headless_dir, &["--epochs", "1", "--rebalance-head-only"]);
-    assert!(!refused.status.success());
-    let stderr = String::from_utf8_lossy(&refused.stderr);
+    let stderr = refusal(&refused);
     assert!(
         stderr.contains("rebalance_head_only") && stderr.contains("long_tail_first_epochs is 0"),
         "{stderr}"
@@ -291,8 +289,7 @@ fn standalone_evaluation_augments_every_method_alike_within_bounds() {
     // Augmentation of every method's training images: refused past its bound, reported.
     let off_dir = dir.path().join("augmented-off-the-image");
     let refused = evaluate(&off_dir, &["--epochs", "1", "--augment-shift", "20"]);
-    assert!(!refused.status.success());
-    let stderr = String::from_utf8_lossy(&refused.stderr);
+    let stderr = refusal(&refused);
     assert!(stderr.contains("augment_shift 20"), "{stderr}");
     assert!(!off_dir.exists(), "nothing written for refused settings");
     let augmented_dir = dir.path().join("augmented");
@@ -329,8 +326,7 @@ fn standalone_evaluation_scores_a_balanced_held_out_validation_set() {
         &too_many_dir,
         &["--epochs", "1", "--validation-per-class", "5990"],
     );
-    assert!(!refused.status.success());
-    let stderr = String::from_utf8_lossy(&refused.stderr);
+    let stderr = refusal(&refused);
     assert!(
         stderr.contains("validation_per_class")
             && stderr.contains("class 0 has 5976 records outside the training subset"),
@@ -351,8 +347,7 @@ fn standalone_evaluation_scores_a_balanced_held_out_validation_set() {
         .args(["--output", whole_split_dir.to_str().unwrap()])
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(!refused.status.success(), "{stderr}");
+    let stderr = refusal(&refused);
     assert!(
         stderr.contains("--validation-per-class") && stderr.contains("none is left to validate on"),
         "{stderr}"
@@ -424,6 +419,13 @@ fn evaluate(output: &std::path::Path, settings: &[&str]) -> std::process::Output
         .args(settings)
         .output()
         .unwrap()
+}
+
+/// The error output of a run that must have been refused (it fails the test otherwise).
+fn refusal(run: &std::process::Output) -> String {
+    let stderr = String::from_utf8_lossy(&run.stderr).into_owned();
+    assert!(!run.status.success(), "{stderr}");
+    stderr
 }
 
 /// The report.md a successful `worker evaluate` wrote into `output`.
