@@ -78,8 +78,8 @@ fn train_generate_evaluate_on_fashion_mnist() {
         serde_json::from_slice(&std::fs::read(evaluation.join("results.json")).unwrap()).unwrap();
     assert_eq!(
         results.len(),
-        (5 + 2) * 3,
-        "5 methods and the 2 quality runs × 1 seed × 2 test sets and the validation set"
+        (6 + 2) * 3,
+        "6 methods and the 2 quality runs × 1 seed × 2 test sets and the validation set"
     );
     for result in &results {
         let metrics = &result["metrics"];

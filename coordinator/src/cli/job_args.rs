@@ -76,7 +76,8 @@ pub(super) struct EvaluationArgs {
     /// No evaluation after generation.
     #[arg(long)]
     no_evaluation: bool,
-    /// Methods: long-tail, random-oversampling, class-weighted, anygan, smote.
+    /// Methods: long-tail, random-oversampling, class-weighted, anygan, smote,
+    /// shifted-oversampling.
     #[arg(
         long,
         value_delimiter = ',',

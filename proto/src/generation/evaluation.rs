@@ -137,13 +137,14 @@ pub const DEFAULT_REAL_SHARE: f64 = 0.5;
 /// The evaluation's quality runs: the generator is measured once, with the first seed.
 pub const QUALITY_METHODS: [&str; 2] = ["cas", "full-real"];
 
-/// The remedies an evaluation compares, (a) to (e).
-pub const EVALUATION_METHODS: [&str; 5] = [
+/// The remedies an evaluation compares, (a) to (f).
+pub const EVALUATION_METHODS: [&str; 6] = [
     "long-tail",
     "random-oversampling",
     "class-weighted",
     "anygan",
     "smote",
+    "shifted-oversampling",
 ];
 
 impl EvaluationSettings {

@@ -12,7 +12,8 @@ pub(super) struct EvaluateArgs {
     /// `rebalanced/idx` set is method (d). Without it, (d) is skipped.
     #[arg(long)]
     generation: Option<String>,
-    /// Methods, comma-separated: long-tail, random-oversampling, class-weighted, anygan, smote;
+    /// Methods, comma-separated: long-tail, random-oversampling, class-weighted, anygan, smote,
+    /// shifted-oversampling;
     /// and the generator's quality: cas (trained on generated images only) and full-real (the
     /// reference on the full real training split, which also labels the generated images).
     #[arg(

@@ -78,37 +78,62 @@ impl ClassifierAugmentation {
         if self.is_identity() {
             return;
         }
-        let (height, width) = (shape.height, shape.width);
-        let plane = height * width;
         let mut rng = stream(seed, Purpose::ClassifierAugmentation, step, 0);
-        let mut moved = vec![BACKGROUND; plane];
+        let mut scratch = Vec::new();
         for image in values.chunks_exact_mut(shape.pixel_count()) {
             let shift = self.max_shift as i64;
             let dy = rng.random_range(-shift..=shift) as isize;
             let dx = rng.random_range(-shift..=shift) as isize;
             let flip = self.flip_probability > 0.0 && rng.random::<f64>() < self.flip_probability;
-            for channel in image.chunks_exact_mut(plane) {
-                moved.fill(BACKGROUND);
-                for y in 0..height {
-                    let Some(source_y) = y.checked_add_signed(-dy).filter(|&s| s < height) else {
+            let moved = Move { dy, dx, flip };
+            moved.apply(image, shape, BACKGROUND, &mut scratch);
+        }
+    }
+}
+
+/// One image's move: down `dy` and right `dx` pixels (negative: up, left), after a left-right
+/// flip when `flip`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Move {
+    pub dy: isize,
+    pub dx: isize,
+    pub flip: bool,
+}
+
+impl Move {
+    /// Moves `image` (of `shape`, channel-first) in place; pixels moved in from outside are
+    /// `background`. `scratch` is reused between calls.
+    pub fn apply<T: Copy>(
+        &self,
+        image: &mut [T],
+        shape: ImageShape,
+        background: T,
+        scratch: &mut Vec<T>,
+    ) {
+        let (height, width) = (shape.height, shape.width);
+        let plane = height * width;
+        for channel in image.chunks_exact_mut(plane) {
+            scratch.clear();
+            scratch.resize(plane, background);
+            for y in 0..height {
+                let Some(source_y) = y.checked_add_signed(-self.dy).filter(|&s| s < height) else {
+                    continue;
+                };
+                for x in 0..width {
+                    // The output pixel x shows the flipped image's pixel x - dx.
+                    let Some(shifted_x) = x.checked_add_signed(-self.dx).filter(|&s| s < width)
+                    else {
                         continue;
                     };
-                    for x in 0..width {
-                        // The output pixel x shows the flipped image's pixel x - dx.
-                        let Some(shifted_x) = x.checked_add_signed(-dx).filter(|&s| s < width)
-                        else {
-                            continue;
-                        };
-                        let source_x = if flip {
-                            width - 1 - shifted_x
-                        } else {
-                            shifted_x
-                        };
-                        moved[y * width + x] = channel[source_y * width + source_x];
-                    }
+                    let source_x = if self.flip {
+                        width - 1 - shifted_x
+                    } else {
+                        shifted_x
+                    };
+                    scratch[y * width + x] = channel[source_y * width + source_x];
                 }
-                channel.copy_from_slice(&moved);
             }
+            channel.copy_from_slice(scratch);
         }
     }
 }

@@ -52,6 +52,100 @@ fn smote_interpolates_between_same_class_neighbours() {
     assert_eq!(&data.labels()[..6], &[0; 6]);
 }
 
+/// 6×6 images with one lit pixel each: class 0 has 40 (level 1, at the centre), class 1 two,
+/// level 100 at (2, 3) and level 200 at (3, 2). Where a copy's lit pixel sits tells how far it
+/// moved.
+fn lit_pixels() -> ImageDataset {
+    let shape = ImageShape {
+        channels: 1,
+        height: 6,
+        width: 6,
+    };
+    let lit = |y: usize, x: usize, level: u8| {
+        let mut image = [0u8; 36];
+        image[y * 6 + x] = level;
+        image
+    };
+    let mut pixels: Vec<u8> = (0..40).flat_map(|_| lit(3, 3, 1)).collect();
+    pixels.extend(lit(2, 3, 100));
+    pixels.extend(lit(3, 2, 200));
+    let mut labels = vec![0; 40];
+    labels.extend([1, 1]);
+    ImageDataset::new(shape, pixels, labels, vec!["a".into(), "b".into()]).unwrap()
+}
+
+/// The level and (y, x) of an image's lit pixels.
+fn lit(image: &[u8]) -> Vec<(u8, usize, usize)> {
+    (0..image.len())
+        .filter(|&i| image[i] > 0)
+        .map(|i| (image[i], i / 6, i % 6))
+        .collect()
+}
+
+#[test]
+fn shifted_oversampling_fills_a_quarter_of_the_target_with_shifted_copies() {
+    let data = lit_pixels();
+    let set = shifted_oversample(&data, 40, 3).unwrap();
+    assert_eq!(set.class_counts(), vec![40, 40]);
+    // Class 0 is at the target and untouched; the originals come first, in order.
+    assert_eq!(set.select(&(0..42).collect::<Vec<_>>()).unwrap(), data);
+    let original_of = |level: u8| if level == 100 { (2, 3) } else { (3, 2) };
+    // Exact copies up to three quarters of 40: 28 more after the 2 originals.
+    for i in 42..70 {
+        assert_eq!(set.labels()[i], 1);
+        let [(level, y, x)] = lit(set.image(i))[..] else {
+            panic!("record {i} is not one lit pixel: {:?}", lit(set.image(i)));
+        };
+        assert_eq!((y, x), original_of(level), "record {i} is an exact copy");
+    }
+    // The last 10: each an original moved by at most 2 pixels each way, and some really moved.
+    let mut moved = 0;
+    for i in 70..80 {
+        assert_eq!(set.labels()[i], 1);
+        let [(level, y, x)] = lit(set.image(i))[..] else {
+            panic!("record {i} is not one lit pixel: {:?}", lit(set.image(i)));
+        };
+        let (oy, ox) = original_of(level);
+        assert!(
+            y.abs_diff(oy) <= 2 && x.abs_diff(ox) <= 2,
+            "record {i}: {level} at ({y}, {x})"
+        );
+        moved += usize::from((y, x) != (oy, ox));
+    }
+    assert!(moved >= 5, "only {moved} of 10 shifted copies moved");
+    assert_eq!(shifted_oversample(&data, 40, 3).unwrap(), set, "seeded");
+    assert_ne!(
+        shifted_oversample(&data, 40, 4).unwrap(),
+        set,
+        "the seed draws"
+    );
+    // The method builds exactly this set.
+    let sources = Sources {
+        long_tail: &data,
+        rebalanced: None,
+        full_real: None,
+        judged: None,
+    };
+    let built = training_set(Method::ShiftedOversampling, sources, balance(40), 3).unwrap();
+    assert_eq!(built.data, set);
+    assert!(built.class_weights.is_none());
+}
+
+#[test]
+fn shifted_oversampling_never_moves_a_small_image_off_its_frame() {
+    // 2×2 images cannot move by even a pixel without losing half of themselves: exact copies.
+    let set = shifted_oversample(&tiny(), 6, 1).unwrap();
+    assert_eq!(set.class_counts(), vec![6, 6]);
+    for i in 6..12 {
+        let image = set.image(i);
+        assert!(matches!(image[0], 100 | 200), "record {i}: {image:?}");
+        assert!(
+            image.iter().all(|&p| p == image[0]),
+            "record {i}: {image:?}"
+        );
+    }
+}
+
 fn balance(target: usize) -> Balance {
     Balance {
         target,
