@@ -121,6 +121,7 @@ fn train_generate_evaluate_on_fashion_mnist() {
             ("class-weighted".to_string(), 80),
             ("anygan".to_string(), 240),
             ("smote".to_string(), 240),
+            ("shifted-oversampling".to_string(), 240),
             ("cas".to_string(), 160),
             ("full-real".to_string(), 60_000),
         ],
@@ -159,10 +160,10 @@ fn train_generate_evaluate_on_fashion_mnist() {
         let bars = image::open(evaluation.join(format!("recall-{test}.png"))).unwrap();
         assert_eq!(
             bars.width(),
-            2 * 10 + 10 * (7 * 6 + 10),
-            "10 classes × 7 runs"
+            2 * 10 + 10 * (8 * 6 + 10),
+            "10 classes × 8 runs"
         );
-        for method in ["long-tail", "anygan", "smote"] {
+        for method in ["long-tail", "anygan", "smote", "shifted-oversampling"] {
             let confusion =
                 image::open(evaluation.join(format!("confusion-{method}-{test}.png"))).unwrap();
             assert_eq!(confusion.width(), 10 * 16 + 2);
@@ -173,6 +174,7 @@ fn train_generate_evaluate_on_fashion_mnist() {
         "(a) long-tailed as is",
         "(d) anygan cDCGAN",
         "(e) pixel SMOTE",
+        "(f) oversampling, shifted copies",
         "balanced test set",
         "imbalanced test set",
         "DeepSMOTE",

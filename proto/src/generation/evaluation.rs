@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 /// method and seed, then one report. Runs only when the data has a test split (Fashion-MNIST).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvaluationSettings {
-    /// `long-tail`, `random-oversampling`, `class-weighted`, `anygan`, `smote`.
+    /// `long-tail`, `random-oversampling`, `class-weighted`, `anygan`, `smote`,
+    /// `shifted-oversampling` (and the quality runs `cas`, `full-real`).
     pub methods: Vec<String>,
     pub seeds: Vec<u64>,
     pub epochs: usize,
