@@ -50,16 +50,13 @@ impl ClassifierAugmentation {
 
     /// Refuses settings that cannot apply to images of `shape`, naming the field.
     pub fn validate(&self, shape: ImageShape) -> Result<()> {
-        let side = shape.height.min(shape.width);
-        if self.max_shift >= side.div_ceil(2) {
+        let largest = largest_shift(shape);
+        if self.max_shift > largest {
             return Err(Error::config(
                 "augment_shift",
                 format!(
                     "a shift of up to {} pixels would move a {}×{} image off itself; at most {}",
-                    self.max_shift,
-                    shape.height,
-                    shape.width,
-                    side.div_ceil(2).saturating_sub(1)
+                    self.max_shift, shape.height, shape.width, largest
                 ),
             ));
         }
@@ -89,6 +86,12 @@ impl ClassifierAugmentation {
             moved.apply(image, shape, BACKGROUND, &mut scratch);
         }
     }
+}
+
+/// The largest shift, along each axis, that keeps more than half of an image of `shape` in
+/// its frame.
+pub(crate) fn largest_shift(shape: ImageShape) -> usize {
+    shape.height.min(shape.width).div_ceil(2).saturating_sub(1)
 }
 
 /// One image's move: down `dy` and right `dx` pixels (negative: up, left), after a left-right

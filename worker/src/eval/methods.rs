@@ -5,7 +5,7 @@
 
 use rand::Rng;
 
-use super::augment::Move;
+use super::augment::{Move, largest_shift};
 use super::metrics::effective_number_weights;
 use crate::data::ImageDataset;
 use crate::error::{Error, Result};
@@ -252,8 +252,7 @@ pub fn random_oversample(data: &ImageDataset, target: usize, seed: u64) -> Resul
 /// images in the same places: a user should see that bar in the report.
 pub fn shifted_oversample(data: &ImageDataset, target: usize, seed: u64) -> Result<ImageDataset> {
     let shape = data.shape();
-    let side = shape.height.min(shape.width);
-    let max_shift = SHIFTED_COPIES_MAX_SHIFT.min(side.div_ceil(2).saturating_sub(1)) as i64;
+    let max_shift = SHIFTED_COPIES_MAX_SHIFT.min(largest_shift(shape)) as i64;
     let exact_part = ((1.0 - SHIFTED_COPIES_SHARE) * target as f64).round() as usize;
     let mut exact: Vec<usize> = (0..data.len()).collect();
     let mut shifted_pixels = Vec::new();

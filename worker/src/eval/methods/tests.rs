@@ -61,25 +61,32 @@ fn lit_pixels() -> ImageDataset {
         height: 6,
         width: 6,
     };
-    let lit = |y: usize, x: usize, level: u8| {
+    let one_lit = |y: usize, x: usize, level: u8| {
         let mut image = [0u8; 36];
         image[y * 6 + x] = level;
         image
     };
-    let mut pixels: Vec<u8> = (0..40).flat_map(|_| lit(3, 3, 1)).collect();
-    pixels.extend(lit(2, 3, 100));
-    pixels.extend(lit(3, 2, 200));
+    let mut pixels: Vec<u8> = (0..40).flat_map(|_| one_lit(3, 3, 1)).collect();
+    pixels.extend(one_lit(2, 3, 100));
+    pixels.extend(one_lit(3, 2, 200));
     let mut labels = vec![0; 40];
     labels.extend([1, 1]);
     ImageDataset::new(shape, pixels, labels, vec!["a".into(), "b".into()]).unwrap()
 }
 
-/// The level and (y, x) of an image's lit pixels.
-fn lit(image: &[u8]) -> Vec<(u8, usize, usize)> {
-    (0..image.len())
-        .filter(|&i| image[i] > 0)
-        .map(|i| (image[i], i / 6, i % 6))
-        .collect()
+/// The level and (y, x) of record `i`'s one lit pixel, after checking it is a class-1 record
+/// with exactly one.
+fn only_lit_pixel(set: &ImageDataset, i: usize) -> (u8, usize, usize) {
+    assert_eq!(set.labels()[i], 1);
+    let image = set.image(i);
+    let lit: Vec<(u8, usize, usize)> = (0..image.len())
+        .filter(|&p| image[p] > 0)
+        .map(|p| (image[p], p / 6, p % 6))
+        .collect();
+    let [only] = lit[..] else {
+        panic!("record {i} is not one lit pixel: {lit:?}");
+    };
+    only
 }
 
 #[test]
@@ -92,19 +99,13 @@ fn shifted_oversampling_fills_a_quarter_of_the_target_with_shifted_copies() {
     let original_of = |level: u8| if level == 100 { (2, 3) } else { (3, 2) };
     // Exact copies up to three quarters of 40: 28 more after the 2 originals.
     for i in 42..70 {
-        assert_eq!(set.labels()[i], 1);
-        let [(level, y, x)] = lit(set.image(i))[..] else {
-            panic!("record {i} is not one lit pixel: {:?}", lit(set.image(i)));
-        };
+        let (level, y, x) = only_lit_pixel(&set, i);
         assert_eq!((y, x), original_of(level), "record {i} is an exact copy");
     }
     // The last 10: each an original moved by at most 2 pixels each way, and some really moved.
     let mut moved = 0;
     for i in 70..80 {
-        assert_eq!(set.labels()[i], 1);
-        let [(level, y, x)] = lit(set.image(i))[..] else {
-            panic!("record {i} is not one lit pixel: {:?}", lit(set.image(i)));
-        };
+        let (level, y, x) = only_lit_pixel(&set, i);
         let (oy, ox) = original_of(level);
         assert!(
             y.abs_diff(oy) <= 2 && x.abs_diff(ox) <= 2,
