@@ -110,8 +110,12 @@ impl ClassifierConfig {
 impl<B: Backend> Classifier<B> {
     /// Logits `[n, K]` of images `[n, C, S, S]` in [-1, 1].
     pub fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
-        let x = self.pool.forward(relu(self.conv1.forward(images)));
-        let x = self.pool.forward(relu(self.conv2.forward(x)));
+        // Pooling before the ReLU computes exactly ReLU-then-pool (max and max(·, 0) commute,
+        // and the gradients agree: where a window's maximum is ≤ 0 both are 0; a test checks
+        // it bit for bit), with the ReLU and its backward on a quarter of the values. On the
+        // CPU backend a training step takes about 14 % less time (`--bench classifier`).
+        let x = relu(self.pool.forward(self.conv1.forward(images)));
+        let x = relu(self.pool.forward(self.conv2.forward(x)));
         let x: Tensor<B, 2> = x.flatten(1, 3);
         self.output.forward(relu(self.hidden.forward(x)))
     }

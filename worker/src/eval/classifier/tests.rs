@@ -301,3 +301,60 @@ fn augmentation_reaches_training_repeats_for_a_seed_and_is_checked_against_the_i
     };
     assert!(err.to_string().contains("augment_shift"), "{err}");
 }
+
+/// The forward pass as the architecture is written: ReLU, then pooling.
+fn forward_relu_then_pool<B: Backend>(model: &Classifier<B>, images: Tensor<B, 4>) -> Tensor<B, 2> {
+    let x = model.pool.forward(relu(model.conv1.forward(images)));
+    let x = model.pool.forward(relu(model.conv2.forward(x)));
+    let x: Tensor<B, 2> = x.flatten(1, 3);
+    model.output.forward(relu(model.hidden.forward(x)))
+}
+
+#[test]
+fn pooling_before_the_relu_gives_the_same_logits_and_gradients_bit_for_bit() {
+    let device = Default::default();
+    let config = ClassifierConfig::new(3).with_width(4);
+    let model = config.init::<TrainBackend>(&device).expect("model");
+    // Normal inputs: many windows whose maximum is negative, where only the order differs.
+    let images = Tensor::<TrainBackend, 4>::random(
+        [6, 1, 28, 28],
+        burn::tensor::Distribution::Normal(0.0, 1.0),
+        &device,
+    );
+    let weighting = Tensor::<TrainBackend, 2>::random(
+        [6, 3],
+        burn::tensor::Distribution::Normal(0.0, 1.0),
+        &device,
+    );
+    let _section = crate::autodiff::section();
+    let numbers = |logits: Tensor<TrainBackend, 2>| {
+        let grads = (logits.clone() * weighting.clone()).sum().backward();
+        let mut values = logits
+            .into_data()
+            .convert::<f32>()
+            .into_vec::<f32>()
+            .expect("f32");
+        for grad in [
+            model.conv1.weight.grad(&grads),
+            model.conv2.weight.grad(&grads),
+        ] {
+            let grad = grad.expect("a convolution has a gradient");
+            values.extend(
+                grad.into_data()
+                    .convert::<f32>()
+                    .into_vec::<f32>()
+                    .expect("f32"),
+            );
+        }
+        values
+    };
+    let ours = numbers(model.forward(images.clone()));
+    let textbook = numbers(forward_relu_then_pool(&model, images));
+    assert!(ours.iter().any(|v| *v != 0.0), "gradients must flow");
+    let differing = ours
+        .iter()
+        .zip(&textbook)
+        .filter(|(a, b)| a.to_bits() != b.to_bits())
+        .count();
+    assert_eq!(differing, 0, "{differing} of {} numbers differ", ours.len());
+}
