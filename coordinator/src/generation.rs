@@ -41,6 +41,26 @@ enum Kind {
     Report,
 }
 
+impl Kind {
+    /// Within a stage, tasks go out by this rank, then by id. Evaluation runs go longest
+    /// first, so that the runs still going when the others are done are short ones and no
+    /// worker idles long beside one training the largest set (longest-processing-time-first
+    /// list scheduling): the full real split, then the methods training on the rebalanced set
+    /// (long-tailed set plus generated images or copies), then the generated images alone,
+    /// then the long-tailed set alone. Every other task: 0, in id order.
+    fn hand_out_rank(&self) -> u8 {
+        match self {
+            Kind::Evaluate { method, .. } => match method.as_str() {
+                "full-real" => 0,
+                "cas" => 2,
+                "long-tail" | "class-weighted" => 3,
+                _ => 1,
+            },
+            _ => 0,
+        }
+    }
+}
+
 /// What a worker asking for work gets.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Next {
@@ -116,7 +136,10 @@ impl Board {
         let Some(id) = self
             .tasks
             .iter()
-            .position(|t| t.stage == stage && t.slot == Slot::Open)
+            .enumerate()
+            .filter(|(_, t)| t.stage == stage && t.slot == Slot::Open)
+            .min_by_key(|(id, t)| (t.kind.hand_out_rank(), *id))
+            .map(|(id, _)| id)
         else {
             return Next::Wait;
         };
@@ -363,9 +386,10 @@ mod tests {
             assert_eq!(task_id(&board.next("w", now)), id);
             board.report(&done("w", id)).unwrap();
         }
-        // Four evaluation tasks may run at once; the report waits for all of them.
+        // Four evaluation tasks may run at once, the longer (d) runs first; the report waits
+        // for all of them.
         let evaluations: Vec<u64> = (0..4).map(|_| task_id(&board.next("w", now))).collect();
-        assert_eq!(evaluations, vec![4, 5, 6, 7]);
+        assert_eq!(evaluations, vec![6, 7, 4, 5]);
         assert_eq!(board.next("w", now), Next::Wait);
         for id in 4..8 {
             board.report(&done("w", id)).unwrap();
@@ -376,6 +400,47 @@ mod tests {
         );
         board.report(&done("w", 8)).unwrap();
         assert_eq!(board.next("w", now), Next::Finished);
+    }
+
+    #[test]
+    fn evaluation_runs_go_out_longest_first() {
+        let mut plan = plan();
+        plan.evaluation = Some(anygan_proto::generation::EvaluationSettings {
+            seeds: vec![0, 1],
+            ..Default::default() // every method, and the quality runs once
+        });
+        let mut board = Board::new(plan);
+        let now = Instant::now();
+        for id in 0..4 {
+            board.next("w", now);
+            board.report(&done("w", id)).unwrap();
+        }
+        let mut handed_out = Vec::new();
+        while let Next::Task(response) = board.next("w", now) {
+            let Some(v1::task_response::Task::Evaluate(task)) = &response.task else {
+                break; // the report
+            };
+            handed_out.push(format!("{}/{}", task.method, task.seed));
+        }
+        assert_eq!(
+            handed_out,
+            [
+                "full-real/0",
+                "random-oversampling/0",
+                "random-oversampling/1",
+                "anygan/0",
+                "anygan/1",
+                "smote/0",
+                "smote/1",
+                "shifted-oversampling/0",
+                "shifted-oversampling/1",
+                "cas/0",
+                "long-tail/0",
+                "long-tail/1",
+                "class-weighted/0",
+                "class-weighted/1",
+            ]
+        );
     }
 
     #[test]
