@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use anygan_proto::generation::{GenerationPlan, class_folder};
+use anygan_proto::generation::{EvaluationSettings, GenerationPlan, class_folder};
 use anygan_proto::v1;
 
 /// A task that failed this many times fails the job: the error is not the worker's.
@@ -47,16 +47,21 @@ impl Kind {
     /// worker idles long beside one training the largest set (longest-processing-time-first
     /// list scheduling): the full real split, then the methods training on the rebalanced set
     /// (long-tailed set plus generated images or copies), then the generated images alone,
-    /// then the long-tailed set alone. Every other task: 0, in id order.
-    fn hand_out_rank(&self) -> u8 {
-        match self {
-            Kind::Evaluate { method, .. } => match method.as_str() {
-                "full-real" => 0,
-                "cas" => 2,
-                "long-tail" | "class-weighted" => 3,
-                _ => 1,
-            },
-            _ => 0,
+    /// then the long-tailed set alone. (d) goes with the full split when it trains more than
+    /// one rebalanced set's worth: a judge classifier first, or generated images added on top.
+    /// Every other task: 0, in id order.
+    fn hand_out_rank(&self, evaluation: Option<&EvaluationSettings>) -> u8 {
+        let Kind::Evaluate { method, .. } = self else {
+            return 0;
+        };
+        let anygan_trains_more =
+            evaluation.is_some_and(|e| e.filter_generated || e.added_generated > 0);
+        match method.as_str() {
+            "full-real" => 0,
+            "anygan" if anygan_trains_more => 0,
+            "cas" => 2,
+            "long-tail" | "class-weighted" => 3,
+            _ => 1,
         }
     }
 }
@@ -138,7 +143,7 @@ impl Board {
             .iter()
             .enumerate()
             .filter(|(_, t)| t.stage == stage && t.slot == Slot::Open)
-            .min_by_key(|(id, t)| (t.kind.hand_out_rank(), *id))
+            .min_by_key(|(id, t)| (t.kind.hand_out_rank(self.plan.evaluation.as_ref()), *id))
             .map(|(id, _)| id)
         else {
             return Next::Wait;
@@ -402,13 +407,10 @@ mod tests {
         assert_eq!(board.next("w", now), Next::Finished);
     }
 
-    #[test]
-    fn evaluation_runs_go_out_longest_first() {
+    /// The evaluation runs of a board with `evaluation`, as `method/seed` in hand-out order.
+    fn evaluation_hand_out_order(evaluation: EvaluationSettings) -> Vec<String> {
         let mut plan = plan();
-        plan.evaluation = Some(anygan_proto::generation::EvaluationSettings {
-            seeds: vec![0, 1],
-            ..Default::default() // every method, and the quality runs once
-        });
+        plan.evaluation = Some(evaluation);
         let mut board = Board::new(plan);
         let now = Instant::now();
         for id in 0..4 {
@@ -422,6 +424,15 @@ mod tests {
             };
             handed_out.push(format!("{}/{}", task.method, task.seed));
         }
+        handed_out
+    }
+
+    #[test]
+    fn evaluation_runs_go_out_longest_first() {
+        let handed_out = evaluation_hand_out_order(EvaluationSettings {
+            seeds: vec![0, 1],
+            ..Default::default() // every method, and the quality runs once
+        });
         assert_eq!(
             handed_out,
             [
@@ -439,6 +450,30 @@ mod tests {
                 "long-tail/1",
                 "class-weighted/0",
                 "class-weighted/1",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_judged_anygan_run_goes_out_with_the_full_split() {
+        let handed_out = evaluation_hand_out_order(EvaluationSettings {
+            methods: vec![
+                "long-tail".into(),
+                "random-oversampling".into(),
+                "anygan".into(),
+            ],
+            seeds: vec![0],
+            filter_generated: true, // (d) trains a judge classifier first
+            ..Default::default()
+        });
+        assert_eq!(
+            handed_out,
+            [
+                "anygan/0",
+                "full-real/0",
+                "random-oversampling/0",
+                "cas/0",
+                "long-tail/0"
             ]
         );
     }
