@@ -314,18 +314,19 @@ fn forward_relu_then_pool<B: Backend>(model: &Classifier<B>, images: Tensor<B, 4
 fn pooling_before_the_relu_gives_the_same_logits_and_gradients_bit_for_bit() {
     let device = Default::default();
     let config = ClassifierConfig::new(3).with_width(4);
-    let model = config.init::<TrainBackend>(&device).expect("model");
+    // Every draw from burn's process-global RNG under the init lock, as `seeded_init` asks:
+    // a draw outside it would change the initial weights of a test training beside this one.
     // Normal inputs: many windows whose maximum is negative, where only the order differs.
-    let images = Tensor::<TrainBackend, 4>::random(
-        [6, 1, 28, 28],
-        burn::tensor::Distribution::Normal(0.0, 1.0),
-        &device,
-    );
-    let weighting = Tensor::<TrainBackend, 2>::random(
-        [6, 3],
-        burn::tensor::Distribution::Normal(0.0, 1.0),
-        &device,
-    );
+    let (model, images, weighting) =
+        crate::gan::train::seeded_init::<TrainBackend, _>(&device, 7, || {
+            let normal = burn::tensor::Distribution::Normal(0.0, 1.0);
+            (
+                config.init::<TrainBackend>(&device).map(force_init),
+                Tensor::<TrainBackend, 4>::random([6, 1, 28, 28], normal, &device),
+                Tensor::<TrainBackend, 2>::random([6, 3], normal, &device),
+            )
+        });
+    let model = model.expect("model");
     let _section = crate::autodiff::section();
     let numbers = |logits: Tensor<TrainBackend, 2>| {
         let grads = (logits.clone() * weighting.clone()).sum().backward();
