@@ -43,25 +43,15 @@ enum Kind {
 
 impl Kind {
     /// Within a stage, tasks go out by this rank, then by id. Evaluation runs go longest
-    /// first, so that the runs still going when the others are done are short ones and no
-    /// worker idles long beside one training the largest set (longest-processing-time-first
-    /// list scheduling): the full real split, then the methods training on the rebalanced set
-    /// (long-tailed set plus generated images or copies), then the generated images alone,
-    /// then the long-tailed set alone. (d) goes with the full split when it trains more than
-    /// one rebalanced set's worth: a judge classifier first, or generated images added on top.
-    /// Every other task: 0, in id order.
+    /// first (`EvaluationSettings::longest_first_rank`), so that the runs still going when the
+    /// others are done are short ones and no worker idles long beside one training the
+    /// largest set (longest-processing-time-first list scheduling). Every other task: 0.
     fn hand_out_rank(&self, evaluation: Option<&EvaluationSettings>) -> u8 {
-        let Kind::Evaluate { method, .. } = self else {
-            return 0;
-        };
-        let anygan_trains_more =
-            evaluation.is_some_and(|e| e.filter_generated || e.added_generated > 0);
-        match method.as_str() {
-            "full-real" => 0,
-            "anygan" if anygan_trains_more => 0,
-            "cas" => 2,
-            "long-tail" | "class-weighted" => 3,
-            _ => 1,
+        match (self, evaluation) {
+            (Kind::Evaluate { method, .. }, Some(evaluation)) => {
+                evaluation.longest_first_rank(method)
+            }
+            _ => 0,
         }
     }
 }

@@ -238,6 +238,21 @@ impl EvaluationSettings {
         }
         runs
     }
+
+    /// Where `method`'s runs stand when runs go out longest first (lower first): the full real
+    /// split, then the methods training on the rebalanced set (long-tailed set plus generated
+    /// images or copies), then the generated images alone, then the long-tailed set alone. (d)
+    /// goes with the full split when it trains more than one rebalanced set's worth: a judge
+    /// classifier first, or generated images added on top.
+    pub fn longest_first_rank(&self, method: &str) -> u8 {
+        match method {
+            "full-real" => 0,
+            "anygan" if self.filter_generated || self.added_generated > 0 => 0,
+            "cas" => 2,
+            "long-tail" | "class-weighted" => 3,
+            _ => 1,
+        }
+    }
 }
 
 impl Default for EvaluationSettings {

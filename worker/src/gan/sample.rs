@@ -117,7 +117,7 @@ fn best_candidate(scores: &[f32]) -> usize {
     best
 }
 
-fn floats<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> Vec<f32> {
+pub(crate) fn floats<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> Vec<f32> {
     tensor
         .into_data()
         .convert::<f32>()

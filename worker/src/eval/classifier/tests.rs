@@ -2,6 +2,7 @@ use super::*;
 use crate::backend::TrainBackend;
 use crate::data::ImageShape;
 use crate::eval::metrics::ConfusionMatrix;
+use crate::gan::sample::floats;
 
 /// Class 0: bright left half; class 1: bright top half; a little per-image variation.
 fn two_patterns(per_class: usize) -> ImageDataset {
@@ -330,22 +331,12 @@ fn pooling_before_the_relu_gives_the_same_logits_and_gradients_bit_for_bit() {
     let _section = crate::autodiff::section();
     let numbers = |logits: Tensor<TrainBackend, 2>| {
         let grads = (logits.clone() * weighting.clone()).sum().backward();
-        let mut values = logits
-            .into_data()
-            .convert::<f32>()
-            .into_vec::<f32>()
-            .expect("f32");
+        let mut values = floats(logits);
         for grad in [
             model.conv1.weight.grad(&grads),
             model.conv2.weight.grad(&grads),
         ] {
-            let grad = grad.expect("a convolution has a gradient");
-            values.extend(
-                grad.into_data()
-                    .convert::<f32>()
-                    .into_vec::<f32>()
-                    .expect("f32"),
-            );
+            values.extend(floats(grad.expect("a convolution has a gradient")));
         }
         values
     };
