@@ -207,6 +207,12 @@ struct StartArgs {
     /// generated images of one class must differ as their noise does (0: off).
     #[arg(long, default_value_t = 0.0)]
     mode_seeking: f32,
+    /// Shift every real image the discriminator sees by up to N pixels each way (the background
+    /// coming in), so the generator learns to draw each class at varied positions — a prior a
+    /// rare class's few originals do not show (0: off). Not DiffAugment: generated images are
+    /// not shifted, so the generator's output carries the shifts.
+    #[arg(long, default_value_t = 0)]
+    real_shift: usize,
     #[command(flatten)]
     generation: GenerationArgs,
     #[command(flatten)]
@@ -298,6 +304,7 @@ fn job_spec(args: &StartArgs) -> anyhow::Result<JobSpec> {
         diff_augment: (!matches!(args.diff_augment.as_str(), "" | "none"))
             .then(|| args.diff_augment.clone()),
         mode_seeking: (args.mode_seeking != 0.0).then_some(args.mode_seeking),
+        real_shift: (args.real_shift != 0).then_some(args.real_shift),
     };
     spec.validate().map_err(anyhow::Error::msg)?;
     Ok(spec)

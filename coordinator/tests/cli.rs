@@ -43,6 +43,9 @@ fn bad_job_settings_are_named() {
     let (ok, stderr) = start(&["--eval-real-share", "1.5"]);
     assert!(!ok);
     assert!(stderr.contains("real share"), "{stderr}");
+    let (ok, stderr) = start(&["--real-shift", "14"]);
+    assert!(!ok);
+    assert!(stderr.contains("real_shift 14"), "{stderr}");
 }
 
 #[test]

@@ -158,6 +158,10 @@ pub struct JobSpec {
     /// must differ as their noise does); none: off.
     #[serde(default)]
     pub mode_seeking: Option<f32>,
+    /// Shift every real image the discriminator sees by up to this many pixels each way, so
+    /// the generator learns to draw each class at varied positions; none: as they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub real_shift: Option<usize>,
 }
 
 fn default_keep_checkpoints() -> usize {
@@ -230,6 +234,13 @@ impl JobSpec {
                 format!("{:?}", saved.real_sampling),
             )
         })
+        .or_else(|| {
+            differs(
+                "real_shift",
+                format!("{:?}", self.real_shift),
+                format!("{:?}", saved.real_shift),
+            )
+        })
     }
 
     /// Whether generated images' labels are drawn uniformly during training.
@@ -285,6 +296,16 @@ impl JobSpec {
             return Err(format!(
                 "diff_augment `{unknown}` is not color, translation, cutout or none"
             ));
+        }
+        if let Some(shift) = self.real_shift {
+            // More than half the side would move an image off itself.
+            let largest = self.model.image_size.div_ceil(2).saturating_sub(1);
+            if shift == 0 || shift > largest {
+                return Err(format!(
+                    "real_shift {shift} must be 1 to {largest} pixels for {0}×{0} images (0 on the command line turns it off)",
+                    self.model.image_size
+                ));
+            }
         }
         if let Some(decay) = self.generator_ema
             && !(decay.is_finite() && decay > 0.0 && decay < 1.0)
@@ -351,236 +372,4 @@ impl JobSpec {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_validation_set_needs_a_per_class_subset_to_hold_images_out_of() {
-        let mut whole_split = spec();
-        whole_split.evaluation = Some(crate::generation::EvaluationSettings {
-            validation_per_class: 100,
-            ..Default::default()
-        });
-        let err = whole_split.validate().unwrap_err();
-        assert!(err.contains("validation_per_class"), "{err}");
-        let long_tail = JobSpec {
-            dataset: DatasetSource {
-                class_counts: Some(LONG_TAIL_TRAIN_COUNTS.to_vec()),
-                ..whole_split.dataset.clone()
-            },
-            ..whole_split
-        };
-        assert!(long_tail.validate().is_ok());
-    }
-
-    fn spec() -> JobSpec {
-        JobSpec {
-            job_id: "j".into(),
-            dataset: DatasetSource {
-                location: "/data".into(),
-                format: DatasetFormat::FashionMnist { test: false },
-                class_counts: None,
-                subset_seed: 0,
-            },
-            model: ModelSpec::default(),
-            steps: 10,
-            global_batch: 64,
-            learning_rate: 2e-4,
-            discriminator_learning_rate: None,
-            seed: 0,
-            uniform_fake_labels: false,
-            real_sampling: Sampling::AsIs,
-            output: "out".into(),
-            store_options: vec![],
-            sample_every: 0,
-            checksum_every: 0,
-            checkpoint_every: 0,
-            wait_for_checkpoints: false,
-            keep_checkpoints: 3,
-            generation: None,
-            evaluation: None,
-            generate_from: None,
-            min_workers: 1,
-            max_workers: 4,
-            collective_timeout_ms: 1000,
-            shard_world_size: None,
-            generator_ema: None,
-            diff_augment: None,
-            mode_seeking: None,
-        }
-    }
-
-    #[test]
-    fn json_round_trip_and_validation() {
-        let original = spec();
-        let json = serde_json::to_string(&original).expect("serializes");
-        assert_eq!(
-            serde_json::from_str::<JobSpec>(&json).expect("parses"),
-            original
-        );
-        assert!(original.validate().is_ok());
-        assert_eq!(original.local_batch(4), Ok(16));
-        assert!(
-            original
-                .local_batch(3)
-                .expect_err("64 % 3")
-                .contains("divisible by 3")
-        );
-        let bad = JobSpec {
-            min_workers: 0,
-            ..spec()
-        };
-        assert!(bad.validate().is_err());
-        let keeps_nothing = JobSpec {
-            keep_checkpoints: 0,
-            ..spec()
-        };
-        assert!(
-            keeps_nothing
-                .validate()
-                .unwrap_err()
-                .contains("keep_checkpoints")
-        );
-        for decay in [1.0, 0.0, -0.1, f32::NAN] {
-            let err = JobSpec {
-                generator_ema: Some(decay),
-                ..spec()
-            }
-            .validate()
-            .unwrap_err();
-            assert!(err.contains("generator_ema"), "{err}");
-        }
-        let augmented = JobSpec {
-            diff_augment: Some("color,translation,cutout".into()),
-            ..spec()
-        };
-        assert!(augmented.validate().is_ok());
-        let err = JobSpec {
-            diff_augment: Some("color,flip".into()),
-            ..spec()
-        }
-        .validate()
-        .unwrap_err();
-        assert!(err.contains("diff_augment `flip`"), "{err}");
-        let err = JobSpec {
-            mode_seeking: Some(1.0),
-            global_batch: 63,
-            ..spec()
-        }
-        .validate()
-        .expect_err("odd batch");
-        assert!(err.contains("mode_seeking") && err.contains("63"), "{err}");
-        let err = JobSpec {
-            mode_seeking: Some(-1.0),
-            ..spec()
-        }
-        .validate()
-        .expect_err("negative weight");
-        assert!(err.contains("mode_seeking -1"), "{err}");
-        assert_eq!(
-            JobSpec {
-                mode_seeking: Some(1.0),
-                ..spec()
-            }
-            .validate(),
-            Ok(())
-        );
-    }
-
-    #[test]
-    fn resume_conflicts_name_the_training_field_and_ignore_the_rest() {
-        let saved = spec();
-        let longer_elsewhere = JobSpec {
-            steps: 500,
-            output: "s3://other/place".into(),
-            store_options: vec![("aws_secret_access_key".into(), "x".into())],
-            min_workers: 2,
-            max_workers: 8,
-            checkpoint_every: 7,
-            wait_for_checkpoints: true,
-            ..spec()
-        };
-        assert_eq!(longer_elsewhere.resume_conflict(&saved), None);
-        let other_rate = JobSpec {
-            learning_rate: 1e-3,
-            ..spec()
-        };
-        let conflict = other_rate.resume_conflict(&saved).expect("conflict");
-        assert!(conflict.contains("learning_rate"), "{conflict}");
-        let own_discriminator_rate = JobSpec {
-            discriminator_learning_rate: Some(4e-4),
-            ..spec()
-        };
-        let conflict = own_discriminator_rate
-            .resume_conflict(&saved)
-            .expect("conflict");
-        assert!(
-            conflict.contains("discriminator_learning_rate"),
-            "{conflict}"
-        );
-        let other_model = JobSpec {
-            model: ModelSpec {
-                width: 128,
-                ..ModelSpec::default()
-            },
-            ..spec()
-        };
-        assert!(
-            other_model
-                .resume_conflict(&saved)
-                .expect("conflict")
-                .contains("model")
-        );
-        let with_projection = JobSpec {
-            model: ModelSpec {
-                projection_discriminator: true,
-                ..ModelSpec::default()
-            },
-            ..spec()
-        };
-        let conflict = with_projection.resume_conflict(&saved).expect("conflict");
-        assert!(
-            conflict.contains("projection_discriminator: true"),
-            "{conflict}"
-        );
-    }
-
-    #[test]
-    fn a_model_recorded_before_the_projection_existed_reads_without_it() {
-        let mut recorded = serde_json::to_value(ModelSpec::default()).expect("json");
-        recorded
-            .as_object_mut()
-            .expect("object")
-            .remove("projection_discriminator")
-            .expect("the field is written");
-        let read: ModelSpec = serde_json::from_value(recorded).expect("still reads");
-        assert_eq!(read, ModelSpec::default());
-    }
-
-    #[test]
-    fn the_recorded_spec_carries_no_store_options() {
-        let with_secret = JobSpec {
-            store_options: vec![("aws_secret_access_key".into(), "hunter2".into())],
-            ..spec()
-        };
-        let recorded = serde_json::to_string(&with_secret.without_secrets()).expect("json");
-        assert!(!recorded.contains("hunter2"), "{recorded}");
-    }
-
-    #[test]
-    fn widths_beyond_the_measured_bound_without_diff_augment_are_warned_about() {
-        let bound = WIDEST_MEASURED_WITHOUT_DIFF_AUGMENT;
-        assert_eq!(width_warning(bound, None), None);
-        assert_eq!(
-            width_warning(bound + 1, Some("color,translation,cutout")),
-            None
-        );
-        for none in [None, Some("none"), Some("")] {
-            let warning = width_warning(128, none).expect("warned");
-            assert!(
-                warning.contains("width 128 without DiffAugment"),
-                "{warning}"
-            );
-        }
-    }
-}
+mod tests;

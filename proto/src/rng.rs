@@ -27,6 +27,7 @@ pub enum Purpose {
     AnchorChoice = 16,
     ClassifierAugmentation = 17,
     ValidationSubset = 18,
+    RealShift = 19,
 }
 
 /// A ChaCha8 stream keyed by the seed, the purpose and two indices (e.g. step and rank).

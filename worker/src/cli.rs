@@ -154,6 +154,10 @@ struct TrainArgs {
     /// generated images of one class must differ as their noise does (0: off).
     #[arg(long, default_value_t = 0.0)]
     mode_seeking: f32,
+    /// Shift every real image the discriminator sees by up to N pixels each way, so the
+    /// generator learns to draw each class at varied positions (0: off).
+    #[arg(long, default_value_t = 0)]
+    real_shift: usize,
     /// Write a sample grid every N steps (0: only at the end).
     #[arg(long, default_value_t = 100)]
     sample_every: u64,
@@ -231,6 +235,7 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
         .with_learning_rate(args.learning_rate)
         .with_discriminator_learning_rate(args.discriminator_learning_rate)
         .with_seed(args.seed)
+        .with_real_shift((args.real_shift != 0).then_some(args.real_shift))
         .with_fake_labels(match args.fake_labels {
             FakeLabelsArg::Empirical => FakeLabels::Empirical,
             FakeLabelsArg::Uniform => FakeLabels::Uniform,

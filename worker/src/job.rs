@@ -22,6 +22,7 @@ pub fn train_config(spec: &JobSpec, num_classes: usize) -> TrainConfig {
         .with_learning_rate(spec.learning_rate)
         .with_discriminator_learning_rate(spec.discriminator_learning_rate)
         .with_seed(spec.seed)
+        .with_real_shift(spec.real_shift)
         .with_fake_labels(if spec.fake_labels_uniform() {
             FakeLabels::Uniform
         } else {

@@ -35,6 +35,7 @@ fn spec(min: usize, max: usize) -> JobSpec {
         generator_ema: None,
         diff_augment: None,
         mode_seeking: None,
+        real_shift: None,
     }
 }
 

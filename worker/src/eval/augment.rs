@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::rng::{Purpose, stream};
 
 /// The background a shift brings in: pixel value 0 scaled to [-1, 1].
-const BACKGROUND: f32 = -1.0;
+pub(crate) const BACKGROUND: f32 = -1.0;
 
 /// How the classifier's training images are varied (all zero: not at all).
 #[derive(Debug, Clone, Copy, PartialEq)]

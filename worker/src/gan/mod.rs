@@ -8,6 +8,7 @@ pub mod invert;
 mod losses;
 pub mod model;
 pub mod params;
+mod real_shift;
 pub mod sample;
 pub mod state;
 pub mod sync;

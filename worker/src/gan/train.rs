@@ -56,6 +56,10 @@ pub struct TrainConfig {
     pub seed: u64,
     #[config(default = "FakeLabels::Empirical")]
     pub fake_labels: FakeLabels,
+    /// Shift every real image the discriminator sees by up to this many pixels each way (see
+    /// `super::real_shift`); none: the images as they are. Snapshots written before it existed
+    /// have none.
+    pub real_shift: Option<usize>,
 }
 
 impl TrainConfig {
@@ -167,6 +171,7 @@ impl<B: AutodiffBackend> GanTrainer<B> {
                 return Err(Error::config(field, format!("{rate} is not positive")));
             }
         }
+        super::real_shift::check(config.real_shift, config.gan.image_shape())?;
         let (generator, discriminator) = seeded_init::<B, _>(device, config.seed, || {
             let (generator, discriminator) = config.gan.init::<B>(device)?;
             // Parameters initialize lazily; draw them all while the seed is ours.
@@ -367,7 +372,7 @@ impl<B: AutodiffBackend> GanTrainer<B> {
         let section = crate::autodiff::section();
         let real = Tensor::<B, 4>::from_data(
             TensorData::new(
-                batch.images.clone(),
+                self.real_images(&batch.images),
                 [size, shape.channels, shape.height, shape.width],
             ),
             &device,
@@ -474,6 +479,22 @@ impl<B: AutodiffBackend> GanTrainer<B> {
         }
         labels.drain(..rows.start - first_label);
         (noise, labels)
+    }
+
+    /// This replica's real images as the discriminator sees them: shifted when the run asks
+    /// for it (see `super::real_shift`).
+    fn real_images(&self, images: &[f32]) -> Vec<f32> {
+        let mut images = images.to_vec();
+        if let Some(shift) = self.config.real_shift {
+            super::real_shift::shift_rows(
+                &mut images,
+                self.config.gan.image_shape(),
+                shift,
+                (self.config.seed, self.step),
+                self.replica_rows(),
+            );
+        }
+        images
     }
 
     /// Rows of the global batch that belong to this replica.

@@ -1,6 +1,6 @@
 //! Training options beyond the recipe (DiffAugment, the projection discriminator, mode
-//! seeking, the discriminator's own rate): each changes what it says it changes, is recorded in
-//! the checkpoint and resumes bit for bit.
+//! seeking, the discriminator's own rate, shifted real images): each changes what it says it
+//! changes, is recorded in the checkpoint and resumes bit for bit.
 
 use super::*;
 
@@ -84,6 +84,16 @@ fn mode_seeking_changes_the_generator_and_resumes_bit_for_bit() {
     );
 }
 
+/// The snapshot's description as a run from before `config_field` existed wrote it.
+fn written_before(loaded: &Snapshot, config_field: &str) -> super::state::SnapshotDescription {
+    let mut older = serde_json::to_value(&loaded.description).expect("json");
+    older["config"]
+        .as_object_mut()
+        .expect("config object")
+        .remove(config_field);
+    serde_json::from_value(older).expect("older description")
+}
+
 /// The largest change of any parameter between two parameter lists of one network.
 fn largest_move(before: &[params::NamedTensor], after: &[params::NamedTensor]) -> f32 {
     before
@@ -131,12 +141,7 @@ fn each_network_takes_its_own_rate_and_the_rate_is_recorded() {
         "recorded"
     );
     // A description written before the field existed has none: the shared rate.
-    let mut older = serde_json::to_value(&loaded.description).expect("json");
-    older["config"]
-        .as_object_mut()
-        .expect("config object")
-        .remove("discriminator_learning_rate");
-    let older: super::state::SnapshotDescription = serde_json::from_value(older).expect("older");
+    let older = written_before(&loaded, "discriminator_learning_rate");
     assert_eq!(older.config.discriminator_learning_rate, None);
     assert_eq!(older.config.discriminator_rate(), 1e-4);
 
@@ -151,4 +156,18 @@ fn each_network_takes_its_own_rate_and_the_rate_is_recorded() {
         refused.to_string().contains("discriminator_learning_rate"),
         "{refused}"
     );
+}
+
+#[test]
+fn shifted_real_images_change_training_are_recorded_and_resume_bit_for_bit() {
+    let (shifted, loaded) = resumes_bit_for_bit(tiny_config(20).with_real_shift(Some(2)), |_| {});
+    assert_ne!(
+        all_bits(&shifted),
+        all_bits(&trained(20, 6)),
+        "the discriminator saw the real images shifted"
+    );
+    assert_eq!(loaded.description.config.real_shift, Some(2), "recorded");
+    // A description written before the field existed has none: no shift.
+    let older = written_before(&loaded, "real_shift");
+    assert_eq!(older.config.real_shift, None);
 }
