@@ -3,6 +3,7 @@
 
 mod folder;
 mod idx;
+pub(crate) mod moves;
 mod sampler;
 mod source;
 mod subset;

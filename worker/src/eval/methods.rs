@@ -5,9 +5,9 @@
 
 use rand::Rng;
 
-use super::augment::{Move, largest_shift};
 use super::metrics::effective_number_weights;
 use crate::data::ImageDataset;
+use crate::data::moves::{Move, largest_shift};
 use crate::error::{Error, Result};
 use crate::rng::{Purpose, stream};
 

@@ -15,8 +15,8 @@ use std::ops::Range;
 use rand::Rng;
 
 use crate::data::ImageShape;
+use crate::data::moves::{BACKGROUND, Move, largest_shift};
 use crate::error::{Error, Result};
-use crate::eval::augment::{BACKGROUND, Move, largest_shift};
 use crate::rng::{Purpose, stream};
 
 /// Refuses a shift of 0 (none means no shift) or one that would move an image of `shape` more
