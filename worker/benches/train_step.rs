@@ -15,7 +15,8 @@
 //! `first step (s)` is the first warm-up step alone: on a GPU it carries the kernels'
 //! compilation and autotuning (what a worker pays once per process, or once per machine with a
 //! kernel cache). `--kernel-cache DIR` keeps compiled GPU kernels and autotune winners in DIR,
-//! as `worker join --kernel-cache` does.
+//! as `worker join --kernel-cache` does. `--real-shift N` shifts the real images by up to N
+//! pixels (`--real-shift` of a job) in every run; the header line says which.
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a test fails loudly on broken setup
 #![allow(unsafe_code)] // the counting allocator below must implement GlobalAlloc
 
@@ -76,6 +77,8 @@ struct Options {
     host_round_trip: Vec<bool>,
     /// Where compiled GPU kernels and autotune results are kept (`--kernel-cache`, as a worker).
     kernel_cache: Option<std::path::PathBuf>,
+    /// Shift of the real images (`--real-shift`) in every run; 0 is off.
+    real_shift: usize,
 }
 
 /// The all-reduce of a replica whose one peer holds the same gradients: the mean is the
@@ -107,6 +110,7 @@ fn options() -> Options {
         mode_seeking: vec![0.0],
         host_round_trip: vec![false],
         kernel_cache: None,
+        real_shift: 0,
     };
     let args: Vec<String> = std::env::args().collect();
     let value = |name: &str| {
@@ -123,6 +127,7 @@ fn options() -> Options {
     options.warmup = number("--warmup", options.warmup);
     options.steps = number("--steps", options.steps).max(1);
     options.keep_states = number("--keep-states", options.keep_states);
+    options.real_shift = number("--real-shift", options.real_shift);
     if let Some(policies) = value("--diff-augment") {
         options.diff_augment = policies.split(',').map(str::to_string).collect();
     }
@@ -155,8 +160,8 @@ fn main() {
     let options = options();
     let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all cores".into());
     println!(
-        "cdcgan-28 training step (D + G update), backend {BACKEND_NAME}, batch {}, threads {threads}, {} measured steps after {} warm-up",
-        options.batch, options.steps, options.warmup
+        "cdcgan-28 training step (D + G update), backend {BACKEND_NAME}, batch {}, threads {threads}, {} measured steps after {} warm-up, real images shifted by up to {} pixels",
+        options.batch, options.steps, options.warmup, options.real_shift
     );
     println!(
         "| width | G average decay | DiffAugment | D projection | mode seeking | kept states | host round trip | G params | D params | first step (s) | median step (s) | min step (s) | images/s | peak heap (MiB) |"
@@ -194,7 +199,9 @@ fn main() {
             .with_projection(projection.then_some(true));
         // With the round trip the trainer is rank 0 of 2, so its own share is `--batch`.
         let replicas = if round_trip { 2 } else { 1 };
-        let config = TrainConfig::new(gan).with_batch_size(options.batch * replicas);
+        let config = TrainConfig::new(gan)
+            .with_batch_size(options.batch * replicas)
+            .with_real_shift((options.real_shift != 0).then_some(options.real_shift));
         let mut trainer = match GanTrainer::<TrainBackend>::new(config, &[1; 10], &device) {
             Ok(trainer) => trainer,
             Err(error) => {
