@@ -73,6 +73,13 @@ pub const DEFAULT_GENERATOR_EMA: f32 = 0.999;
 /// `color,translation,cutout` kept W = 128 training.
 pub const WIDEST_MEASURED_WITHOUT_DIFF_AUGMENT: usize = 112;
 
+/// The largest shift, in pixels along each axis, that keeps more than half of an image whose
+/// shorter side is `side` in its frame: the bound on every shift of images anygan makes (the
+/// GAN's shifted real images, the classifier's augmentation, method (f)'s shifted copies).
+pub fn largest_image_shift(side: usize) -> usize {
+    side.div_ceil(2).saturating_sub(1)
+}
+
 /// A warning for a model wider than any measured to train without DiffAugment, when it has
 /// none; None otherwise.
 pub fn width_warning(width: usize, diff_augment: Option<&str>) -> Option<String> {
@@ -298,8 +305,7 @@ impl JobSpec {
             ));
         }
         if let Some(shift) = self.real_shift {
-            // More than half the side would move an image off itself.
-            let largest = self.model.image_size.div_ceil(2).saturating_sub(1);
+            let largest = largest_image_shift(self.model.image_size);
             if shift == 0 || shift > largest {
                 return Err(format!(
                     "real_shift {shift} must be 1 to {largest} pixels for {0}×{0} images (0 on the command line turns it off)",

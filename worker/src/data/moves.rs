@@ -2,6 +2,8 @@
 //! augmentation, method (f)'s shifted copies and the GAN's shifted real images all move images
 //! this one way.
 
+use rand::Rng;
+
 use crate::data::ImageShape;
 
 /// The background a shift brings in: pixel value 0 scaled to [-1, 1].
@@ -10,7 +12,7 @@ pub(crate) const BACKGROUND: f32 = -1.0;
 /// The largest shift, along each axis, that keeps more than half of an image of `shape` in
 /// its frame.
 pub(crate) fn largest_shift(shape: ImageShape) -> usize {
-    shape.height.min(shape.width).div_ceil(2).saturating_sub(1)
+    anygan_proto::job::largest_image_shift(shape.height.min(shape.width))
 }
 
 /// One image's move: down `dy` and right `dx` pixels (negative: up, left), after a left-right
@@ -23,6 +25,16 @@ pub(crate) struct Move {
 }
 
 impl Move {
+    /// A random move: down and right by up to `max_shift` pixels each way (two draws), then a
+    /// flip with `flip_probability` (a third draw, only when that is above 0).
+    pub fn draw(rng: &mut impl Rng, max_shift: usize, flip_probability: f64) -> Self {
+        let shift = max_shift as i64;
+        let dy = rng.random_range(-shift..=shift) as isize;
+        let dx = rng.random_range(-shift..=shift) as isize;
+        let flip = flip_probability > 0.0 && rng.random::<f64>() < flip_probability;
+        Self { dy, dx, flip }
+    }
+
     /// Moves `image` (of `shape`, channel-first) in place; pixels moved in from outside are
     /// `background`. `scratch` is reused between calls.
     pub fn apply<T: Copy>(

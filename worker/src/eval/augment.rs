@@ -9,8 +9,6 @@
 //! The draws come from a stream keyed by (seed, step): a run repeats exactly, and two
 //! methods with the same seed shift their k-th batch the same way.
 
-use rand::Rng;
-
 use crate::data::ImageShape;
 use crate::data::moves::{BACKGROUND, Move, largest_shift};
 use crate::error::{Error, Result};
@@ -76,12 +74,12 @@ impl ClassifierAugmentation {
         let mut rng = stream(seed, Purpose::ClassifierAugmentation, step, 0);
         let mut scratch = Vec::new();
         for image in values.chunks_exact_mut(shape.pixel_count()) {
-            let shift = self.max_shift as i64;
-            let dy = rng.random_range(-shift..=shift) as isize;
-            let dx = rng.random_range(-shift..=shift) as isize;
-            let flip = self.flip_probability > 0.0 && rng.random::<f64>() < self.flip_probability;
-            let moved = Move { dy, dx, flip };
-            moved.apply(image, shape, BACKGROUND, &mut scratch);
+            Move::draw(&mut rng, self.max_shift, self.flip_probability).apply(
+                image,
+                shape,
+                BACKGROUND,
+                &mut scratch,
+            );
         }
     }
 }

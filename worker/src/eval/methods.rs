@@ -252,7 +252,7 @@ pub fn random_oversample(data: &ImageDataset, target: usize, seed: u64) -> Resul
 /// images in the same places: a user should see that bar in the report.
 pub fn shifted_oversample(data: &ImageDataset, target: usize, seed: u64) -> Result<ImageDataset> {
     let shape = data.shape();
-    let max_shift = SHIFTED_COPIES_MAX_SHIFT.min(largest_shift(shape)) as i64;
+    let max_shift = SHIFTED_COPIES_MAX_SHIFT.min(largest_shift(shape));
     let exact_part = ((1.0 - SHIFTED_COPIES_SHARE) * target as f64).round() as usize;
     let mut exact: Vec<usize> = (0..data.len()).collect();
     let mut shifted_pixels = Vec::new();
@@ -271,12 +271,7 @@ pub fn shifted_oversample(data: &ImageDataset, target: usize, seed: u64) -> Resu
             let mut image = data
                 .image(members[rng.random_range(0..members.len())])
                 .to_vec();
-            let step = Move {
-                dy: rng.random_range(-max_shift..=max_shift) as isize,
-                dx: rng.random_range(-max_shift..=max_shift) as isize,
-                flip: false,
-            };
-            step.apply(&mut image, shape, 0u8, &mut scratch);
+            Move::draw(&mut rng, max_shift, 0.0).apply(&mut image, shape, 0u8, &mut scratch);
             shifted_pixels.extend(image);
             shifted_labels.push(class as u16);
         }

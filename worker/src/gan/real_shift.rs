@@ -12,8 +12,6 @@
 
 use std::ops::Range;
 
-use rand::Rng;
-
 use crate::data::ImageShape;
 use crate::data::moves::{BACKGROUND, Move, largest_shift};
 use crate::error::{Error, Result};
@@ -60,13 +58,8 @@ pub(crate) fn shift_rows(
 /// The moves of the first `count` rows of step `step`'s global batch.
 fn global_moves(shift: usize, seed: u64, step: u64, count: usize) -> Vec<Move> {
     let mut rng = stream(seed, Purpose::RealShift, step, 0);
-    let shift = shift as i64;
     (0..count)
-        .map(|_| Move {
-            dy: rng.random_range(-shift..=shift) as isize,
-            dx: rng.random_range(-shift..=shift) as isize,
-            flip: false,
-        })
+        .map(|_| Move::draw(&mut rng, shift, 0.0))
         .collect()
 }
 
