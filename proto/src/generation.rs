@@ -14,7 +14,7 @@ use crate::job::{DatasetSource, ModelSpec};
 
 mod evaluation;
 pub use evaluation::{
-    DEFAULT_REAL_SHARE, EVALUATION_METHODS, EvaluationSettings, LearningRateSchedule,
+    DEFAULT_REAL_SHARE, EVALUATION_METHODS, EvaluationSettings, JudgeKeeps, LearningRateSchedule,
     MAX_AUGMENT_SHIFT, QUALITY_METHODS,
 };
 

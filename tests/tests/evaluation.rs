@@ -51,6 +51,8 @@ fn train_generate_evaluate_on_fashion_mnist() {
         "--eval-batch-size",
         "32",
         "--eval-filter-generated",
+        "--eval-judge-keeps",
+        "least-sure:0.5",
         "--eval-validation-per-class",
         "25",
         "--output",
@@ -155,6 +157,11 @@ fn train_generate_evaluate_on_fashion_mnist() {
             continue;
         }
         assert_eq!(counts(&judged["images"]), labelled);
+        // --eval-judge-keeps least-sure:0.5: at most half (rounded up) of each class's images.
+        for (share, &images) in judged["correct"].as_array().unwrap().iter().zip(&labelled) {
+            let kept = share.as_f64().unwrap() * images as f64;
+            assert!(kept <= (images as f64 / 2.0).ceil() + 1e-9, "{result}");
+        }
     }
     for test in ["balanced", "imbalanced"] {
         let bars = image::open(evaluation.join(format!("recall-{test}.png"))).unwrap();
@@ -182,7 +189,7 @@ fn train_generate_evaluate_on_fashion_mnist() {
         "labels as that class",
         "(d)'s judge",
         "(d): real images are 50 % of each rare class",
-        "only those the judge labels as their class",
+        "only those the judge labels as their class and of those per class the 50 % it is least sure of",
         "weights averaged (decay 0.999 since step 0)",
         "each image the best of 2 candidates to the discriminator",
     ] {

@@ -2,7 +2,7 @@
 //! evaluation settings.
 
 use anygan_proto::generation::{
-    EvaluationSettings, GenerationSpec, GeneratorWeights, LearningRateSchedule, Targets,
+    EvaluationSettings, GenerationSpec, GeneratorWeights, JudgeKeeps, LearningRateSchedule, Targets,
 };
 use clap::Args;
 
@@ -112,6 +112,11 @@ pub(super) struct EvaluationArgs {
     /// long-tailed set labels as their class (costs one more classifier per seed).
     #[arg(long)]
     eval_filter_generated: bool,
+    /// With --eval-filter-generated: which of the images the judge labels as their class (d)
+    /// keeps — all, or per class the share it is least or most sure of (least-sure:0.5,
+    /// most-sure:0.5).
+    #[arg(long, default_value_t = JudgeKeeps::All)]
+    eval_judge_keeps: JudgeKeeps,
     /// Method (d): every class, the largest included, is the real share real and the rest
     /// generated (originals subsampled where a class has more). The largest class needs
     /// generated images too: give --generation-targets above its count.
@@ -163,6 +168,7 @@ impl EvaluationArgs {
             quality: !self.no_eval_quality,
             real_share: self.eval_real_share,
             filter_generated: self.eval_filter_generated,
+            judge_keeps: self.eval_judge_keeps,
             same_mix: self.eval_same_mix,
             added_generated: self.eval_added_generated,
             finish_oversampled_epochs: self.eval_finish_oversampled_epochs,

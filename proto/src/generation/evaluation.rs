@@ -32,6 +32,10 @@ pub struct EvaluationSettings {
     /// randomly oversampled long-tailed set) labels as their class, not on all of them.
     #[serde(default)]
     pub filter_generated: bool,
+    /// Method (d) with `filter_generated`: which of the images the judge labels as their class
+    /// it keeps — all of them, or per class the share it is least (or most) sure of.
+    #[serde(default)]
+    pub judge_keeps: JudgeKeeps,
     /// Method (d): every class, the largest included, is `real_share` real and the rest
     /// generated (the largest class needs generated images too, e.g. from
     /// `--generation-targets`), so being generated says nothing about an image's class.
@@ -73,6 +77,67 @@ pub struct EvaluationSettings {
     /// settings can be chosen without the test sets (0: none).
     #[serde(default)]
     pub validation_per_class: usize,
+}
+
+/// Which of the generated images labelled as their own class method (d)'s judge keeps. The
+/// least sure are the ones nearest another class in the judge's eyes: where the classifier
+/// trained on (d)'s set most needs examples (shirts that look like t-shirts), or where the
+/// generator drew least well. The most sure are the control.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "keep", content = "share")]
+pub enum JudgeKeeps {
+    /// Every image the judge labels as its class.
+    #[default]
+    All,
+    /// Per class, this share of them with the lowest probability of their class.
+    LeastSure(f64),
+    /// Per class, this share of them with the highest probability of their class.
+    MostSure(f64),
+}
+
+impl JudgeKeeps {
+    /// The share of each class's correctly labelled images kept (1 for all).
+    pub fn share(self) -> f64 {
+        match self {
+            Self::All => 1.0,
+            Self::LeastSure(share) | Self::MostSure(share) => share,
+        }
+    }
+}
+
+impl std::str::FromStr for JudgeKeeps {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (kind, share) = match text.split_once(':') {
+            Some((kind, share)) => (kind, Some(share)),
+            None => (text, None),
+        };
+        let parse_share = |share: Option<&str>| -> Result<f64, String> {
+            let share = share.ok_or_else(|| format!("`{kind}` needs a share, e.g. {kind}:0.5"))?;
+            share
+                .parse::<f64>()
+                .map_err(|_| format!("`{share}` in `{text}` is not a number"))
+        };
+        match kind {
+            "all" if share.is_none() => Ok(Self::All),
+            "least-sure" => Ok(Self::LeastSure(parse_share(share)?)),
+            "most-sure" => Ok(Self::MostSure(parse_share(share)?)),
+            _ => Err(format!(
+                "unknown judge choice `{text}` (all, least-sure:SHARE or most-sure:SHARE)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for JudgeKeeps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::All => f.write_str("all"),
+            Self::LeastSure(share) => write!(f, "least-sure:{share}"),
+            Self::MostSure(share) => write!(f, "most-sure:{share}"),
+        }
+    }
 }
 
 /// The largest classifier shift: images are at least 28 pixels a side, and a shift of half
@@ -169,6 +234,22 @@ impl EvaluationSettings {
                 "the real share of method (d) must lie between 0 and 1, not {}",
                 self.real_share
             ));
+        }
+        if self.judge_keeps != JudgeKeeps::All {
+            let share = self.judge_keeps.share();
+            if !self.filter_generated {
+                return Err(format!(
+                    "judge_keeps {} chooses among the images method (d)'s judge keeps, and \
+                     filter_generated is off: there is no judge",
+                    self.judge_keeps
+                ));
+            }
+            if !(share > 0.0 && share <= 1.0) {
+                return Err(format!(
+                    "judge_keeps {}: the share kept must lie in (0, 1]",
+                    self.judge_keeps
+                ));
+            }
         }
         if self.added_generated > 0 && self.same_mix {
             return Err(
@@ -268,6 +349,7 @@ impl Default for EvaluationSettings {
             quality: true,
             real_share: DEFAULT_REAL_SHARE,
             filter_generated: false,
+            judge_keeps: JudgeKeeps::All,
             same_mix: false,
             added_generated: 0,
             finish_oversampled_epochs: 0,

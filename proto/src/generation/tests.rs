@@ -431,3 +431,52 @@ fn validation_set_defaults_to_none() {
         "older settings: no validation set"
     );
 }
+
+#[test]
+fn the_judge_keeps_a_share_only_with_a_judge_and_parses_by_name() {
+    let least_sure = EvaluationSettings {
+        filter_generated: true,
+        judge_keeps: "least-sure:0.25".parse().unwrap(),
+        ..Default::default()
+    };
+    assert_eq!(least_sure.judge_keeps, JudgeKeeps::LeastSure(0.25));
+    assert!(least_sure.validate().is_ok());
+    assert_eq!("most-sure:1".parse(), Ok(JudgeKeeps::MostSure(1.0)));
+    assert_eq!("all".parse(), Ok(JudgeKeeps::All));
+    for kept in [
+        JudgeKeeps::All,
+        JudgeKeeps::LeastSure(0.5),
+        JudgeKeeps::MostSure(0.1),
+    ] {
+        assert_eq!(kept.to_string().parse(), Ok(kept));
+    }
+    for bad in ["least-sure", "most-sure:half", "all:0.5", "hardest:0.5"] {
+        assert!(bad.parse::<JudgeKeeps>().is_err(), "{bad}");
+    }
+    let without_judge = EvaluationSettings {
+        filter_generated: false,
+        ..least_sure.clone()
+    };
+    let err = without_judge.validate().unwrap_err();
+    assert!(
+        err.contains("least-sure:0.25") && err.contains("filter_generated"),
+        "{err}"
+    );
+    for share in [0.0, 1.5, -0.5, f64::NAN] {
+        let out_of_range = EvaluationSettings {
+            judge_keeps: JudgeKeeps::MostSure(share),
+            ..least_sure.clone()
+        };
+        let err = out_of_range.validate().unwrap_err();
+        assert!(err.contains("judge_keeps most-sure"), "{share}: {err}");
+    }
+    // Settings saved before the field existed keep every image the judge labels right.
+    let mut saved = serde_json::to_value(&least_sure).unwrap();
+    assert_eq!(
+        saved["judge_keeps"],
+        serde_json::json!({"keep": "least-sure", "share": 0.25})
+    );
+    saved.as_object_mut().unwrap().remove("judge_keeps");
+    let loaded: EvaluationSettings = serde_json::from_value(saved).unwrap();
+    assert_eq!(loaded.judge_keeps, JudgeKeeps::All);
+}

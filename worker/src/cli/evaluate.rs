@@ -45,6 +45,11 @@ pub(super) struct EvaluateArgs {
     /// long-tailed set labels as their class (costs one more classifier per seed).
     #[arg(long)]
     filter_generated: bool,
+    /// With --filter-generated: which of the images the judge labels as their class (d) keeps
+    /// — all, or per class the share it is least or most sure of (least-sure:0.5,
+    /// most-sure:0.5).
+    #[arg(long, default_value_t = anygan_proto::generation::JudgeKeeps::All)]
+    judge_keeps: anygan_proto::generation::JudgeKeeps,
     /// Method (d): every class, the largest included, is the real share real and the rest
     /// generated (originals subsampled where a class has more), so being generated says
     /// nothing about an image's class. The largest class needs generated images too.
@@ -110,6 +115,7 @@ pub(super) fn evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
         quality: false,
         real_share: args.real_share,
         filter_generated: args.filter_generated,
+        judge_keeps: args.judge_keeps,
         same_mix: args.same_mix,
         added_generated: args.added_generated,
         finish_oversampled_epochs: args.finish_oversampled_epochs,

@@ -279,30 +279,38 @@ pub struct Scored {
     /// Per class, the softmax probability averaged over all images: where the classifier's
     /// belief goes on this data, 1/C per class for one without a class bias on a balanced set.
     pub mean_probability: Vec<f64>,
+    /// Per image, the softmax probability of the image's own label: how sure the classifier is
+    /// of the right answer (0 for a label it has no class for).
+    pub label_probability: Vec<f32>,
 }
 
-/// [`predict`], plus each class's mean softmax probability over the images.
+/// [`predict`], plus each class's mean softmax probability over the images and each image's
+/// probability of its label.
 pub fn predict_scored<B: Backend>(
     model: &Classifier<B>,
     data: &ImageDataset,
     device: &B::Device,
 ) -> Scored {
     let mut predicted = Vec::with_capacity(data.len());
+    let mut label_probability = Vec::with_capacity(data.len());
     let mut probability_sums: Vec<f64> = Vec::new();
     let indices: Vec<usize> = (0..data.len()).collect();
     for chunk in indices.chunks(512) {
         let (values, _) = data.normalized_batch(chunk);
         let logits = model.forward(images_tensor::<B>(data, values, chunk.len(), device));
         let [_, classes] = logits.dims();
-        let column_sums = softmax(logits.clone(), 1)
-            .sum_dim(0)
+        let probabilities = softmax(logits.clone(), 1)
             .into_data()
-            .convert::<f64>()
-            .into_vec::<f64>()
+            .convert::<f32>()
+            .into_vec::<f32>()
             .unwrap_or_default(); // converted just above
         probability_sums.resize(classes, 0.0);
-        for (sum, value) in probability_sums.iter_mut().zip(column_sums) {
-            *sum += value;
+        for (row, &index) in probabilities.chunks(classes.max(1)).zip(chunk) {
+            for (sum, &value) in probability_sums.iter_mut().zip(row) {
+                *sum += f64::from(value);
+            }
+            let label = usize::from(data.labels()[index]);
+            label_probability.push(row.get(label).copied().unwrap_or(0.0));
         }
         let best = logits.argmax(1).reshape([chunk.len()]);
         predicted.extend(
@@ -318,6 +326,7 @@ pub fn predict_scored<B: Backend>(
     Scored {
         predicted,
         mean_probability: probability_sums.into_iter().map(|s| s / images).collect(),
+        label_probability,
     }
 }
 

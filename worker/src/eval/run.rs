@@ -5,11 +5,11 @@ use std::time::Instant;
 
 use super::augment::ClassifierAugmentation;
 use super::classifier::{
-    ClassifierConfig, ClassifierTraining, predict, predict_scored, train_classifier,
-    train_classifier_in_phases,
+    ClassifierConfig, ClassifierTraining, predict, predict_scored, train_classifier_in_phases,
 };
 use super::deferral::{finishing_set, training_phases};
-use super::methods::{Balance, Method, Sources, random_oversample, training_set};
+use super::judge::judged_generated;
+use super::methods::{Balance, Method, Sources, training_set};
 use super::metrics::{ConfusionMatrix, Metrics, mean_std};
 use crate::backend::TrainBackend;
 use crate::data::ImageDataset;
@@ -28,6 +28,8 @@ pub struct EvaluationSpec {
     /// randomly oversampled long-tailed set, nothing the user would not have — labels as their
     /// own class, not on all of them.
     pub filter_generated: bool,
+    /// Which of the images the judge labels as their class (d) keeps.
+    pub judge_keeps: anygan_proto::generation::JudgeKeeps,
     /// Every remedy but (b): the last this many of the classifier's epochs train on (b)'s set
     /// (deferred re-sampling); 0: the method's own set throughout.
     pub finish_oversampled_epochs: usize,
@@ -63,6 +65,7 @@ impl EvaluationSpec {
                 added_generated: settings.added_generated,
             },
             filter_generated: settings.filter_generated,
+            judge_keeps: settings.judge_keeps,
             finish_oversampled_epochs: settings.finish_oversampled_epochs,
             long_tail_first_epochs: settings.long_tail_first_epochs,
             rebalance_head_only: settings.rebalance_head_only,
@@ -120,9 +123,14 @@ impl Fidelity {
                 right[class] += usize::from(label == guess);
             }
         }
+        Self::from_counts(images, &right)
+    }
+
+    /// Per class `images` and how many of them count (`right`): the share, 0 where none.
+    pub(super) fn from_counts(images: Vec<usize>, right: &[usize]) -> Self {
         let correct = images
             .iter()
-            .zip(&right)
+            .zip(right)
             .map(|(&n, &r)| if n == 0 { 0.0 } else { r as f64 / n as f64 })
             .collect();
         Self { images, correct }
@@ -217,35 +225,6 @@ pub fn evaluate(
     Ok(results)
 }
 
-/// The generated images the judge labels as their own class, and per class the share kept.
-/// The judge is the evaluation's classifier trained (same settings and seed) on the long-tailed
-/// set randomly oversampled to the target: it knows only what the user has.
-fn judged_generated(
-    sources: Sources<'_>,
-    spec: &EvaluationSpec,
-    config: &ClassifierConfig,
-    training: &ClassifierTraining,
-    device: &burn::prelude::Device<crate::backend::ComputeBackend>,
-) -> Result<(ImageDataset, Fidelity)> {
-    let long_tail = sources.long_tail;
-    let generated = sources.generated()?;
-    let judge_set = random_oversample(long_tail, spec.balance.target, training.seed)?;
-    let started = Instant::now();
-    let judge = train_classifier::<TrainBackend>(&judge_set, config, training, None, device)?;
-    let predicted = predict(&judge, &generated, device);
-    let kept: Vec<usize> = (0..generated.len())
-        .filter(|&i| predicted[i] == generated.labels()[i])
-        .collect();
-    let share = Fidelity::of(generated.labels(), &predicted, long_tail.num_classes());
-    tracing::info!(
-        generated = generated.len(),
-        kept = kept.len(),
-        judge_s = format!("{:.0}", started.elapsed().as_secs_f64()),
-        "filtered the generated images"
-    );
-    Ok((generated.select(&kept)?, share))
-}
-
 /// The whole report: what was evaluated and how, the tables, the pictures' legend and the
 /// published rows; with the pictures (file name, PNG) it refers to.
 pub fn full_report(
@@ -254,10 +233,20 @@ pub fn full_report(
     results: &[RunResult],
     class_names: &[String],
 ) -> Result<(String, Vec<NamedPng>)> {
-    let filter = if settings.filter_generated {
-        ", only those the judge labels as their class"
-    } else {
-        ""
+    use anygan_proto::generation::JudgeKeeps;
+    let filter = match (settings.filter_generated, settings.judge_keeps) {
+        (false, _) => String::new(),
+        (true, JudgeKeeps::All) => ", only those the judge labels as their class".into(),
+        (true, JudgeKeeps::LeastSure(share)) => format!(
+            ", only those the judge labels as their class and of those per class the {:.0} % \
+             it is least sure of",
+            100.0 * share
+        ),
+        (true, JudgeKeeps::MostSure(share)) => format!(
+            ", only those the judge labels as their class and of those per class the {:.0} % \
+             it is most sure of",
+            100.0 * share
+        ),
     };
     let anygan_set = if settings.added_generated > 0 {
         format!(

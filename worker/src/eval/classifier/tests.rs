@@ -72,7 +72,7 @@ fn learns_two_patterns() {
 }
 
 #[test]
-fn mean_probabilities_are_the_softmax_averaged_over_the_images() {
+fn mean_and_label_probabilities_are_the_softmax_averaged_and_picked_per_image() {
     let data = two_patterns(4);
     let config = ClassifierConfig::new(2).with_width(4);
     let training = ClassifierTraining::new().with_epochs(1).with_batch_size(8);
@@ -95,12 +95,19 @@ fn mean_probabilities_are_the_softmax_averaged_over_the_images() {
         .into_vec::<f64>()
         .expect("f64");
     let mut expected = [0.0f64; 2];
-    for pair in logits.chunks(2) {
+    for ((pair, &label), &got) in logits
+        .chunks(2)
+        .zip(data.labels())
+        .zip(&scored.label_probability)
+    {
         let top = pair[0].max(pair[1]);
         let (a, b) = ((pair[0] - top).exp(), (pair[1] - top).exp());
         expected[0] += a / (a + b) / data.len() as f64;
         expected[1] += b / (a + b) / data.len() as f64;
+        let own = [a, b][usize::from(label)] / (a + b);
+        assert!((f64::from(got) - own).abs() < 1e-5, "{got} vs {own}");
     }
+    assert_eq!(scored.label_probability.len(), data.len());
     for (got, want) in scored.mean_probability.iter().zip(expected) {
         assert!((got - want).abs() < 1e-5, "{got} vs {want}");
     }
