@@ -16,7 +16,8 @@ pub const EFFECTIVE_NUMBER_BETA: f64 = 0.9999;
 /// Neighbours SMOTE interpolates towards (Chawla et al.'s default).
 pub const SMOTE_NEIGHBOURS: usize = 5;
 /// (f): the share of each rare class's target filled with shifted copies; originals and exact
-/// copies make the rest. Chosen on the validation set over 0.5 (README, thirteenth session).
+/// copies make the rest. Chosen on the validation set over 0.5 (thirteenth session,
+/// docs/evaluation-investigation.md).
 pub const SHIFTED_COPIES_SHARE: f64 = 0.25;
 /// (f): the largest shift of a copy, in pixels along each axis.
 pub const SHIFTED_COPIES_MAX_SHIFT: usize = 2;

@@ -4,7 +4,7 @@
 //! which transforms both alike — the generator learns to draw every class at varied positions:
 //! a prior that the 40–200 originals of a rare class do not show by themselves, and one that,
 //! as shifted copies of the originals, measured worth more to the evaluation's classifier than
-//! exact copies (the thirteenth session's controls in the README).
+//! exact copies (the thirteenth session's controls in docs/evaluation-investigation.md).
 //!
 //! The moves are drawn for the global batch from (seed, step) and each replica keeps its rows,
 //! like the noise and dropout masks: n replicas at batch B/n shift exactly as one replica at
