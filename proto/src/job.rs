@@ -377,5 +377,50 @@ impl JobSpec {
     }
 }
 
+/// A small valid job (Fashion-MNIST at `/data`, 10 steps, global batch 64, 1–4 workers, no
+/// option switched on), for the tests of every crate that takes a job spec: each names only what
+/// it is about (`JobSpec { steps: 2, ..JobSpec::for_tests() }`), so a new field is one line
+/// here, not one in every test's literal. Feature `test-util`.
+#[cfg(any(test, feature = "test-util"))]
+impl JobSpec {
+    pub fn for_tests() -> Self {
+        JobSpec {
+            job_id: "j".into(),
+            dataset: DatasetSource {
+                location: "/data".into(),
+                format: DatasetFormat::FashionMnist { test: false },
+                class_counts: None,
+                subset_seed: 0,
+            },
+            model: ModelSpec::default(),
+            steps: 10,
+            global_batch: 64,
+            learning_rate: 2e-4,
+            discriminator_learning_rate: None,
+            seed: 0,
+            uniform_fake_labels: false,
+            real_sampling: Sampling::AsIs,
+            output: "out".into(),
+            store_options: vec![],
+            sample_every: 0,
+            checksum_every: 0,
+            checkpoint_every: 0,
+            wait_for_checkpoints: false,
+            keep_checkpoints: 3,
+            generation: None,
+            evaluation: None,
+            generate_from: None,
+            min_workers: 1,
+            max_workers: 4,
+            collective_timeout_ms: 1000,
+            shard_world_size: None,
+            generator_ema: None,
+            diff_augment: None,
+            mode_seeking: None,
+            real_shift: None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -1,5 +1,5 @@
 use super::*;
-use anygan_proto::job::{DatasetFormat, DatasetSource, ModelSpec};
+use anygan_proto::job::{DatasetFormat, DatasetSource};
 
 fn spec(min: usize, max: usize) -> JobSpec {
     JobSpec {
@@ -10,32 +10,13 @@ fn spec(min: usize, max: usize) -> JobSpec {
             class_counts: None,
             subset_seed: 0,
         },
-        model: ModelSpec::default(),
         steps: 2,
         global_batch: 8,
         learning_rate: 1e-3,
-        discriminator_learning_rate: None,
         seed: 1,
-        uniform_fake_labels: false,
-        real_sampling: Default::default(),
-        output: "out".into(),
-        store_options: vec![],
-        sample_every: 0,
-        checksum_every: 0,
-        checkpoint_every: 0,
-        wait_for_checkpoints: false,
-        keep_checkpoints: 3,
-        generation: None,
-        evaluation: None,
-        generate_from: None,
         min_workers: min,
         max_workers: max,
-        collective_timeout_ms: 1000,
-        shard_world_size: None,
-        generator_ema: None,
-        diff_augment: None,
-        mode_seeking: None,
-        real_shift: None,
+        ..JobSpec::for_tests()
     }
 }
 

@@ -57,9 +57,6 @@ pub fn judge_kept(
     keeps: JudgeKeeps,
 ) -> Vec<usize> {
     let right = |i: &usize| predicted.get(*i) == labels.get(*i);
-    if keeps == JudgeKeeps::All {
-        return (0..labels.len()).filter(right).collect();
-    }
     let classes = labels
         .iter()
         .map(|&l| usize::from(l) + 1)
@@ -72,12 +69,15 @@ pub fn judge_kept(
     let sureness = |i: usize| label_probability.get(i).copied().unwrap_or(0.0);
     let mut kept = Vec::new();
     for mut members in by_class {
-        // Stable: equally sure images stay in the set's order.
+        // Stable: equally sure images stay in the set's order. (`All` keeps every one, so
+        // its order does not matter.)
         match keeps {
             JudgeKeeps::MostSure(_) => {
                 members.sort_by(|&a, &b| sureness(b).total_cmp(&sureness(a)))
             }
-            _ => members.sort_by(|&a, &b| sureness(a).total_cmp(&sureness(b))),
+            JudgeKeeps::LeastSure(_) | JudgeKeeps::All => {
+                members.sort_by(|&a, &b| sureness(a).total_cmp(&sureness(b)))
+            }
         }
         let count = (keeps.share() * members.len() as f64).ceil() as usize;
         kept.extend_from_slice(&members[..count.min(members.len())]);

@@ -237,15 +237,15 @@ pub fn full_report(
     let filter = match (settings.filter_generated, settings.judge_keeps) {
         (false, _) => String::new(),
         (true, JudgeKeeps::All) => ", only those the judge labels as their class".into(),
-        (true, JudgeKeeps::LeastSure(share)) => format!(
+        (true, keeps) => format!(
             ", only those the judge labels as their class and of those per class the {:.0} % \
-             it is least sure of",
-            100.0 * share
-        ),
-        (true, JudgeKeeps::MostSure(share)) => format!(
-            ", only those the judge labels as their class and of those per class the {:.0} % \
-             it is most sure of",
-            100.0 * share
+             it is {} sure of",
+            100.0 * keeps.share(),
+            if matches!(keeps, JudgeKeeps::MostSure(_)) {
+                "most"
+            } else {
+                "least"
+            }
         ),
     };
     let anygan_set = if settings.added_generated > 0 {
