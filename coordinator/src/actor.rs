@@ -26,6 +26,10 @@ pub enum Command {
     Metrics(oneshot::Sender<String>),
     NextTask(String, oneshot::Sender<Result<Option<v1::TaskResponse>>>),
     ReportTask(v1::TaskReport, oneshot::Sender<Result<()>>),
+    /// A worker stopping, and why.
+    Leave(v1::LeaveRequest, oneshot::Sender<()>),
+    /// Every worker process this coordinator started has exited.
+    LocalWorkersGone(oneshot::Sender<()>),
     /// The generation plan, read from the store by the supervisor.
     StartGeneration(
         Box<anygan_proto::generation::GenerationPlan>,
@@ -188,6 +192,34 @@ fn handle(state: &mut JobState, command: Command) -> bool {
             }
             let _ = reply.send(result);
             true
+        }
+        Command::Leave(request, reply) => {
+            if request.incarnation != state.incarnation() {
+                // Registered with an earlier coordinator process: this one never knew it.
+                tracing::info!(worker_id = %request.worker_id, reason = %request.reason, "a worker of an earlier coordinator left");
+                let _ = reply.send(());
+                return false;
+            }
+            let before = state.phase_code();
+            let changed = state.leave(&request.worker_id, &request.reason, now);
+            if changed {
+                tracing::warn!(worker_id = %request.worker_id, reason = %request.reason, "worker left");
+            }
+            if before != state.phase_code() {
+                log_phase(state);
+            }
+            let _ = reply.send(());
+            changed
+        }
+        Command::LocalWorkersGone(reply) => {
+            let before = state.phase_code();
+            state.local_workers_gone();
+            let _ = reply.send(());
+            let changed = before != state.phase_code();
+            if changed {
+                log_phase(state);
+            }
+            changed
         }
         Command::StartGeneration(plan, reply) => {
             tracing::info!(checkpoint = %plan.checkpoint, root = %plan.root, tasks = plan.tasks.len(), invert_tasks = plan.anchor_tasks.len(), wanted = ?plan.classes.iter().map(|c| c.generate).collect::<Vec<_>>(), "generation planned");

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anygan_coordinator::progress::Terminal;
-use anygan_coordinator::{ServeOptions, Timing, prepare_output, serve};
+use anygan_coordinator::{LocalWorker, ServeOptions, Timing, prepare_output, serve};
 use anygan_proto::cli::{DataArgs, SecurityArgs};
 
 mod inspect;
@@ -256,7 +256,10 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!(
+                "error: {}",
+                anygan_proto::error_text::describe(error.as_ref())
+            );
             ExitCode::FAILURE
         }
     }
@@ -373,8 +376,9 @@ async fn launch(
         security,
         metrics,
         progress: terminal,
+        local_workers: workers,
     };
-    serve_until_done(listener, spec, resume, options, workers).await
+    serve_until_done(listener, spec, resume, options).await
 }
 
 /// Binds the metrics endpoint; prints its address first (scripts and tests read it).
@@ -397,24 +401,16 @@ async fn serve_until_done(
     spec: JobSpec,
     resume: Option<anygan_coordinator::ResumePoint>,
     options: ServeOptions,
-    workers: Vec<tokio::process::Child>,
 ) -> anyhow::Result<ExitCode> {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    let status = serve(listener, spec, resume, options, ctrl_c).await?;
-    finish(status, workers).await
+    let served = serve(listener, spec, resume, options, ctrl_c).await?;
+    finish(served.status, served.local_workers_succeeded)
 }
 
-/// Waits for local workers, prints the final status line, and turns it into the exit code.
-async fn finish(
-    status: v1::JobStatus,
-    mut workers: Vec<tokio::process::Child>,
-) -> anyhow::Result<ExitCode> {
-    let mut workers_ok = true;
-    for worker in &mut workers {
-        workers_ok &= worker.wait().await.map(|s| s.success()).unwrap_or(false);
-    }
+/// Prints the final status line and turns it (and the local workers' exits) into the exit code.
+fn finish(status: v1::JobStatus, workers_ok: bool) -> anyhow::Result<ExitCode> {
     let done = status.phase == v1::JobPhase::Done as i32 && status.replicas_identical == Some(true);
     println!("{}", status_json(&status));
     Ok(if done && workers_ok {
@@ -484,7 +480,7 @@ fn spawn_local_workers(
     address: SocketAddr,
     security: &SecurityArgs,
     terminal: Option<&Terminal>,
-) -> anyhow::Result<Vec<tokio::process::Child>> {
+) -> anyhow::Result<Vec<LocalWorker>> {
     if count == 0 {
         return Ok(Vec::new());
     }
@@ -500,13 +496,14 @@ fn spawn_local_workers(
     let coordinator = format!("127.0.0.1:{}", address.port());
     (0..count)
         .map(|index| {
+            let worker_id = format!("local-{index}");
             tokio::process::Command::new(&binary)
                 .args([
                     "join",
                     "--coordinator",
                     &coordinator,
                     "--worker-id",
-                    &format!("local-{index}"),
+                    &worker_id,
                 ])
                 .args(security.to_args())
                 .stderr(if terminal.is_some() {
@@ -521,7 +518,7 @@ fn spawn_local_workers(
                     if let (Some(terminal), Some(stderr)) = (terminal, child.stderr.take()) {
                         tokio::spawn(forward_lines(stderr, terminal.clone()));
                     }
-                    child
+                    LocalWorker { worker_id, child }
                 })
                 .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", binary.display()))
         })

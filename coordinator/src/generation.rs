@@ -277,38 +277,41 @@ impl Board {
     }
 }
 
+/// A small plan for tests: two classes of 200 and 40 images, tasks of 64 images.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) fn test_plan() -> GenerationPlan {
     use anygan_proto::generation::{GenerationSpec, Targets, class_plans, split_tasks};
     use anygan_proto::job::{DatasetFormat, DatasetSource, ModelSpec};
 
-    fn plan() -> GenerationPlan {
-        let names = vec!["a".to_string(), "b".to_string()];
-        let classes = class_plans(&names, &[200, 40], &Targets::Largest).unwrap_or_default();
-        let spec = GenerationSpec {
-            batch: 32,
-            task_images: 64,
-            ..GenerationSpec::default()
-        };
-        GenerationPlan {
-            checkpoint: "step-1".into(),
-            checkpoint_step: 1,
-            root: "generations/x".into(),
-            tasks: split_tasks(&classes, spec.task_images),
-            anchor_tasks: Vec::new(),
-            spec,
-            classes,
-            dataset: DatasetSource {
-                location: "d".into(),
-                format: DatasetFormat::Folder,
-                class_counts: None,
-                subset_seed: 0,
-            },
-            model: ModelSpec::default(),
-            evaluation: None,
-        }
+    let names = vec!["a".to_string(), "b".to_string()];
+    let classes = class_plans(&names, &[200, 40], &Targets::Largest).unwrap_or_default();
+    let spec = GenerationSpec {
+        batch: 32,
+        task_images: 64,
+        ..GenerationSpec::default()
+    };
+    GenerationPlan {
+        checkpoint: "step-1".into(),
+        checkpoint_step: 1,
+        root: "generations/x".into(),
+        tasks: split_tasks(&classes, spec.task_images),
+        anchor_tasks: Vec::new(),
+        spec,
+        classes,
+        dataset: DatasetSource {
+            location: "d".into(),
+            format: DatasetFormat::Folder,
+            class_counts: None,
+            subset_seed: 0,
+        },
+        model: ModelSpec::default(),
+        evaluation: None,
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
 
     fn task_id(next: &Next) -> u64 {
         match next {
@@ -334,7 +337,7 @@ mod tests {
 
     #[test]
     fn tasks_go_out_once_then_assemble_then_finished() {
-        let mut board = Board::new(plan());
+        let mut board = Board::new(test_plan());
         let now = Instant::now();
         // 160 images of class b in tasks of 64: 64, 64, 32.
         assert_eq!(board.plan().tasks.len(), 3);
@@ -368,7 +371,7 @@ mod tests {
 
     #[test]
     fn evaluation_runs_after_assembly_and_the_report_last() {
-        let mut plan = plan();
+        let mut plan = test_plan();
         plan.evaluation = Some(anygan_proto::generation::EvaluationSettings {
             methods: vec!["long-tail".into(), "anygan".into()],
             seeds: vec![0, 1],
@@ -399,7 +402,7 @@ mod tests {
 
     /// The evaluation runs of a board with `evaluation`, as `method/seed` in hand-out order.
     fn evaluation_hand_out_order(evaluation: EvaluationSettings) -> Vec<String> {
-        let mut plan = plan();
+        let mut plan = test_plan();
         plan.evaluation = Some(evaluation);
         let mut board = Board::new(plan);
         let now = Instant::now();
@@ -470,7 +473,7 @@ mod tests {
 
     #[test]
     fn anchored_generation_inverts_first_and_tells_generation_the_class_anchors() {
-        let mut plan = plan();
+        let mut plan = test_plan();
         plan.spec.anchors = 100;
         // Class b: 40 originals, all of them anchors, in one task (at most 64 per task).
         plan.anchor_tasks =
@@ -500,7 +503,7 @@ mod tests {
 
     #[test]
     fn a_lost_workers_tasks_are_handed_out_again() {
-        let mut board = Board::new(plan());
+        let mut board = Board::new(test_plan());
         let now = Instant::now();
         let held = task_id(&board.next("dead", now));
         assert_eq!(board.release("dead"), vec![held]);
@@ -517,7 +520,7 @@ mod tests {
 
     #[test]
     fn a_task_failing_everywhere_fails_the_job() {
-        let mut board = Board::new(plan());
+        let mut board = Board::new(test_plan());
         let now = Instant::now();
         for attempt in 1..=MAX_TASK_FAILURES {
             let id = task_id(&board.next("w", now));

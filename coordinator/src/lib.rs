@@ -4,6 +4,7 @@
 pub mod actor;
 pub mod error;
 pub mod generation;
+pub mod local_workers;
 pub mod metrics;
 pub mod progress;
 pub mod recovery;
@@ -12,5 +13,6 @@ pub mod service;
 pub mod state;
 
 pub use error::{Error, Result};
+pub use local_workers::LocalWorker;
 pub use recovery::{ResumePoint, prepare_output};
-pub use server::{ServeOptions, Timing, serve};
+pub use server::{ServeOptions, Served, Timing, serve};

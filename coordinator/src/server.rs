@@ -12,6 +12,7 @@ use tonic::service::interceptor::InterceptedService;
 
 use crate::actor::{Command, StateHandle};
 use crate::error::{Error, Result};
+use crate::local_workers::LocalWorker;
 use crate::recovery::ResumePoint;
 use crate::service::CoordinatorService;
 use crate::state::JobState;
@@ -48,22 +49,34 @@ pub struct ServeOptions {
     pub metrics: Option<TcpListener>,
     /// Draw progress bars on this terminal.
     pub progress: Option<crate::progress::Terminal>,
+    /// Worker processes this coordinator started (`--local-workers`), watched while it serves.
+    pub local_workers: Vec<LocalWorker>,
+}
+
+/// How serving ended.
+#[derive(Debug)]
+pub struct Served {
+    /// The job's last status.
+    pub status: v1::JobStatus,
+    /// Whether every local worker exited successfully (true without any).
+    pub local_workers_succeeded: bool,
 }
 
 /// Serves `spec` on `listener`, from `resume` when given, until the job ends (then lingers) or
-/// `shutdown` resolves. Returns the last status.
+/// `shutdown` resolves, then waits for the local workers to exit.
 pub async fn serve(
     listener: TcpListener,
     spec: JobSpec,
     resume: Option<ResumePoint>,
     options: ServeOptions,
     shutdown: impl std::future::Future<Output = ()> + Send,
-) -> Result<v1::JobStatus> {
+) -> Result<Served> {
     let ServeOptions {
         timing,
         security,
         metrics,
         progress,
+        local_workers,
     } = options;
     let mut server = security.server().map_err(Error::Security)?;
     let job_spec_json =
@@ -82,6 +95,11 @@ pub async fn serve(
         incarnation,
     );
     let planner = tokio::spawn(plan_generation_when_due(state.clone(), spec_for_plan));
+    let local_workers = tokio::spawn(crate::local_workers::watch(
+        state.clone(),
+        local_workers,
+        incarnation,
+    ));
     if let Some(terminal) = progress {
         tokio::spawn(terminal.follow(state.watch()));
     }
@@ -132,7 +150,12 @@ pub async fn serve(
         .await?;
     planner.abort();
     let _ = stop_metrics.send(());
-    Ok(state.watch().borrow().clone())
+    let status = state.watch().borrow().clone();
+    let local_workers_succeeded = local_workers.await.unwrap_or(false);
+    Ok(Served {
+        status,
+        local_workers_succeeded,
+    })
 }
 
 /// This process's incarnation: milliseconds since the Unix epoch at start. Its generations

@@ -12,6 +12,8 @@ use crate::actor::{Command, StateHandle};
 /// Largest request or response the coordinator handles; its messages are small, so anything
 /// bigger is refused (OUT_OF_RANGE) before it is buffered.
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+/// Longest text a worker may send as a task's error or its reason for leaving.
+const MAX_REASON_BYTES: usize = 16 * 1024;
 /// How long a NextTask call waits for a free task before answering "nothing yet".
 const NEXT_TASK_POLL: Duration = Duration::from_secs(10);
 
@@ -155,7 +157,7 @@ impl Coordinator for CoordinatorService {
         request: Request<v1::TaskReport>,
     ) -> Result<Response<v1::TaskAck>, Status> {
         let report = request.into_inner();
-        if report.error.len() > 16 * 1024 {
+        if report.error.len() > MAX_REASON_BYTES {
             return Err(Status::invalid_argument(
                 "task error text longer than 16 KiB",
             ));
@@ -164,6 +166,20 @@ impl Coordinator for CoordinatorService {
             .ask(|reply| Command::ReportTask(report, reply))
             .await??;
         Ok(Response::new(v1::TaskAck {}))
+    }
+
+    async fn leave(
+        &self,
+        request: Request<v1::LeaveRequest>,
+    ) -> Result<Response<v1::LeaveAck>, Status> {
+        let request = request.into_inner();
+        if request.reason.len() > MAX_REASON_BYTES {
+            return Err(Status::invalid_argument("leave reason longer than 16 KiB"));
+        }
+        self.state
+            .ask(|reply| Command::Leave(request, reply))
+            .await?;
+        Ok(Response::new(v1::LeaveAck {}))
     }
 
     async fn get_status(

@@ -22,7 +22,7 @@ use crate::recovery::ResumePoint;
 mod generating;
 mod membership;
 
-pub use membership::MembershipEvents;
+pub use membership::{Departure, MembershipEvents};
 
 /// A registered worker.
 #[derive(Debug, Clone)]

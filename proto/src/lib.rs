@@ -3,6 +3,7 @@
 
 #[cfg(feature = "cli")]
 pub mod cli;
+pub mod error_text;
 pub mod generation;
 pub mod job;
 pub mod metrics;

@@ -199,7 +199,10 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!(
+                "error: {}",
+                anygan_proto::error_text::describe(error.as_ref())
+            );
             ExitCode::FAILURE
         }
     }

@@ -55,6 +55,10 @@ pub enum Error {
     #[error("coordinator {address} lost: {reason}")]
     CoordinatorLost { address: String, reason: String },
 
+    /// The process was asked to stop (SIGTERM, SIGINT) before its work was done.
+    #[error("stopped by {signal} before the job was done")]
+    Stopped { signal: &'static str },
+
     /// An image could not be encoded (sample grids, exported images).
     #[error("encoding {what}: {reason}")]
     Encode { what: String, reason: String },

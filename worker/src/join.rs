@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use anygan_proto::error_text;
 use anygan_proto::job::JobSpec;
 use anygan_proto::metrics::Registry;
 use anygan_proto::security::{AuthedChannel, Security};
@@ -158,29 +159,50 @@ pub async fn join(config: JoinConfig) -> Result<JoinOutcome> {
             },
         ));
     }
+    // The registration a worker stopped by a signal tells it is leaving.
+    let registration = Registration::default();
     // A coordinator that dies is restarted (by its supervisor, or by hand) and continues from
     // the newest checkpoint: this worker reconnects with backoff and registers again.
-    let outcome = loop {
-        let (counter, help) = match session(&config, &collective_address, &inbox, &metrics).await {
-            Err(Error::CoordinatorLost { address, reason }) => {
-                tracing::warn!(%address, %reason, "coordinator lost; reconnecting");
-                (
-                    "anygan_coordinator_reconnects_total",
-                    "Times this worker lost the coordinator and registered again.",
-                )
-            }
-            // Fenced: its state is stale. It registers again and, admitted into the running
-            // ring, fetches the current state from rank 0.
-            Err(Error::Fenced { address, reason }) => {
-                tracing::warn!(%address, %reason, "fenced; joining again");
-                (
-                    "anygan_rejoins_total",
-                    "Times this worker was fenced and joined the job again.",
-                )
-            }
-            other => break other,
-        };
-        metrics.update(|m| m.add(counter, help, &[], 1.0));
+    let sessions = async {
+        loop {
+            let (counter, help) = match session(
+                &config,
+                &collective_address,
+                &inbox,
+                &metrics,
+                &registration,
+            )
+            .await
+            {
+                Err(Error::CoordinatorLost { address, reason }) => {
+                    tracing::warn!(%address, %reason, "coordinator lost; reconnecting");
+                    (
+                        "anygan_coordinator_reconnects_total",
+                        "Times this worker lost the coordinator and registered again.",
+                    )
+                }
+                // Fenced: its state is stale. It registers again and, admitted into the running
+                // ring, fetches the current state from rank 0.
+                Err(Error::Fenced { address, reason }) => {
+                    tracing::warn!(%address, %reason, "fenced; joining again");
+                    (
+                        "anygan_rejoins_total",
+                        "Times this worker was fenced and joined the job again.",
+                    )
+                }
+                other => break other,
+            };
+            metrics.update(|m| m.add(counter, help, &[], 1.0));
+        }
+    };
+    let outcome = tokio::select! {
+        outcome = sessions => outcome,
+        signal = stop_signal() => {
+            let error = Error::Stopped { signal };
+            tracing::warn!(%error, "stopping");
+            registration.leave(&config.worker_id, &error).await;
+            Err(error)
+        }
     };
     let _ = stop_metrics.send(());
     let _ = stop_server.send(());
@@ -194,6 +216,7 @@ async fn session(
     collective_address: &str,
     inbox: &Arc<Inbox>,
     metrics: &Registry,
+    registration: &Registration,
 ) -> Result<JoinOutcome> {
     // What an earlier session heard of generations says nothing about this one.
     inbox.forget_newest();
@@ -209,6 +232,35 @@ async fn session(
         .await
         .map_err(|status| coordinator_call_error(&address, "refused registration", &status))?
         .into_inner();
+    registration.set(client.clone(), registered.incarnation);
+    let outcome = registered_session(
+        config,
+        collective_address,
+        inbox,
+        metrics,
+        client,
+        registered,
+    )
+    .await;
+    match &outcome {
+        // Lost or fenced, this worker registers again. (After a failed job the leave changes
+        // nothing: the coordinator ignores it.)
+        Err(Error::CoordinatorLost { .. } | Error::Fenced { .. }) | Ok(_) => {}
+        Err(error) => registration.leave(&config.worker_id, error).await,
+    }
+    outcome
+}
+
+/// A session once registered: the job spec, training, then tasks.
+async fn registered_session(
+    config: &JoinConfig,
+    collective_address: &str,
+    inbox: &Arc<Inbox>,
+    metrics: &Registry,
+    mut client: CoordinatorClient<AuthedChannel>,
+    registered: v1::RegisterResponse,
+) -> Result<JoinOutcome> {
+    let address = config.coordinator.clone();
     let spec: JobSpec = serde_json::from_str(&registered.job_spec_json)
         .map_err(|e| coordinator_error(&address, format!("sent an unreadable job spec: {e}")))?;
     spec.validate()
@@ -220,13 +272,14 @@ async fn session(
         incarnation: AtomicU64::new(registered.incarnation),
         ..Progress::default()
     });
-    let heartbeats = tokio::spawn(heartbeat_loop(
+    // Stopped with the session, also when a stop signal drops it mid-way.
+    let _heartbeats = AbortOnDrop(tokio::spawn(heartbeat_loop(
         client.clone(),
         config.worker_id.clone(),
         Duration::from_millis(u64::from(registered.heartbeat_interval_ms.max(50))),
         Arc::clone(&progress),
         Arc::clone(inbox),
-    ));
+    )));
 
     let runtime = tokio::runtime::Handle::current();
     let work = async {
@@ -264,7 +317,6 @@ async fn session(
     };
     let outcome = work.await;
     progress.finished.store(true, Ordering::Relaxed);
-    heartbeats.abort();
     outcome
 }
 
@@ -313,6 +365,91 @@ async fn train_replica(
     finished
         .await
         .map_err(|_| Error::config("training", "the training thread panicked"))?
+}
+
+/// A task aborted when this is dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// How long a stopping worker waits for the coordinator to take its Leave.
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest reason a Leave carries (the coordinator refuses more than 16 KiB).
+const LEAVE_REASON_BYTES: usize = 8 * 1024;
+
+/// The coordinator this worker is registered with now, so that a worker that stops — on an
+/// error or a signal — can tell it why.
+#[derive(Default)]
+struct Registration(std::sync::Mutex<Option<(CoordinatorClient<AuthedChannel>, u64)>>);
+
+impl Registration {
+    fn set(&self, client: CoordinatorClient<AuthedChannel>, incarnation: u64) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some((client, incarnation));
+    }
+
+    /// Tells the coordinator this worker stops because of `error`, once; gives up after
+    /// [`LEAVE_TIMEOUT`] (the coordinator then finds out from the missing heartbeats).
+    async fn leave(&self, worker_id: &str, error: &Error) {
+        let taken = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        let Some((mut client, incarnation)) = taken else {
+            return;
+        };
+        let reason = error_text::truncated(&error_text::describe(error), LEAVE_REASON_BYTES);
+        let mut request = tonic::Request::new(v1::LeaveRequest {
+            worker_id: worker_id.to_string(),
+            incarnation,
+            reason,
+        });
+        request.set_timeout(LEAVE_TIMEOUT);
+        match tokio::time::timeout(LEAVE_TIMEOUT, client.leave(request)).await {
+            Ok(Ok(_)) => tracing::info!(%worker_id, "told the coordinator this worker stops"),
+            Ok(Err(status)) => {
+                tracing::warn!(%worker_id, error = %status.message(), "could not tell the coordinator this worker stops")
+            }
+            Err(_) => {
+                tracing::warn!(%worker_id, "the coordinator did not take this worker's leave in time")
+            }
+        }
+    }
+}
+
+/// Resolves with the name of the first stop signal (SIGTERM, SIGINT) this process gets.
+async fn stop_signal() -> &'static str {
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                terminate.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot watch for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = terminate => "SIGTERM",
+        interrupted = tokio::signal::ctrl_c() => match interrupted {
+            Ok(()) => "SIGINT",
+            Err(error) => {
+                tracing::warn!(%error, "cannot watch for SIGINT");
+                std::future::pending().await
+            }
+        },
+    }
 }
 
 /// What the heartbeat task and the training thread share.

@@ -48,13 +48,36 @@ impl JobState {
         }
         if all_silent && !board.finished() {
             self.phase = Phase::Failed {
-                reason: format!(
+                reason: self.events.failure_naming_departures(format!(
                     "no worker sent a heartbeat for {timeout:?}; generation cannot go on"
-                ),
+                )),
             };
             return true;
         }
         changed
+    }
+
+    /// After a worker left during generation: its tasks go to the others; with nobody left and
+    /// work to do, the job fails naming who stopped and why.
+    pub(super) fn release_tasks_of_departed(&mut self, worker_id: &str) {
+        let Phase::Generating { board, .. } = &mut self.phase else {
+            return;
+        };
+        let unfinished = match board {
+            Some(board) => {
+                let released = board.release(worker_id);
+                tracing::warn!(%worker_id, tasks = ?released, "worker left during generation; its tasks go to others");
+                !board.finished()
+            }
+            None => true,
+        };
+        if self.members.is_empty() && unfinished {
+            self.phase = Phase::Failed {
+                reason: self.events.failure_naming_departures(
+                    "every worker left; generation cannot go on".to_string(),
+                ),
+            };
+        }
     }
 
     /// Whether generation waits for its plan (the supervisor reads it from the store).

@@ -1,14 +1,30 @@
 //! Membership changes while training: re-forming the ring after a loss or a join, pausing
 //! below the minimum, and the events counted for logs and metrics.
 
+use std::collections::VecDeque;
 use std::time::Instant;
 
 use super::{JobState, Phase};
+
+/// Departures a failure message names: the newest few, each reason cut to a readable length.
+const DEPARTURES_KEPT: usize = 4;
+const DEPARTURE_REASON_BYTES: usize = 2048;
+
+/// A worker that stopped and said why (the Leave call).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Departure {
+    pub worker_id: String,
+    pub reason: String,
+}
 
 /// Counts and timings of membership changes.
 #[derive(Debug, Default, Clone)]
 pub struct MembershipEvents {
     pub workers_lost: u64,
+    /// Workers that said they stop (counted in `workers_lost` too).
+    pub workers_left: u64,
+    /// The newest departures, oldest first, for failure messages.
+    pub departures: VecDeque<Departure>,
     /// Workers admitted into a running job.
     pub joins: u64,
     /// Workers dropped from a re-formed ring because the global batch does not divide among
@@ -23,7 +39,87 @@ pub struct MembershipEvents {
     pub recovering: Option<(Instant, u64)>,
 }
 
+impl MembershipEvents {
+    fn record_departure(&mut self, worker_id: &str, reason: &str) {
+        self.workers_left += 1;
+        if self.departures.len() == DEPARTURES_KEPT {
+            self.departures.pop_front();
+        }
+        self.departures.push_back(Departure {
+            worker_id: worker_id.to_string(),
+            reason: anygan_proto::error_text::truncated(reason, DEPARTURE_REASON_BYTES),
+        });
+    }
+
+    /// `reason`, followed by the workers that stopped and why, if any did: a job that fails for
+    /// want of workers says what became of them.
+    pub(super) fn failure_naming_departures(&self, reason: String) -> String {
+        if self.departures.is_empty() {
+            return reason;
+        }
+        let stopped: Vec<String> = self
+            .departures
+            .iter()
+            .map(|d| format!("{} stopped: {}", d.worker_id, d.reason))
+            .collect();
+        format!("{reason}. {}", stopped.join("; "))
+    }
+}
+
 impl JobState {
+    /// A worker stopping and saying why (the Leave call): dropped at once, as a lost worker is
+    /// after the heartbeat timeout, and remembered for the failure message should the job fail
+    /// for want of workers. Unknown workers (already dropped, or never here) change nothing.
+    /// Returns whether the published status changed.
+    pub fn leave(&mut self, worker_id: &str, reason: &str, now: Instant) -> bool {
+        let Some(at) = self.members.iter().position(|m| m.worker_id == worker_id) else {
+            return false;
+        };
+        match self.phase {
+            Phase::WaitingForWorkers { .. } => {
+                self.members.remove(at);
+                if self.members.len() < self.spec.min_workers {
+                    // The grace period starts again when the minimum is reached again.
+                    self.phase = Phase::WaitingForWorkers {
+                        min_reached_at: None,
+                    };
+                }
+            }
+            // A replica that completed the last step has done its part; its final checksum still
+            // counts, as when it exits silently (see `tick`).
+            Phase::Training if self.members[at].step >= self.spec.steps => return false,
+            Phase::Training | Phase::Paused { .. } => {
+                self.members.remove(at);
+                self.joining.remove(worker_id);
+                self.events.workers_lost += 1;
+                self.events.record_departure(worker_id, reason);
+                self.reform(now);
+                return true;
+            }
+            Phase::Generating { .. } => {
+                self.members.remove(at);
+                self.events.record_departure(worker_id, reason);
+                self.release_tasks_of_departed(worker_id);
+                return true;
+            }
+            Phase::Done { .. } | Phase::Failed { .. } => return false,
+        }
+        self.events.record_departure(worker_id, reason);
+        true
+    }
+
+    /// Every worker process the coordinator started itself has exited: if the job still waits
+    /// for workers and has none, nobody else is coming, and it fails naming who stopped.
+    pub fn local_workers_gone(&mut self) {
+        if matches!(self.phase, Phase::WaitingForWorkers { .. }) && self.members.is_empty() {
+            self.phase = Phase::Failed {
+                reason: self.events.failure_naming_departures(
+                    "every local worker exited before the job could start".to_string(),
+                ),
+            };
+        }
+    }
+
     /// The largest ring of at least `min_workers` the members can form that the global batch
     /// splits among.
     pub(super) fn usable_world(&self) -> Option<usize> {
@@ -52,9 +148,9 @@ impl JobState {
         let Some(world) = self.usable_world() else {
             if self.holders() == 0 {
                 self.phase = Phase::Failed {
-                    reason: format!(
+                    reason: self.events.failure_naming_departures(format!(
                         "{survivors} worker(s) remain and none holds the training state; start the job again to resume from the newest checkpoint"
-                    ),
+                    )),
                 };
                 return;
             }

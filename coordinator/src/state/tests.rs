@@ -360,3 +360,176 @@ fn below_min_workers_the_job_pauses_and_resumes_when_a_worker_joins() {
         alone.phase
     );
 }
+
+#[test]
+fn a_worker_that_leaves_while_training_is_dropped_at_once_and_the_survivors_re_form() {
+    let (mut job, now) = three_training();
+    // No time passes: c is well within its heartbeat timeout, but says it stops.
+    assert!(job.leave("c", "file /data/labels.idx: permission denied", now));
+    assert!(matches!(job.phase, Phase::Training), "{:?}", job.phase);
+    assert_eq!(job.generation(), 2, "a new ring at once");
+    assert_eq!((job.events.workers_lost, job.events.workers_left), (1, 1));
+    let b = job.assignment("b").expect("b").expect("assigned");
+    assert_eq!((b.world_size, b.start_step), (2, 4));
+    assert!(matches!(job.assignment("c"), Err(Error::UnknownWorker(_))));
+    // Leaving twice, or a worker never seen, changes nothing.
+    assert!(!job.leave("c", "again", now));
+    assert!(!job.leave("stranger", "?", now));
+    assert_eq!((job.generation(), job.events.workers_left), (2, 1));
+}
+
+#[test]
+fn a_job_that_fails_for_want_of_workers_names_who_stopped_and_why() {
+    let now = Instant::now();
+    let mut job = state(1, 1);
+    job.register(&register("a"), now).expect("a");
+    assert!(job.tick(now));
+    assert!(job.leave(
+        "a",
+        "object store /nonexistent: No such file or directory (os error 2)",
+        now
+    ));
+    let Phase::Failed { reason } = &job.phase else {
+        panic!("the job goes on without workers: {:?}", job.phase);
+    };
+    assert!(reason.contains("0 worker(s) remain"), "{reason}");
+    assert!(
+        reason.contains("a stopped: object store /nonexistent: No such file or directory"),
+        "{reason}"
+    );
+    // A silent worker's loss names nobody: it said nothing.
+    let mut silent = state(1, 1);
+    silent.register(&register("a"), now).expect("a");
+    silent.tick(now);
+    assert!(silent.tick(now + Duration::from_secs(6)));
+    assert!(
+        matches!(&silent.phase, Phase::Failed { reason } if !reason.contains("stopped")),
+        "{:?}",
+        silent.phase
+    );
+}
+
+#[test]
+fn a_failure_names_the_newest_departures_with_each_reason_cut_to_length() {
+    let now = Instant::now();
+    // A global batch every ring of 1 to 6 splits, so nobody is left out of a re-formed ring.
+    let mut job = JobState::new(
+        JobSpec {
+            global_batch: 60,
+            ..spec(1, 6)
+        },
+        Duration::from_secs(5),
+        Duration::from_secs(1),
+    )
+    .expect("valid");
+    let ids = ["a", "b", "c", "d", "e", "f"];
+    for id in ids {
+        job.register(&register(id), now).expect("register");
+    }
+    assert!(job.tick(now));
+    let long = "x".repeat(10_000);
+    for id in ids {
+        job.leave(id, &format!("{id} {long}"), now);
+    }
+    let Phase::Failed { reason } = &job.phase else {
+        panic!("{:?}", job.phase);
+    };
+    assert_eq!(job.events.workers_left, 6);
+    assert!(
+        !reason.contains("a stopped") && !reason.contains("b stopped"),
+        "{reason}"
+    );
+    for id in ["c", "d", "e", "f"] {
+        assert!(reason.contains(&format!("{id} stopped: {id} xxx")), "{id}");
+    }
+    assert!(reason.len() < 4 * 2100 + 200, "{} bytes", reason.len());
+}
+
+#[test]
+fn a_worker_that_leaves_before_training_is_forgotten_and_the_grace_starts_again() {
+    let now = Instant::now();
+    let mut job = state(2, 3);
+    for id in ["a", "b"] {
+        job.register(&register(id), now).expect("register");
+    }
+    assert!(!job.tick(now), "minimum reached: the grace period starts");
+    assert!(job.leave("b", "stopped by SIGTERM before the job was done", now));
+    assert_eq!(job.members.len(), 1);
+    // b's id is free again, and training waits for the minimum and a whole grace period anew.
+    let later = now + Duration::from_millis(900);
+    job.register(&register("b"), later).expect("b again");
+    assert!(!job.tick(later));
+    // 1.4 s after the minimum was first reached, but 0.5 s after it was reached again.
+    assert!(
+        !job.tick(later + Duration::from_millis(500)),
+        "the grace period counts from the return"
+    );
+    assert!(job.tick(later + Duration::from_secs(1)));
+    assert_eq!(job.phase_code(), v1::JobPhase::Training);
+}
+
+#[test]
+fn a_replica_that_finished_training_may_leave_without_a_new_ring() {
+    let now = Instant::now();
+    let mut job = state(2, 2);
+    for id in ["a", "b"] {
+        job.register(&register(id), now).expect("register");
+    }
+    assert!(job.tick(now));
+    job.report_step(&report("a", 1, 2, "z"), now)
+        .expect("a done");
+    assert!(!job.leave("a", "exiting", now));
+    assert_eq!((job.generation(), job.members.len()), (1, 2));
+    job.report_step(&report("b", 1, 2, "z"), now)
+        .expect("b done");
+    assert!(
+        matches!(
+            job.phase,
+            Phase::Done {
+                replicas_identical: true
+            }
+        ),
+        "{:?}",
+        job.phase
+    );
+}
+
+#[test]
+fn a_worker_that_leaves_during_generation_hands_its_tasks_back_and_the_last_fails_the_job() {
+    let now = Instant::now();
+    let mut job = JobState::new(
+        JobSpec {
+            generate_from: Some("step-1".into()),
+            generation: Some(anygan_proto::generation::GenerationSpec::default()),
+            ..spec(2, 2)
+        },
+        Duration::from_secs(5),
+        Duration::from_secs(1),
+    )
+    .expect("valid");
+    for id in ["a", "b"] {
+        job.register(&register(id), now).expect("register");
+    }
+    assert!(job.tick(now));
+    assert_eq!(job.phase_code(), v1::JobPhase::Generating);
+    job.start_generation(crate::generation::test_plan());
+    let held = job.next_task("a", now).expect("a").expect("a task");
+    assert!(held.task.is_some());
+    assert!(job.leave("a", "out of memory", now));
+    let Phase::Generating {
+        board: Some(board), ..
+    } = &job.phase
+    else {
+        panic!("{:?}", job.phase);
+    };
+    assert!(board.holders().is_empty(), "a's task is free again");
+    assert!(job.leave("b", "disk full", now));
+    let Phase::Failed { reason } = &job.phase else {
+        panic!("{:?}", job.phase);
+    };
+    assert!(
+        reason.contains("every worker left")
+            && reason.contains("a stopped: out of memory; b stopped: disk full"),
+        "{reason}"
+    );
+}
