@@ -255,41 +255,7 @@ impl JobState {
     /// worker. Returns true when the phase changed.
     pub fn tick(&mut self, now: Instant) -> bool {
         match &self.phase {
-            Phase::WaitingForWorkers { min_reached_at } => {
-                if self.members.len() < self.spec.min_workers {
-                    return false;
-                }
-                let reached = min_reached_at.unwrap_or(now);
-                let min_reached_at = Some(reached);
-                if self.members.len() >= self.spec.max_workers
-                    || now.duration_since(reached) >= self.start_grace
-                {
-                    if self.spec.generate_from.is_some() {
-                        // Nothing to train: no ranks, no replicas to disagree.
-                        self.phase = Phase::Generating {
-                            replicas_identical: true,
-                            board: None,
-                        };
-                        return true;
-                    }
-                    // Every worker's share of the batch and of the shard plan must be whole;
-                    // starting anyway would only fail later, on every worker at once.
-                    let world = self.members.len();
-                    if let Err(reason) = self
-                        .spec
-                        .local_batch(world)
-                        .and_then(|_| self.spec.plan_world(world))
-                    {
-                        self.phase = Phase::Failed { reason };
-                        return true;
-                    }
-                    self.generation += 1;
-                    self.phase = Phase::Training;
-                    return true;
-                }
-                self.phase = Phase::WaitingForWorkers { min_reached_at };
-                false
-            }
+            Phase::WaitingForWorkers { .. } => self.tick_waiting(now),
             Phase::Training => {
                 // A worker that finished its last step may exit; only the others must beat.
                 let (lost, alive): (Vec<Member>, Vec<Member>) = std::mem::take(&mut self.members)

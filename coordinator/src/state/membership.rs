@@ -108,6 +108,66 @@ impl JobState {
         true
     }
 
+    /// The clock-driven part of waiting for workers: silent ones are dropped (a worker that died
+    /// before it could say so must not be given a rank), and once the minimum is in, training
+    /// (or generation) starts when the job is full or the grace period is over. Returns whether
+    /// the published status changed.
+    pub(super) fn tick_waiting(&mut self, now: Instant) -> bool {
+        let timeout = self.heartbeat_timeout;
+        let before = self.members.len();
+        self.members.retain(|m| {
+            let silent = now.duration_since(m.last_heartbeat);
+            let alive = silent <= timeout;
+            if !alive {
+                tracing::warn!(worker_id = %m.worker_id, silent_ms = silent.as_millis() as u64, "worker lost before the job started");
+            }
+            alive
+        });
+        let lost = before - self.members.len();
+        self.events.workers_lost += lost as u64;
+        let Phase::WaitingForWorkers { min_reached_at } = self.phase else {
+            return lost > 0;
+        };
+        if self.members.len() < self.spec.min_workers {
+            // The grace period starts again when the minimum is reached again.
+            self.phase = Phase::WaitingForWorkers {
+                min_reached_at: None,
+            };
+            return lost > 0;
+        }
+        let reached = min_reached_at.unwrap_or(now);
+        if self.members.len() < self.spec.max_workers
+            && now.duration_since(reached) < self.start_grace
+        {
+            self.phase = Phase::WaitingForWorkers {
+                min_reached_at: Some(reached),
+            };
+            return lost > 0;
+        }
+        if self.spec.generate_from.is_some() {
+            // Nothing to train: no ranks, no replicas to disagree.
+            self.phase = Phase::Generating {
+                replicas_identical: true,
+                board: None,
+            };
+            return true;
+        }
+        // Every worker's share of the batch and of the shard plan must be whole; starting
+        // anyway would only fail later, on every worker at once.
+        let world = self.members.len();
+        if let Err(reason) = self
+            .spec
+            .local_batch(world)
+            .and_then(|_| self.spec.plan_world(world))
+        {
+            self.phase = Phase::Failed { reason };
+            return true;
+        }
+        self.generation += 1;
+        self.phase = Phase::Training;
+        true
+    }
+
     /// Every worker process the coordinator started itself has exited: if the job still waits
     /// for workers and has none, nobody else is coming, and it fails naming who stopped.
     pub fn local_workers_gone(&mut self) {

@@ -533,3 +533,33 @@ fn a_worker_that_leaves_during_generation_hands_its_tasks_back_and_the_last_fail
         "{reason}"
     );
 }
+
+#[test]
+fn a_worker_silent_while_the_job_waits_gets_no_rank() {
+    let now = Instant::now();
+    let mut job = state(2, 3);
+    for id in ["a", "b", "c"] {
+        job.register(&register(id), now).expect("register");
+    }
+    // Full at once, but c died before the first tick looked: only a and b beat.
+    let later = now + Duration::from_secs(6);
+    job.heartbeat("a", later).expect("a");
+    job.heartbeat("b", later).expect("b");
+    assert!(job.tick(later), "c is dropped");
+    assert_eq!(job.events.workers_lost, 1);
+    assert!(matches!(job.assignment("c"), Err(Error::UnknownWorker(_))));
+    assert_eq!(job.phase_code(), v1::JobPhase::WaitingForWorkers);
+    // The minimum is in, the grace period runs from here.
+    assert!(!job.tick(later + Duration::from_millis(500)));
+    assert!(job.tick(later + Duration::from_secs(1)));
+    let b = job.assignment("b").expect("b").expect("assigned");
+    assert_eq!(b.world_size, 2);
+    // Below the minimum nobody starts, however long it waits.
+    let mut alone = state(2, 2);
+    alone.register(&register("a"), now).expect("a");
+    alone.register(&register("b"), now).expect("b");
+    alone.heartbeat("a", later).expect("a");
+    assert!(alone.tick(later));
+    assert!(!alone.tick(later + Duration::from_secs(1)));
+    assert_eq!(alone.phase_code(), v1::JobPhase::WaitingForWorkers);
+}
