@@ -147,6 +147,11 @@ async fn a_worker_sent_sigterm_leaves_at_once_and_the_survivor_finishes_alone() 
         !said.contains("worker lost worker_id=w1 silent_ms"),
         "{said}"
     );
+    let recovered = said
+        .lines()
+        .find(|l| l.contains("recovered: every survivor"))
+        .expect("the survivor steps in the re-formed ring");
+    eprintln!("SIGTERM: {recovered}");
     let leaver_said = std::fs::read_to_string(&leaver_log).expect("w1 log");
     assert!(
         leaver_said.contains("told the coordinator this worker stops"),

@@ -89,6 +89,9 @@ impl JobState {
             // counts, as when it exits silently (see `tick`).
             Phase::Training if self.members[at].step >= self.spec.steps => return false,
             Phase::Training | Phase::Paused { .. } => {
+                // What a timeout would have waited for is the silence it left behind.
+                let silence = now.duration_since(self.members[at].last_heartbeat);
+                self.events.last_detection_seconds = silence.as_secs_f64();
                 self.members.remove(at);
                 self.joining.remove(worker_id);
                 self.events.workers_lost += 1;
