@@ -150,8 +150,12 @@ pub async fn serve(
         .await?;
     planner.abort();
     let _ = stop_metrics.send(());
-    let status = state.watch().borrow().clone();
+    // The status after the local workers are gone: what became of them is part of it.
     let local_workers_succeeded = local_workers.await.unwrap_or(false);
+    let status = match state.ask(Command::Status).await {
+        Ok(status) => status,
+        Err(_) => state.watch().borrow().clone(),
+    };
     Ok(Served {
         status,
         local_workers_succeeded,
