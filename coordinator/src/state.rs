@@ -94,6 +94,9 @@ pub struct JobState {
     incarnation: u64,
     /// Workers admitted into a running ring that still fetch their state from rank 0.
     joining: std::collections::BTreeSet<String>,
+    /// Steps every replica had completed when last looked at: what the job reports as done
+    /// once no worker is left to ask (none: the start step).
+    completed_when_last_seen: Option<u64>,
 }
 
 impl JobState {
@@ -115,6 +118,7 @@ impl JobState {
             events: MembershipEvents::default(),
             incarnation: 0,
             joining: std::collections::BTreeSet::new(),
+            completed_when_last_seen: None,
         })
     }
 
@@ -374,6 +378,7 @@ impl JobState {
                 .insert(report.step, report.parameter_checksum.clone());
         }
         self.joining.remove(&report.worker_id);
+        self.completed_when_last_seen = Some(self.completed_steps());
         if let Some((since, step)) = self.events.recovering
             && self.members.iter().all(|m| m.step > step)
         {
@@ -416,6 +421,17 @@ impl JobState {
             matches!(self.phase, Phase::Training) && report.step < self.spec.steps
                 || matches!(self.phase, Phase::Done { .. } | Phase::Generating { .. }),
         )
+    }
+
+    /// Steps every replica has completed: the slowest member's, or with no members left the
+    /// last value seen.
+    pub fn completed_steps(&self) -> u64 {
+        self.members
+            .iter()
+            .map(|m| m.step)
+            .min()
+            .or(self.completed_when_last_seen)
+            .unwrap_or(self.start_step())
     }
 
     /// The first step at which two replicas reported different checksums.
@@ -474,12 +490,7 @@ impl JobState {
                 .as_ref()
                 .map(|r| r.prefix.clone())
                 .unwrap_or_default(),
-            completed_steps: self
-                .members
-                .iter()
-                .map(|m| m.step)
-                .min()
-                .unwrap_or(self.start_step()),
+            completed_steps: self.completed_steps(),
             workers: self
                 .members
                 .iter()

@@ -384,6 +384,7 @@ fn a_job_that_fails_for_want_of_workers_names_who_stopped_and_why() {
     let mut job = state(1, 1);
     job.register(&register("a"), now).expect("a");
     assert!(job.tick(now));
+    job.report_step(&report("a", 1, 1, ""), now).expect("a1");
     assert!(job.leave(
         "a",
         "object store /nonexistent: No such file or directory (os error 2)",
@@ -396,6 +397,11 @@ fn a_job_that_fails_for_want_of_workers_names_who_stopped_and_why() {
     assert!(
         reason.contains("a stopped: object store /nonexistent: No such file or directory"),
         "{reason}"
+    );
+    assert_eq!(
+        job.status().completed_steps,
+        1,
+        "the steps done are still reported with nobody left"
     );
     // A silent worker's loss names nobody: it said nothing.
     let mut silent = state(1, 1);
