@@ -395,17 +395,18 @@ async fn bind_metrics(
     Ok(Some(listener))
 }
 
-/// Serves the job until it ends (or Ctrl-C), then waits for local workers and reports.
+/// Serves the job until it ends (or SIGINT / SIGTERM), then waits for local workers and reports.
 async fn serve_until_done(
     listener: tokio::net::TcpListener,
     spec: JobSpec,
     resume: Option<anygan_coordinator::ResumePoint>,
     options: ServeOptions,
 ) -> anyhow::Result<ExitCode> {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
+    let stopped = async {
+        let signal = anygan_proto::cli::stop_signal().await;
+        tracing::warn!(signal, "stopping before the job is over");
     };
-    let served = serve(listener, spec, resume, options, ctrl_c).await?;
+    let served = serve(listener, spec, resume, options, stopped).await?;
     finish(served.status, served.local_workers_succeeded)
 }
 

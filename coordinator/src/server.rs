@@ -95,10 +95,12 @@ pub async fn serve(
         incarnation,
     );
     let planner = tokio::spawn(plan_generation_when_due(state.clone(), spec_for_plan));
+    let (stop_local_workers, local_workers_stop) = tokio::sync::watch::channel(false);
     let local_workers = tokio::spawn(crate::local_workers::watch(
         state.clone(),
         local_workers,
         incarnation,
+        local_workers_stop,
     ));
     if let Some(terminal) = progress {
         tokio::spawn(terminal.follow(state.watch()));
@@ -150,6 +152,11 @@ pub async fn serve(
         .await?;
     planner.abort();
     let _ = stop_metrics.send(());
+    // Stopped before the job is over (a signal): nobody will serve the local workers now.
+    let phase = state.watch().borrow().phase;
+    if phase != v1::JobPhase::Done as i32 && phase != v1::JobPhase::Failed as i32 {
+        let _ = stop_local_workers.send(true);
+    }
     // The status after the local workers are gone: what became of them is part of it.
     let local_workers_succeeded = local_workers.await.unwrap_or(false);
     let status = match state.ask(Command::Status).await {

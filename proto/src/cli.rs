@@ -240,6 +240,35 @@ pub fn init_tracing_to(json: bool, writer: tracing_subscriber::fmt::writer::BoxM
     }
 }
 
+/// Resolves with the name of the first stop signal (SIGTERM, SIGINT) this process gets: what a
+/// terminal's Ctrl-C and Kubernetes' pod deletion send.
+pub async fn stop_signal() -> &'static str {
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                terminate.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot watch for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = terminate => "SIGTERM",
+        interrupted = tokio::signal::ctrl_c() => match interrupted {
+            Ok(()) => "SIGINT",
+            Err(error) => {
+                tracing::warn!(%error, "cannot watch for SIGINT");
+                std::future::pending().await
+            }
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -180,6 +180,11 @@ impl CoordinatorProcess {
 }
 
 impl CoordinatorProcess {
+    /// The process id (to signal it, or find its children).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL, and wait for the process to be gone.
     pub fn kill(&mut self) -> anyhow::Result<()> {
         self.child.kill()?;

@@ -197,7 +197,7 @@ pub async fn join(config: JoinConfig) -> Result<JoinOutcome> {
     };
     let outcome = tokio::select! {
         outcome = sessions => outcome,
-        signal = stop_signal() => {
+        signal = anygan_proto::cli::stop_signal() => {
             let error = Error::Stopped { signal };
             tracing::warn!(%error, "stopping");
             registration.leave(&config.worker_id, &error).await;
@@ -421,34 +421,6 @@ impl Registration {
                 tracing::warn!(%worker_id, "the coordinator did not take this worker's leave in time")
             }
         }
-    }
-}
-
-/// Resolves with the name of the first stop signal (SIGTERM, SIGINT) this process gets.
-async fn stop_signal() -> &'static str {
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                terminate.recv().await;
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot watch for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = terminate => "SIGTERM",
-        interrupted = tokio::signal::ctrl_c() => match interrupted {
-            Ok(()) => "SIGINT",
-            Err(error) => {
-                tracing::warn!(%error, "cannot watch for SIGINT");
-                std::future::pending().await
-            }
-        },
     }
 }
 
