@@ -67,6 +67,12 @@ pub fn render(state: &JobState) -> String {
         events.workers_lost as f64,
     );
     m.counter(
+        "anygan_workers_left_total",
+        "Workers that said they stop (an error, SIGTERM) or, started by the coordinator, exited with a failure.",
+        &[],
+        events.workers_left as f64,
+    );
+    m.counter(
         "anygan_ring_reforms_total",
         "Times the survivors were re-formed into a new ring.",
         &[],

@@ -21,7 +21,7 @@ pub struct Departure {
 #[derive(Debug, Default, Clone)]
 pub struct MembershipEvents {
     pub workers_lost: u64,
-    /// Workers that said they stop (counted in `workers_lost` too).
+    /// Workers that said they stop (not counted in `workers_lost`, which the timeout declares).
     pub workers_left: u64,
     /// The newest departures, oldest first, for failure messages.
     pub departures: VecDeque<Departure>,
@@ -94,7 +94,6 @@ impl JobState {
                 self.events.last_detection_seconds = silence.as_secs_f64();
                 self.members.remove(at);
                 self.joining.remove(worker_id);
-                self.events.workers_lost += 1;
                 self.events.record_departure(worker_id, reason);
                 self.reform(now);
                 return true;

@@ -368,7 +368,13 @@ fn a_worker_that_leaves_while_training_is_dropped_at_once_and_the_survivors_re_f
     assert!(job.leave("c", "file /data/labels.idx: permission denied", now));
     assert!(matches!(job.phase, Phase::Training), "{:?}", job.phase);
     assert_eq!(job.generation(), 2, "a new ring at once");
-    assert_eq!((job.events.workers_lost, job.events.workers_left), (1, 1));
+    assert_eq!((job.events.workers_lost, job.events.workers_left), (0, 1));
+    let metrics = crate::metrics::render(&job);
+    assert!(
+        metrics.contains("anygan_workers_left_total 1\n")
+            && metrics.contains("anygan_workers_lost_total 0\n"),
+        "{metrics}"
+    );
     let b = job.assignment("b").expect("b").expect("assigned");
     assert_eq!((b.world_size, b.start_step), (2, 4));
     assert!(matches!(job.assignment("c"), Err(Error::UnknownWorker(_))));
