@@ -76,8 +76,16 @@ impl JobState {
             return false;
         };
         match self.phase {
+            Phase::Done { .. } | Phase::Failed { .. } => return false,
+            // A replica that completed the last step has done its part; its final checksum still
+            // counts, as when it exits silently (see `tick`).
+            Phase::Training if self.members[at].step >= self.spec.steps => return false,
+            _ => {}
+        }
+        let departed = self.members.remove(at);
+        self.events.record_departure(worker_id, reason);
+        match self.phase {
             Phase::WaitingForWorkers { .. } => {
-                self.members.remove(at);
                 if self.members.len() < self.spec.min_workers {
                     // The grace period starts again when the minimum is reached again.
                     self.phase = Phase::WaitingForWorkers {
@@ -85,28 +93,16 @@ impl JobState {
                     };
                 }
             }
-            // A replica that completed the last step has done its part; its final checksum still
-            // counts, as when it exits silently (see `tick`).
-            Phase::Training if self.members[at].step >= self.spec.steps => return false,
             Phase::Training | Phase::Paused { .. } => {
                 // What a timeout would have waited for is the silence it left behind.
-                let silence = now.duration_since(self.members[at].last_heartbeat);
+                let silence = now.duration_since(departed.last_heartbeat);
                 self.events.last_detection_seconds = silence.as_secs_f64();
-                self.members.remove(at);
                 self.joining.remove(worker_id);
-                self.events.record_departure(worker_id, reason);
                 self.reform(now);
-                return true;
             }
-            Phase::Generating { .. } => {
-                self.members.remove(at);
-                self.events.record_departure(worker_id, reason);
-                self.release_tasks_of_departed(worker_id);
-                return true;
-            }
-            Phase::Done { .. } | Phase::Failed { .. } => return false,
+            Phase::Generating { .. } => self.release_tasks_of_departed(worker_id),
+            Phase::Done { .. } | Phase::Failed { .. } => {}
         }
-        self.events.record_departure(worker_id, reason);
         true
     }
 
