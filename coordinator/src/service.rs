@@ -48,6 +48,18 @@ impl CoordinatorService {
     }
 }
 
+/// A worker's free text (a task's error, a reason for leaving) longer than
+/// [`MAX_REASON_BYTES`] is refused, naming `what` it is.
+fn refuse_long_text(text: &str, what: &str) -> Result<(), Status> {
+    if text.len() > MAX_REASON_BYTES {
+        return Err(Status::invalid_argument(format!(
+            "{what} longer than {} KiB",
+            MAX_REASON_BYTES / 1024
+        )));
+    }
+    Ok(())
+}
+
 #[tonic::async_trait]
 impl Coordinator for CoordinatorService {
     async fn register(
@@ -157,11 +169,7 @@ impl Coordinator for CoordinatorService {
         request: Request<v1::TaskReport>,
     ) -> Result<Response<v1::TaskAck>, Status> {
         let report = request.into_inner();
-        if report.error.len() > MAX_REASON_BYTES {
-            return Err(Status::invalid_argument(
-                "task error text longer than 16 KiB",
-            ));
-        }
+        refuse_long_text(&report.error, "task error text")?;
         self.state
             .ask(|reply| Command::ReportTask(report, reply))
             .await??;
@@ -173,9 +181,7 @@ impl Coordinator for CoordinatorService {
         request: Request<v1::LeaveRequest>,
     ) -> Result<Response<v1::LeaveAck>, Status> {
         let request = request.into_inner();
-        if request.reason.len() > MAX_REASON_BYTES {
-            return Err(Status::invalid_argument("leave reason longer than 16 KiB"));
-        }
+        refuse_long_text(&request.reason, "leave reason")?;
         self.state
             .ask(|reply| Command::Leave(request, reply))
             .await?;

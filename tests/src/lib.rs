@@ -295,6 +295,40 @@ impl Drop for WorkerProcess {
     }
 }
 
+/// The job's status from the (plaintext) coordinator at `address`; none when it does not answer.
+pub async fn job_status(address: &str) -> Option<anygan_proto::v1::JobStatus> {
+    use anygan_proto::v1;
+    let mut client =
+        v1::coordinator_client::CoordinatorClient::connect(format!("http://{address}"))
+            .await
+            .ok()?;
+    client
+        .get_status(v1::StatusRequest {})
+        .await
+        .ok()
+        .map(tonic::Response::into_inner)
+}
+
+/// Polls the job's status every 10 ms until `done` holds and returns it; fails the test, naming
+/// `what` it waited for, once `deadline` has passed.
+pub async fn wait_for_status(
+    address: &str,
+    deadline: Duration,
+    what: &str,
+    done: impl Fn(&anygan_proto::v1::JobStatus) -> bool,
+) -> anygan_proto::v1::JobStatus {
+    let until = Instant::now() + deadline;
+    loop {
+        if let Some(status) = job_status(address).await
+            && done(&status)
+        {
+            return status;
+        }
+        assert!(Instant::now() < until, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Polls `condition` every 20 ms until it holds or `deadline` passes.
 pub async fn wait_until<F, Fut>(deadline: Duration, mut condition: F) -> anyhow::Result<()>
 where

@@ -9,8 +9,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anygan_proto::v1;
-use anygan_proto::v1::coordinator_client::CoordinatorClient;
-use anygan_tests::{CoordinatorProcess, WorkerProcess, tiny_job_args, write_tiny_idx};
+use anygan_tests::{
+    CoordinatorProcess, WorkerProcess, job_status, tiny_job_args, wait_for_status, write_tiny_idx,
+};
 
 const DEADLINE: Duration = Duration::from_secs(180);
 
@@ -81,35 +82,6 @@ impl Job {
     fn start(&self) -> CoordinatorProcess {
         CoordinatorProcess::start_logged("start", &self.args(), DEADLINE, Some(&self.log))
             .expect("coordinator")
-    }
-}
-
-async fn status(address: &str) -> Option<v1::JobStatus> {
-    let mut client = CoordinatorClient::connect(format!("http://{address}"))
-        .await
-        .ok()?;
-    client
-        .get_status(v1::StatusRequest {})
-        .await
-        .ok()
-        .map(tonic::Response::into_inner)
-}
-
-/// Polls until the job's status satisfies `done`; returns it.
-async fn wait_for(
-    address: &str,
-    what: &str,
-    done: impl Fn(&v1::JobStatus) -> bool,
-) -> v1::JobStatus {
-    let until = Instant::now() + DEADLINE;
-    loop {
-        if let Some(status) = status(address).await
-            && done(&status)
-        {
-            return status;
-        }
-        assert!(Instant::now() < until, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -205,7 +177,7 @@ async fn killed_workers_leave_survivors_training_to_identical_replicas() {
         seed % below
     };
     let mut completed_before_kill = Vec::new();
-    let first_generation = wait_for(&address, "training", |s| {
+    let first_generation = wait_for_status(&address, DEADLINE, "training", |s| {
         s.phase == v1::JobPhase::Training as i32
     })
     .await
@@ -213,7 +185,7 @@ async fn killed_workers_leave_survivors_training_to_identical_replicas() {
     let mut target = 0;
     for kill in 0..KILLS {
         target += 30 + next(40);
-        let seen = wait_for(&address, "training progress", |s| {
+        let seen = wait_for_status(&address, DEADLINE, "training progress", |s| {
             s.phase == v1::JobPhase::Training as i32 && s.completed_steps >= target
         })
         .await;
@@ -229,7 +201,7 @@ async fn killed_workers_leave_survivors_training_to_identical_replicas() {
         );
         // The survivors re-form; then a replacement joins.
         let generation = seen.generation;
-        let reformed = wait_for(&address, "the re-formed ring", |s| {
+        let reformed = wait_for_status(&address, DEADLINE, "the re-formed ring", |s| {
             s.generation > generation && s.workers.len() == 3
         })
         .await;
@@ -238,7 +210,7 @@ async fn killed_workers_leave_survivors_training_to_identical_replicas() {
             fresh.clone(),
             WorkerProcess::join(&address, &fresh).expect("replacement"),
         ));
-        wait_for(&address, "the replacement in the ring", |s| {
+        wait_for_status(&address, DEADLINE, "the replacement in the ring", |s| {
             s.generation > reformed.generation && s.workers.len() == 4
         })
         .await;
@@ -308,7 +280,7 @@ async fn a_worker_joining_mid_run_gets_the_state_from_a_peer_and_ends_identical(
     let coordinator = job.start();
     let address = coordinator.address.clone();
     let mut workers = join_all(&address, &["w0", "w1"]);
-    let before = wait_for(&address, "training progress", |s| {
+    let before = wait_for_status(&address, DEADLINE, "training progress", |s| {
         s.phase == v1::JobPhase::Training as i32 && s.completed_steps >= 60
     })
     .await;
@@ -316,7 +288,7 @@ async fn a_worker_joining_mid_run_gets_the_state_from_a_peer_and_ends_identical(
     workers.push(
         WorkerProcess::join_with(&address, "w2", &[], &[], Some(&joiner_log)).expect("joiner"),
     );
-    let joined = wait_for(&address, "the ring with the new worker", |s| {
+    let joined = wait_for_status(&address, DEADLINE, "the ring with the new worker", |s| {
         s.generation > before.generation && s.workers.len() == 3
     })
     .await;
@@ -358,28 +330,28 @@ async fn below_min_workers_the_job_pauses_visibly_and_resumes_when_a_worker_retu
     let coordinator = job.start();
     let address = coordinator.address.clone();
     let mut workers = join_all(&address, &["w0", "w1"]);
-    let before = wait_for(&address, "training progress", |s| {
+    let before = wait_for_status(&address, DEADLINE, "training progress", |s| {
         s.phase == v1::JobPhase::Training as i32 && s.completed_steps >= 50
     })
     .await;
     let mut lost = workers.pop().expect("w1");
     lost.child.kill().expect("SIGKILL");
     lost.child.wait().expect("reaped");
-    let paused = wait_for(&address, "the pause", |s| {
+    let paused = wait_for_status(&address, DEADLINE, "the pause", |s| {
         s.phase == v1::JobPhase::Paused as i32
     })
     .await;
     assert_eq!(paused.workers.len(), 1);
     // Longer than the collective timeout: the survivor keeps its state while paused.
     tokio::time::sleep(Duration::from_millis(12_000)).await;
-    let still = status(&address).await.expect("status");
+    let still = job_status(&address).await.expect("status");
     assert_eq!(still.phase, v1::JobPhase::Paused as i32, "{still:?}");
     assert_eq!(
         still.completed_steps, paused.completed_steps,
         "no training while paused"
     );
     workers.push(WorkerProcess::join(&address, "w2").expect("a worker returns"));
-    wait_for(&address, "training again", |s| {
+    wait_for_status(&address, DEADLINE, "training again", |s| {
         s.phase == v1::JobPhase::Training as i32 && s.completed_steps > paused.completed_steps
     })
     .await;
@@ -401,7 +373,7 @@ async fn a_killed_coordinator_restarts_from_the_newest_checkpoint_with_the_same_
             .expect("coordinator");
     let address = first.address.clone();
     let mut workers = join_all(&address, &["w0", "w1"]);
-    let before = wait_for(&address, "training progress", |s| {
+    let before = wait_for_status(&address, DEADLINE, "training progress", |s| {
         s.phase == v1::JobPhase::Training as i32 && s.completed_steps >= 110
     })
     .await;
@@ -424,7 +396,7 @@ async fn a_killed_coordinator_restarts_from_the_newest_checkpoint_with_the_same_
         Some(&dir.join("second.log")),
     )
     .expect("restarted coordinator");
-    let resumed = wait_for(&address, "training again", |s| {
+    let resumed = wait_for_status(&address, DEADLINE, "training again", |s| {
         s.phase == v1::JobPhase::Training as i32 && s.completed_steps > s.start_step
     })
     .await;
@@ -466,7 +438,7 @@ async fn a_stopped_worker_is_fenced_when_it_wakes_and_rejoins() {
     let mut survivors = join_all(&address, &["w0", "w1"]);
     let sleeper =
         WorkerProcess::join_with(&address, "w2", &[], &[], Some(&stopped_log)).expect("worker");
-    let seen = wait_for(&address, "training progress", |s| {
+    let seen = wait_for_status(&address, DEADLINE, "training progress", |s| {
         s.phase == v1::JobPhase::Training as i32 && s.completed_steps >= 50
     })
     .await;
@@ -480,15 +452,16 @@ async fn a_stopped_worker_is_fenced_when_it_wakes_and_rejoins() {
     };
     signal("-STOP");
     // Stopped past the timeout: the others re-form without it.
-    wait_for(&address, "the re-formed ring", |s| {
+    wait_for_status(&address, DEADLINE, "the re-formed ring", |s| {
         s.generation > seen.generation && s.workers.len() == 2
     })
     .await;
-    let fenced_at = wait_for(&address, "training on", |s| s.workers.len() == 2).await;
+    let fenced_at =
+        wait_for_status(&address, DEADLINE, "training on", |s| s.workers.len() == 2).await;
     signal("-CONT");
     // Awake, it learns it was declared lost, drops its stale state and joins again: admitted
     // into a re-formed ring with rank 0's state.
-    let rejoined = wait_for(&address, "the rejoined ring", |s| {
+    let rejoined = wait_for_status(&address, DEADLINE, "the rejoined ring", |s| {
         s.generation > fenced_at.generation && s.workers.len() == 3
     })
     .await;

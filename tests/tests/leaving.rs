@@ -5,11 +5,12 @@
 //! of leaving them behind.
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a test fails loudly on broken setup
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anygan_proto::v1;
-use anygan_proto::v1::coordinator_client::CoordinatorClient;
-use anygan_tests::{CoordinatorProcess, WorkerProcess, binary, tiny_job_args, write_tiny_idx};
+use anygan_tests::{
+    CoordinatorProcess, WorkerProcess, binary, tiny_job_args, wait_for_status, write_tiny_idx,
+};
 
 const DEADLINE: Duration = Duration::from_secs(120);
 /// Ten minutes: a test that needed it would miss its deadline.
@@ -46,17 +47,6 @@ fn job_args(dir: &std::path::Path, data: &str, steps: &str, workers: &str) -> Ve
     args
 }
 
-async fn status(address: &str) -> Option<v1::JobStatus> {
-    let mut client = CoordinatorClient::connect(format!("http://{address}"))
-        .await
-        .ok()?;
-    client
-        .get_status(v1::StatusRequest {})
-        .await
-        .ok()
-        .map(tonic::Response::into_inner)
-}
-
 /// Adds `--local-workers count` with the workspace's worker binary.
 fn with_local_workers(args: &mut Vec<String>, count: &str) {
     let worker = binary("worker");
@@ -70,17 +60,10 @@ fn with_local_workers(args: &mut Vec<String>, count: &str) {
 
 /// Waits until the job trains and every replica has completed `steps`; its status then.
 async fn training_past(address: &str, steps: u64) -> v1::JobStatus {
-    let until = Instant::now() + DEADLINE;
-    loop {
-        if let Some(s) = status(address).await
-            && s.phase == v1::JobPhase::Training as i32
-            && s.completed_steps >= steps
-        {
-            return s;
-        }
-        assert!(Instant::now() < until, "training did not get going");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_status(address, DEADLINE, "training to get going", |s| {
+        s.phase == v1::JobPhase::Training as i32 && s.completed_steps >= steps
+    })
+    .await
 }
 
 /// The coordinator's final status line and whether it exited successfully.

@@ -40,12 +40,12 @@ fn report(id: &str, generation: u64, step: u64, checksum: &str) -> v1::StepRepor
 }
 
 fn state(min: usize, max: usize) -> JobState {
-    JobState::new(
-        spec(min, max),
-        Duration::from_secs(5),
-        Duration::from_secs(1),
-    )
-    .expect("valid")
+    job_of(spec(min, max))
+}
+
+/// A job of `spec`: heartbeat timeout 5 s, start grace 1 s.
+fn job_of(spec: JobSpec) -> JobState {
+    JobState::new(spec, Duration::from_secs(5), Duration::from_secs(1)).expect("valid")
 }
 
 #[test]
@@ -176,15 +176,10 @@ fn done_when_all_agree_failed_when_they_differ() {
 #[test]
 fn a_world_that_cannot_split_the_batch_fails_at_start() {
     let now = Instant::now();
-    let mut job = JobState::new(
-        JobSpec {
-            global_batch: 8,
-            ..spec(1, 3)
-        },
-        Duration::from_secs(5),
-        Duration::from_secs(1),
-    )
-    .expect("valid");
+    let mut job = job_of(JobSpec {
+        global_batch: 8,
+        ..spec(1, 3)
+    });
     for id in ["a", "b", "c"] {
         job.register(&register(id), now).expect("registers");
     }
@@ -214,16 +209,11 @@ fn a_silent_worker_fails_the_job() {
 /// step 4 and then went silent.
 fn three_training() -> (JobState, Instant) {
     let now = Instant::now();
-    let mut job = JobState::new(
-        JobSpec {
-            steps: 10,
-            global_batch: 12,
-            ..spec(2, 3)
-        },
-        Duration::from_secs(5),
-        Duration::from_secs(1),
-    )
-    .expect("valid");
+    let mut job = job_of(JobSpec {
+        steps: 10,
+        global_batch: 12,
+        ..spec(2, 3)
+    });
     for id in ["a", "b", "c"] {
         job.register(&register(id), now).expect("register");
     }
@@ -425,15 +415,10 @@ fn a_job_that_fails_for_want_of_workers_names_who_stopped_and_why() {
 fn a_failure_names_the_newest_departures_with_each_reason_cut_to_length() {
     let now = Instant::now();
     // A global batch every ring of 1 to 6 splits, so nobody is left out of a re-formed ring.
-    let mut job = JobState::new(
-        JobSpec {
-            global_batch: 60,
-            ..spec(1, 6)
-        },
-        Duration::from_secs(5),
-        Duration::from_secs(1),
-    )
-    .expect("valid");
+    let mut job = job_of(JobSpec {
+        global_batch: 60,
+        ..spec(1, 6)
+    });
     let ids = ["a", "b", "c", "d", "e", "f"];
     for id in ids {
         job.register(&register(id), now).expect("register");
@@ -509,16 +494,11 @@ fn a_replica_that_finished_training_may_leave_without_a_new_ring() {
 #[test]
 fn a_worker_that_leaves_during_generation_hands_its_tasks_back_and_the_last_fails_the_job() {
     let now = Instant::now();
-    let mut job = JobState::new(
-        JobSpec {
-            generate_from: Some("step-1".into()),
-            generation: Some(anygan_proto::generation::GenerationSpec::default()),
-            ..spec(2, 2)
-        },
-        Duration::from_secs(5),
-        Duration::from_secs(1),
-    )
-    .expect("valid");
+    let mut job = job_of(JobSpec {
+        generate_from: Some("step-1".into()),
+        generation: Some(anygan_proto::generation::GenerationSpec::default()),
+        ..spec(2, 2)
+    });
     for id in ["a", "b"] {
         job.register(&register(id), now).expect("register");
     }
