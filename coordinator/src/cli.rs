@@ -141,6 +141,11 @@ struct StartArgs {
     /// vector dotted with the features its last layer reads, beside the recipe's label channel.
     #[arg(long)]
     projection_discriminator: bool,
+    /// Train an auxiliary classifier beside the discriminator with this weight on its terms
+    /// (AC-GAN, Odena et al. 2017): it learns the classes from the real images without their
+    /// labels, and the generator's images of a class must be classified as that class.
+    #[arg(long, value_name = "WEIGHT")]
+    auxiliary_classifier: Option<f32>,
     /// Train until this many steps are complete.
     #[arg(long, default_value_t = 200)]
     steps: u64,
@@ -276,6 +281,7 @@ fn job_spec(args: &StartArgs) -> anyhow::Result<JobSpec> {
             latent_dim: args.latent_dim,
             dropout: args.dropout,
             projection_discriminator: args.projection_discriminator,
+            auxiliary_classifier: args.auxiliary_classifier,
         },
         steps: args.steps,
         global_batch: args.global_batch,

@@ -46,6 +46,10 @@ pub struct ModelSpec {
     /// The discriminator adds a projection term to its logit (`GanConfig::projection`).
     #[serde(default)]
     pub projection_discriminator: bool,
+    /// Weight of the auxiliary classifier's terms (AC-GAN, `GanConfig::auxiliary_classifier`);
+    /// none: no auxiliary classifier, the recipe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auxiliary_classifier: Option<f32>,
 }
 
 impl Default for ModelSpec {
@@ -57,6 +61,7 @@ impl Default for ModelSpec {
             latent_dim: 100,
             dropout: 0.4,
             projection_discriminator: false,
+            auxiliary_classifier: None,
         }
     }
 }
@@ -293,6 +298,13 @@ impl JobSpec {
                     self.global_batch
                 ));
             }
+        }
+        if let Some(weight) = self.model.auxiliary_classifier
+            && !(weight > 0.0 && weight.is_finite())
+        {
+            return Err(format!(
+                "model auxiliary_classifier {weight} is not a positive weight"
+            ));
         }
         if let Some(policy) = &self.diff_augment
             && let Some(unknown) = policy

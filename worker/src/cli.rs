@@ -124,6 +124,11 @@ struct TrainArgs {
     /// vector dotted with the features its last layer reads, beside the recipe's label channel.
     #[arg(long)]
     projection_discriminator: bool,
+    /// Train an auxiliary classifier beside the discriminator with this weight on its terms
+    /// (AC-GAN, Odena et al. 2017): it learns the classes from the real images without their
+    /// labels, and the generator's images of a class must be classified as that class.
+    #[arg(long, value_name = "WEIGHT")]
+    auxiliary_classifier: Option<f32>,
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
     /// Train until this many steps are complete.
@@ -221,7 +226,8 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
         .with_channels(args.channels)
         .with_image_size(args.image_size)
         .with_width(args.width)
-        .with_projection(args.projection_discriminator.then_some(true));
+        .with_projection(args.projection_discriminator.then_some(true))
+        .with_auxiliary_classifier(args.auxiliary_classifier);
     probe.validate()?;
     if let Some(warning) = anygan_proto::job::width_warning(args.width, Some(&args.diff_augment)) {
         tracing::warn!("{warning}");

@@ -13,6 +13,7 @@ pub fn gan_config(spec: &JobSpec, num_classes: usize) -> GanConfig {
         .with_latent_dim(spec.model.latent_dim)
         .with_dropout(spec.model.dropout)
         .with_projection(spec.model.projection_discriminator.then_some(true))
+        .with_auxiliary_classifier(spec.model.auxiliary_classifier)
 }
 
 /// The training arithmetic of a job (the global batch; replicas split it).

@@ -1,13 +1,25 @@
 //! The cDCGAN's loss terms, apart from the training step that combines them.
 
 use burn::prelude::*;
-use burn::tensor::activation::log_sigmoid;
+use burn::tensor::activation::{log_sigmoid, log_softmax};
 
 /// Mean binary cross-entropy of `logits` against an all-1 or all-0 target, in the stable
 /// log-sigmoid form: -log σ(x) for target 1, -log σ(-x) for target 0.
 pub(crate) fn bce_with_logits<B: Backend>(logits: Tensor<B, 2>, target_real: bool) -> Tensor<B, 1> {
     let signed = if target_real { logits } else { logits.neg() };
     log_sigmoid(signed).mean().neg()
+}
+
+/// Mean cross-entropy of class `logits` `[rows, classes]` against `labels` (one per row). The
+/// one-hot targets are built on the host, where the labels are.
+pub(crate) fn cross_entropy<B: Backend>(logits: Tensor<B, 2>, labels: &[u16]) -> Tensor<B, 1> {
+    let [rows, classes] = logits.dims();
+    let mut one_hot = vec![0f32; rows * classes];
+    for (row, &label) in labels.iter().enumerate().take(rows) {
+        one_hot[row * classes + usize::from(label)] = 1.0;
+    }
+    let targets = Tensor::from_data(TensorData::new(one_hot, [rows, classes]), &logits.device());
+    (log_softmax(logits, 1) * targets).sum_dim(1).mean().neg()
 }
 
 /// Keeps the mode-seeking term finite for a pair of identical images.

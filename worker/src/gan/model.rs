@@ -53,6 +53,17 @@ pub struct GanConfig {
     /// configs written before the option existed read (burn's `Config` has no serde defaults,
     /// and serde reads a missing `Option` as `None`). Ask [`GanConfig::projects`].
     pub projection: Option<bool>,
+    /// Train an auxiliary classifier beside the discriminator, with this weight on its terms
+    /// (AC-GAN, Odena et al., "Conditional Image Synthesis with Auxiliary Classifier GANs",
+    /// 2017): a network of the discriminator's shape that sees the image *without* the label
+    /// channel and says which class it is. It learns from the real images (cross-entropy
+    /// against their labels, added to the discriminator's loss), and the generator is asked
+    /// that its images of class y be classified as y (added to the generator's loss), so a
+    /// rare class's images must look like that class and not like a neighbouring majority
+    /// class. The classifier learns from real images only: on long-tailed data the rare
+    /// classes' generated images are the worst, and a classifier taught by them would learn
+    /// their mistakes. None, the recipe, is also how configs written before the option read.
+    pub auxiliary_classifier: Option<f32>,
 }
 
 impl GanConfig {
@@ -80,6 +91,14 @@ impl GanConfig {
             return Err(Error::config(
                 "dropout",
                 format!("{} is not in [0, 1)", self.dropout),
+            ));
+        }
+        if let Some(weight) = self.auxiliary_classifier
+            && !(weight > 0.0 && weight.is_finite())
+        {
+            return Err(Error::config(
+                "auxiliary_classifier",
+                format!("{weight} is not a positive weight"),
             ));
         }
         match self.image_size {
@@ -153,6 +172,27 @@ impl GanConfig {
         }
     }
 
+    /// The discriminator's stride-2 convolutions, from `input_channels` to W channels at the
+    /// base size.
+    fn downsample<B: Backend>(
+        &self,
+        stages: usize,
+        input_channels: usize,
+        device: &B::Device,
+    ) -> Vec<Conv2d<B>> {
+        let w = self.width;
+        (0..stages)
+            .map(|stage| {
+                let inputs = if stage == 0 { input_channels } else { w };
+                Conv2dConfig::new([inputs, w], [3, 3])
+                    .with_stride([2, 2])
+                    .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                    .with_initializer(DCGAN_INIT)
+                    .init(device)
+            })
+            .collect()
+    }
+
     fn init_discriminator<B: Backend>(
         &self,
         stages: usize,
@@ -160,16 +200,8 @@ impl GanConfig {
     ) -> Discriminator<B> {
         let base = self.base_size();
         let w = self.width;
-        let downsample = (0..stages)
-            .map(|stage| {
-                let inputs = if stage == 0 { self.channels + 1 } else { w };
-                Conv2dConfig::new([inputs, w], [3, 3])
-                    .with_stride([2, 2])
-                    .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-                    .with_initializer(DCGAN_INIT)
-                    .init(device)
-            })
-            .collect();
+        // The image and the label channel.
+        let downsample = self.downsample(stages, self.channels + 1, device);
         Discriminator {
             label_embedding: EmbeddingConfig::new(self.num_classes, LABEL_EMBEDDING).init(device),
             label_projection: LinearConfig::new(LABEL_EMBEDDING, self.image_size * self.image_size)
@@ -183,6 +215,13 @@ impl GanConfig {
                 EmbeddingConfig::new(self.num_classes, w * base * base)
                     .with_initializer(Initializer::Zeros)
                     .init(device)
+            }),
+            auxiliary: self.auxiliary_classifier.map(|_| AuxiliaryClassifier {
+                // The image alone: a label channel would tell it the answer.
+                downsample: self.downsample(stages, self.channels, device),
+                output: LinearConfig::new(w * base * base, self.num_classes)
+                    .with_initializer(DCGAN_INIT)
+                    .init(device),
             }),
             image_size: self.image_size,
         }
@@ -228,6 +267,10 @@ pub struct Discriminator<B: Backend> {
     classifier: Linear<B>,
     /// Per-class vectors of the projection term, `[classes, features]`; none in the recipe.
     class_projection: Option<Embedding<B>>,
+    /// The auxiliary classifier ([`GanConfig::auxiliary_classifier`]); none in the recipe. Its
+    /// weights are the discriminator's: trained by its optimizer, averaged with its gradients,
+    /// saved in its blob.
+    auxiliary: Option<AuxiliaryClassifier<B>>,
     image_size: usize,
 }
 
@@ -289,6 +332,18 @@ impl<B: Backend> Discriminator<B> {
         }
     }
 
+    /// Class logits `[batch, classes]` of the auxiliary classifier for `images`, which it sees
+    /// without their labels; none when the model has no auxiliary classifier.
+    pub fn classify(&self, images: Tensor<B, 4>) -> Option<Tensor<B, 2>> {
+        let auxiliary = self.auxiliary.as_ref()?;
+        let [batch, _, _, _] = images.dims();
+        let mut x = images;
+        for layer in &auxiliary.downsample {
+            x = leaky_relu(layer.forward(x), LEAKY_SLOPE);
+        }
+        Some(auxiliary.output.forward(x.reshape([batch as i32, -1])))
+    }
+
     /// Whether the logit has the projection term ([`GanConfig::projection`]).
     pub fn has_projection(&self) -> bool {
         self.class_projection.is_some()
@@ -298,6 +353,14 @@ impl<B: Backend> Discriminator<B> {
     pub fn feature_len(&self) -> usize {
         self.classifier.weight.dims()[0]
     }
+}
+
+/// AC-GAN's auxiliary classifier: the discriminator's convolutions without the label channel,
+/// then one linear layer to a logit per class.
+#[derive(Module, Debug)]
+pub struct AuxiliaryClassifier<B: Backend> {
+    downsample: Vec<Conv2d<B>>,
+    output: Linear<B>,
 }
 
 /// The label as one extra `[batch, 1, side, side]` channel: embedding, then a linear layer.

@@ -12,7 +12,7 @@ use rand::Rng;
 
 use super::augment::DiffAugment;
 use super::ema::{EmaSettings, GeneratorEma};
-use super::losses::{bce_with_logits, mode_seeking_term};
+use super::losses::{bce_with_logits, cross_entropy, mode_seeking_term};
 use super::model::{Discriminator, GanConfig, Generator};
 use super::params::force_init;
 use super::sync::average_gradients;
@@ -388,16 +388,28 @@ impl<B: AutodiffBackend> GanTrainer<B> {
         );
         let fake = Tensor::<B, 4>::from_inner(fake);
         let fake_labels = labels_tensor::<B>(&fake_labels, &device);
+        let real = self.augment(real, 0);
         let real_logits =
             self.discriminator
-                .forward(self.augment(real, 0), real_labels, self.dropout_mask(0));
+                .forward(real.clone(), real_labels, self.dropout_mask(0));
         let fake_logits =
             self.discriminator
                 .forward(self.augment(fake, 1), fake_labels, self.dropout_mask(1));
         let real_score = burn::tensor::activation::sigmoid(real_logits.clone()).mean();
         let fake_score = burn::tensor::activation::sigmoid(fake_logits.clone()).mean();
         let d_loss = bce_with_logits(real_logits, true) + bce_with_logits(fake_logits, false);
-        let mut d_grads = GradientsParams::from_grads(d_loss.backward(), &self.discriminator);
+        // The auxiliary classifier learns the classes from the real images only. Like the
+        // mode-seeking term, its terms are optimized but not in the losses reported.
+        let d_objective = match (
+            self.config.gan.auxiliary_classifier,
+            self.discriminator.classify(real),
+        ) {
+            (Some(weight), Some(class_logits)) => {
+                d_loss.clone() + cross_entropy(class_logits, &batch.labels).mul_scalar(weight)
+            }
+            _ => d_loss.clone(),
+        };
+        let mut d_grads = GradientsParams::from_grads(d_objective.backward(), &self.discriminator);
         drop(section);
         average_gradients(&self.discriminator, &mut d_grads, reducer)?;
         let section = crate::autodiff::section();
@@ -407,20 +419,28 @@ impl<B: AutodiffBackend> GanTrainer<B> {
 
         // Generator update: fresh noise and labels, target 1 through the updated discriminator.
         // The discriminator is frozen for this pass, so no gradient is computed for its weights.
-        let (noise, labels) =
+        let (noise, label_values) =
             self.noise_and_labels(Purpose::GeneratorNoise, self.mode_seeking.is_some());
-        let labels = labels_tensor::<B>(&labels, &device);
+        let labels = labels_tensor::<B>(&label_values, &device);
         let noise = self.tensor_2d::<B>(noise, self.config.gan.latent_dim);
         let fake = self.generator.forward(noise.clone(), labels.clone());
         let frozen = self.discriminator.clone().no_grad();
+        let seen = self.augment(fake.clone(), 2);
         let g_loss = bce_with_logits(
-            frozen.forward(self.augment(fake.clone(), 2), labels, self.dropout_mask(2)),
+            frozen.forward(seen.clone(), labels, self.dropout_mask(2)),
             true,
         );
-        let g_objective = match self.mode_seeking {
+        let mut g_objective = match self.mode_seeking {
             Some(weight) => g_loss.clone() + mode_seeking_term(fake, noise).mul_scalar(weight),
             None => g_loss.clone(),
         };
+        // An image drawn for class y must be classified as y.
+        if let (Some(weight), Some(class_logits)) =
+            (self.config.gan.auxiliary_classifier, frozen.classify(seen))
+        {
+            g_objective =
+                g_objective + cross_entropy(class_logits, &label_values).mul_scalar(weight);
+        }
         let mut g_grads = GradientsParams::from_grads(g_objective.backward(), &self.generator);
         drop(section);
         average_gradients(&self.generator, &mut g_grads, reducer)?;

@@ -1,4 +1,5 @@
-//! The discriminator's projection term, checked against a hand computation.
+//! The discriminator's projection term, checked against a hand computation, and the auxiliary
+//! classifier beside it.
 
 use burn::module::Param;
 use burn::nn::Embedding;
@@ -116,4 +117,64 @@ fn configs_written_before_the_projection_existed_load_without_it() {
     let read: GanConfig = serde_json::from_value(written).expect("an older config still reads");
     assert!(!read.projects());
     assert_eq!(read, GanConfig::new(10));
+}
+
+#[test]
+fn configs_written_before_the_auxiliary_classifier_existed_load_without_it() {
+    let mut written = serde_json::to_value(GanConfig::new(10).with_auxiliary_classifier(Some(1.0)))
+        .expect("json");
+    written
+        .as_object_mut()
+        .expect("object")
+        .remove("auxiliary_classifier")
+        .expect("the field is written");
+    let read: GanConfig = serde_json::from_value(written).expect("an older config still reads");
+    assert_eq!(read, GanConfig::new(10));
+}
+
+#[test]
+fn the_auxiliary_classifier_leaves_the_logit_alone_and_gives_one_logit_per_class() {
+    let config = GanConfig::new(CLASSES)
+        .with_width(WIDTH)
+        .with_latent_dim(8)
+        .with_auxiliary_classifier(Some(1.0));
+    let classifying = crate::gan::tests::locked_init(&config).1;
+    let plain = Discriminator {
+        auxiliary: None,
+        ..classifying.clone()
+    };
+    let (images, labels) = images_and_labels();
+    assert_eq!(
+        values(classifying.forward(images.clone(), labels.clone(), None)),
+        values(plain.forward(images.clone(), labels, None)),
+        "the real/generated logit is the recipe's"
+    );
+    assert!(plain.classify(images.clone()).is_none());
+    let class_logits = classifying.classify(images).expect("a classifier");
+    assert_eq!(class_logits.dims(), [3, CLASSES]);
+    let class_logits = values(class_logits);
+    assert!(
+        class_logits.iter().all(|v| v.is_finite()) && class_logits.iter().any(|&v| v != 0.0),
+        "{class_logits:?}"
+    );
+}
+
+#[test]
+fn auxiliary_classifier_weights_that_are_not_positive_are_refused_by_name() {
+    for weight in [0.0, -1.0, f32::NAN, f32::INFINITY] {
+        let error = GanConfig::new(CLASSES)
+            .with_auxiliary_classifier(Some(weight))
+            .validate()
+            .expect_err("refused");
+        assert!(
+            error.to_string().contains("auxiliary_classifier"),
+            "{weight}: {error}"
+        );
+    }
+    assert!(
+        GanConfig::new(CLASSES)
+            .with_auxiliary_classifier(Some(0.5))
+            .validate()
+            .is_ok()
+    );
 }

@@ -1,5 +1,5 @@
-//! Training options beyond the recipe (DiffAugment, the projection discriminator, mode
-//! seeking, the discriminator's own rate, shifted real images): each changes what it says it
+//! Training options beyond the recipe (DiffAugment, the projection discriminator, the
+//! auxiliary classifier, mode seeking, the discriminator's own rate, shifted real images): each changes what it says it
 //! changes, is recorded in the checkpoint and resumes bit for bit.
 
 use super::*;
@@ -68,6 +68,105 @@ fn a_projection_discriminator_learns_class_vectors_and_resumes_bit_for_bit() {
         "the zero-initialized class vectors must be trained"
     );
     assert!(loaded.description.config.gan.projects(), "recorded");
+}
+
+#[test]
+fn an_auxiliary_classifier_changes_the_generator_and_resumes_bit_for_bit() {
+    let mut config = tiny_config(19);
+    config.gan.auxiliary_classifier = Some(1.0);
+    let (classified, loaded) = resumes_bit_for_bit(config, |_| {});
+    assert_eq!(
+        loaded.description.config.gan.auxiliary_classifier,
+        Some(1.0),
+        "recorded"
+    );
+    assert_ne!(
+        parameter_bits(&classified.generator()),
+        parameter_bits(&trained(19, 6).generator()),
+        "the generator's loss has the classifier's term"
+    );
+}
+
+/// Class logits → the class each row is given.
+fn predicted_classes(logits: Tensor<ComputeBackend, 2>) -> Vec<u16> {
+    let [_, classes] = logits.dims();
+    logits
+        .into_data()
+        .to_vec::<f32>()
+        .expect("f32")
+        .chunks_exact(classes)
+        .map(|row| {
+            let best = (0..classes)
+                .max_by(|&a, &b| row[a].total_cmp(&row[b]))
+                .expect("classes");
+            best as u16
+        })
+        .collect()
+}
+
+#[test]
+fn the_auxiliary_classifier_learns_the_classes_and_the_generator_draws_what_it_recognises() {
+    let device = Default::default();
+    let config = TrainConfig::new(
+        GanConfig::new(2)
+            .with_width(8)
+            .with_latent_dim(16)
+            .with_dropout(0.0)
+            .with_auxiliary_classifier(Some(1.0)),
+    )
+    .with_batch_size(8)
+    .with_learning_rate(1e-3)
+    .with_seed(2);
+    let mut trainer = GanTrainer::<Train>::new(config.clone(), &[4, 4], &device).expect("trainer");
+    let class_logits = |trainer: &GanTrainer<Train>, pixels: Vec<f32>, rows: usize| {
+        let images = Tensor::<ComputeBackend, 1>::from_floats(pixels.as_slice(), &device)
+            .reshape([rows, 1, 28, 28]);
+        trainer
+            .discriminator()
+            .classify(images)
+            .expect("a classifier")
+    };
+    let real_cross_entropy = |trainer: &GanTrainer<Train>, batch: &Batch| {
+        let logits = class_logits(trainer, batch.images.clone(), batch.labels.len());
+        crate::gan::losses::cross_entropy(logits, &batch.labels).into_scalar()
+    };
+    let real = two_class_batch(0);
+    // DCGAN's small initial weights give near-zero logits: a cross-entropy near ln 2.
+    let untrained = real_cross_entropy(&trainer, &real);
+    assert!(untrained > 0.6, "untrained cross-entropy {untrained}");
+    for step in 0..100 {
+        trainer.train_step(&two_class_batch(step)).expect("step");
+    }
+    let learned = real_cross_entropy(&trainer, &real);
+    assert!(
+        learned < 0.1,
+        "the classifier did not learn the real classes: cross-entropy {untrained} -> {learned}"
+    );
+    assert_eq!(
+        predicted_classes(class_logits(&trainer, real.images.clone(), 8)),
+        real.labels
+    );
+    // The generator was asked that its images of each class be recognised as that class.
+    let labels: Vec<u16> = (0..32).map(|i| (i % 2) as u16).collect();
+    let generated: Vec<f32> = generate_images(
+        &trainer.generator(),
+        &config.gan,
+        &labels,
+        (9, Purpose::SampleGrid, 0, 0),
+        &device,
+    )
+    .into_iter()
+    .map(|gray| f32::from(gray) / 127.5 - 1.0)
+    .collect();
+    let recognised = predicted_classes(class_logits(&trainer, generated, 32))
+        .iter()
+        .zip(&labels)
+        .filter(|(predicted, wanted)| predicted == wanted)
+        .count();
+    assert!(
+        recognised >= 30,
+        "{recognised} of 32 generated images recognised as their class"
+    );
 }
 
 #[test]
