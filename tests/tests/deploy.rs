@@ -213,3 +213,28 @@ fn the_discriminator_gets_its_own_rate_only_when_the_values_give_one() {
         Some("0.0004")
     );
 }
+
+#[test]
+fn the_auxiliary_classifier_is_asked_for_only_when_the_values_give_it_a_weight() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let values = [
+        ("values-recipe", "{}\n"),
+        ("values-auxiliary", "job:\n  auxiliaryClassifier: 0.5\n"),
+    ];
+    // The check runs the real coordinator with each rendered command line: both are accepted.
+    check_values(dir.path(), &values);
+    let rendered = |name: &str| {
+        rendered_coordinator_args(&dir.path().join("out").join(name).join("coordinator.yaml"))
+    };
+    assert!(
+        !rendered("values-recipe")
+            .iter()
+            .any(|arg| arg == "--auxiliary-classifier")
+    );
+    let auxiliary = rendered("values-auxiliary");
+    let at = auxiliary
+        .iter()
+        .position(|arg| arg == "--auxiliary-classifier")
+        .expect("the flag is rendered");
+    assert_eq!(auxiliary[at + 1], "0.5");
+}

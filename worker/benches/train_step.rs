@@ -16,7 +16,9 @@
 //! compilation and autotuning (what a worker pays once per process, or once per machine with a
 //! kernel cache). `--kernel-cache DIR` keeps compiled GPU kernels and autotune winners in DIR,
 //! as `worker join --kernel-cache` does. `--real-shift N` shifts the real images by up to N
-//! pixels (`--real-shift` of a job) in every run; the header line says which.
+//! pixels (`--real-shift` of a job) in every run, and `--auxiliary-classifier W` adds AC-GAN's
+//! auxiliary classifier with weight W (0: none, the default) to every run; the header line says
+//! which.
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a test fails loudly on broken setup
 #![allow(unsafe_code)] // the counting allocator below must implement GlobalAlloc
 
@@ -79,6 +81,8 @@ struct Options {
     kernel_cache: Option<std::path::PathBuf>,
     /// Shift of the real images (`--real-shift`) in every run; 0 is off.
     real_shift: usize,
+    /// Weight of the auxiliary classifier (`--auxiliary-classifier`) in every run; 0 is none.
+    auxiliary_classifier: f32,
 }
 
 /// The all-reduce of a replica whose one peer holds the same gradients: the mean is the
@@ -111,6 +115,7 @@ fn options() -> Options {
         host_round_trip: vec![false],
         kernel_cache: None,
         real_shift: 0,
+        auxiliary_classifier: 0.0,
     };
     let args: Vec<String> = std::env::args().collect();
     let value = |name: &str| {
@@ -128,6 +133,9 @@ fn options() -> Options {
     options.steps = number("--steps", options.steps).max(1);
     options.keep_states = number("--keep-states", options.keep_states);
     options.real_shift = number("--real-shift", options.real_shift);
+    if let Some(weight) = value("--auxiliary-classifier").and_then(|w| w.parse().ok()) {
+        options.auxiliary_classifier = weight;
+    }
     if let Some(policies) = value("--diff-augment") {
         options.diff_augment = policies.split(',').map(str::to_string).collect();
     }
@@ -160,8 +168,12 @@ fn main() {
     let options = options();
     let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all cores".into());
     println!(
-        "cdcgan-28 training step (D + G update), backend {BACKEND_NAME}, batch {}, threads {threads}, {} measured steps after {} warm-up, real images shifted by up to {} pixels",
-        options.batch, options.steps, options.warmup, options.real_shift
+        "cdcgan-28 training step (D + G update), backend {BACKEND_NAME}, batch {}, threads {threads}, {} measured steps after {} warm-up, real images shifted by up to {} pixels, auxiliary classifier weight {}",
+        options.batch,
+        options.steps,
+        options.warmup,
+        options.real_shift,
+        options.auxiliary_classifier
     );
     println!(
         "| width | G average decay | DiffAugment | D projection | mode seeking | kept states | host round trip | G params | D params | first step (s) | median step (s) | min step (s) | images/s | peak heap (MiB) |"
@@ -196,7 +208,10 @@ fn main() {
     for (width, decay, policy, projection, seeking, round_trip) in runs {
         let gan = GanConfig::new(10)
             .with_width(width)
-            .with_projection(projection.then_some(true));
+            .with_projection(projection.then_some(true))
+            .with_auxiliary_classifier(
+                (options.auxiliary_classifier != 0.0).then_some(options.auxiliary_classifier),
+            );
         // With the round trip the trainer is rank 0 of 2, so its own share is `--batch`.
         let replicas = if round_trip { 2 } else { 1 };
         let config = TrainConfig::new(gan)
