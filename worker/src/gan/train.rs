@@ -364,6 +364,19 @@ impl<B: AutodiffBackend> GanTrainer<B> {
                 ),
             ));
         }
+        if let Some(&label) = batch
+            .labels
+            .iter()
+            .find(|&&label| usize::from(label) >= self.config.gan.num_classes)
+        {
+            return Err(Error::config(
+                "batch",
+                format!(
+                    "label {label} is not one of the model's {} classes",
+                    self.config.gan.num_classes
+                ),
+            ));
+        }
         let generator_rate = self.config.learning_rate;
         let discriminator_rate = self.config.discriminator_rate();
         let device = self.device.clone();

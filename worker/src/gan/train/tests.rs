@@ -1,4 +1,4 @@
-//! The trainer's label draws and its mode-seeking term.
+//! The trainer's label draws, its mode-seeking and cross-entropy terms, and the batches it refuses.
 
 use super::*;
 use crate::gan::losses::MODE_SEEKING_EPSILON;
@@ -32,6 +32,19 @@ fn the_mode_seeking_term_by_hand() {
         (term - expected).abs() < 1e-3 * expected,
         "{term} vs {expected}"
     );
+}
+
+#[test]
+fn the_cross_entropy_by_hand() {
+    let device = Default::default();
+    // Row 0: logits (0, ln 3), label 1: p = 3/4, loss -ln 0.75. Row 1: logits (2, 2), label 0:
+    // p = 1/2, loss ln 2.
+    let logits = Tensor::<B, 1>::from_floats([0.0, 3f32.ln(), 2.0, 2.0], &device).reshape([2, 2]);
+    let loss = crate::gan::losses::cross_entropy(logits, &[1, 0])
+        .into_scalar()
+        .elem::<f64>();
+    let expected = (-(0.75f64.ln()) + 2f64.ln()) / 2.0;
+    assert!((loss - expected).abs() < 1e-6, "{loss} vs {expected}");
 }
 
 fn tiny_trainer(batch: usize) -> GanTrainer<crate::backend::TrainBackend> {
@@ -70,4 +83,21 @@ fn mode_seeking_pairs_labels_across_the_global_batch_and_needs_even_replicas() {
     };
     let error = odd.train_step(&batch).expect_err("7 images make no pairs");
     assert!(error.to_string().contains("mode_seeking"), "{error}");
+}
+
+#[test]
+fn a_batch_with_a_label_outside_the_model_is_refused_by_name() {
+    let mut trainer = tiny_trainer(2);
+    let batch = Batch {
+        images: vec![0.0; 2 * 784],
+        labels: vec![0, 3],
+    };
+    let error = trainer.train_step(&batch).expect_err("class 3 of 3");
+    assert!(
+        error
+            .to_string()
+            .contains("label 3 is not one of the model's 3 classes"),
+        "{error}"
+    );
+    assert_eq!(trainer.step(), 0, "nothing was trained");
 }
