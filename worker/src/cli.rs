@@ -310,6 +310,16 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
                     g_loss = format!("{:.4}", report.losses.generator),
                     d_real = format!("{:.3}", report.losses.real_score),
                     d_fake = format!("{:.3}", report.losses.fake_score),
+                    class_real = report
+                        .losses
+                        .class_real
+                        .map(|loss| format!("{loss:.3}"))
+                        .as_deref(),
+                    class_generated = report
+                        .losses
+                        .class_generated
+                        .map(|loss| format!("{loss:.3}"))
+                        .as_deref(),
                     step_s = format!("{step_seconds:.3}"),
                     images_per_s = format!("{:.1}", run.train.batch_size as f64 / step_seconds),
                     "step"

@@ -435,6 +435,14 @@ impl Replica {
                 g_loss = format!("{:.4}", losses.generator),
                 d_real = format!("{:.3}", losses.real_score),
                 d_fake = format!("{:.3}", losses.fake_score),
+                class_real = losses
+                    .class_real
+                    .map(|loss| format!("{loss:.3}"))
+                    .as_deref(),
+                class_generated = losses
+                    .class_generated
+                    .map(|loss| format!("{loss:.3}"))
+                    .as_deref(),
                 step_s = format!("{seconds:.3}"),
                 all_reduce_s = format!("{:.4}", report.all_reduce_seconds),
                 images_per_s = format!("{:.1}", spec.global_batch as f64 / seconds),

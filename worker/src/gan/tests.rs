@@ -373,6 +373,11 @@ fn training_moves_losses_and_learns_the_classes() {
     .with_seed(1);
     let mut trainer = GanTrainer::<Train>::new(config.clone(), &[4, 4], &device).expect("trainer");
     let first = trainer.train_step(&two_class_batch(0)).expect("step");
+    assert_eq!(
+        (first.class_real, first.class_generated),
+        (None, None),
+        "no auxiliary classifier, no class losses"
+    );
     let mut last = first;
     for step in 1..150 {
         last = trainer.train_step(&two_class_batch(step)).expect("step");

@@ -86,6 +86,14 @@ pub struct StepLosses {
     pub real_score: f32,
     /// Mean sigmoid(D(G(z))) before the generator update.
     pub fake_score: f32,
+    /// With an auxiliary classifier ([`GanConfig::auxiliary_classifier`]): its cross-entropy
+    /// on this step's real images (is it learning the classes?) and on the generator's images
+    /// against the classes they were drawn for (does the generator draw recognisable
+    /// classes?). Neither is in the two losses above. None without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_real: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_generated: Option<f32>,
 }
 
 /// One real batch: pixels in [-1, 1], channel-first, and one label per image.
@@ -412,13 +420,15 @@ impl<B: AutodiffBackend> GanTrainer<B> {
         let fake_score = burn::tensor::activation::sigmoid(fake_logits.clone()).mean();
         let d_loss = bce_with_logits(real_logits, true) + bce_with_logits(fake_logits, false);
         // The auxiliary classifier learns the classes from the real images only. Like the
-        // mode-seeking term, its terms are optimized but not in the losses reported.
-        let d_objective = match (
-            self.config.gan.auxiliary_classifier,
-            self.discriminator.classify(real),
-        ) {
-            (Some(weight), Some(class_logits)) => {
-                d_loss.clone() + cross_entropy(class_logits, &batch.labels).mul_scalar(weight)
+        // mode-seeking term, its terms are optimized but reported apart from the losses.
+        let auxiliary_weight = self.config.gan.auxiliary_classifier;
+        let class_real = self
+            .discriminator
+            .classify(real)
+            .map(|class_logits| cross_entropy(class_logits, &batch.labels));
+        let d_objective = match (auxiliary_weight, &class_real) {
+            (Some(weight), Some(class_real)) => {
+                d_loss.clone() + class_real.clone().mul_scalar(weight)
             }
             _ => d_loss.clone(),
         };
@@ -448,11 +458,11 @@ impl<B: AutodiffBackend> GanTrainer<B> {
             None => g_loss.clone(),
         };
         // An image drawn for class y must be classified as y.
-        if let (Some(weight), Some(class_logits)) =
-            (self.config.gan.auxiliary_classifier, frozen.classify(seen))
-        {
-            g_objective =
-                g_objective + cross_entropy(class_logits, &label_values).mul_scalar(weight);
+        let class_generated = frozen
+            .classify(seen)
+            .map(|class_logits| cross_entropy(class_logits, &label_values));
+        if let (Some(weight), Some(class_generated)) = (auxiliary_weight, &class_generated) {
+            g_objective = g_objective + class_generated.clone().mul_scalar(weight);
         }
         let mut g_grads = GradientsParams::from_grads(g_objective.backward(), &self.generator);
         drop(section);
@@ -467,17 +477,27 @@ impl<B: AutodiffBackend> GanTrainer<B> {
             ema.update(&self.generator.valid(), settings.effective_decay(self.step));
         }
         // Off the autodiff graph: reading the values builds nothing to differentiate.
-        let [discriminator, generator, real_score, fake_score] = read_scalars([
+        let mut scalars = vec![
             d_loss.inner(),
             g_loss.inner(),
             real_score.inner(),
             fake_score.inner(),
-        ])?;
+        ];
+        scalars.extend(
+            [class_real, class_generated]
+                .into_iter()
+                .flatten()
+                .map(|loss| loss.inner()),
+        );
+        let values = read_scalars(scalars)?;
+        let value = |index: usize| values.get(index).copied();
         Ok(StepLosses {
-            discriminator,
-            generator,
-            real_score,
-            fake_score,
+            discriminator: values[0],
+            generator: values[1],
+            real_score: values[2],
+            fake_score: values[3],
+            class_real: value(4),
+            class_generated: value(5),
         })
     }
 
@@ -582,16 +602,21 @@ impl<B: AutodiffBackend> GanTrainer<B> {
 
 /// The values of one-element tensors, read from the device in one transfer: a GPU is waited
 /// for once per step, not once per value.
-fn read_scalars<B: Backend, const N: usize>(tensors: [Tensor<B, 1>; N]) -> Result<[f32; N]> {
+fn read_scalars<B: Backend>(tensors: Vec<Tensor<B, 1>>) -> Result<Vec<f32>> {
+    let count = tensors.len();
     let joined = Tensor::cat(tensors.into_iter().map(|t| t.reshape([1])).collect(), 0);
     let values = joined
         .into_data()
         .convert::<f32>()
         .into_vec::<f32>()
         .map_err(|error| Error::config("losses", format!("not readable as f32: {error:?}")))?;
-    values.try_into().map_err(|values: Vec<f32>| {
-        Error::config("losses", format!("{} values for {N} losses", values.len()))
-    })
+    if values.len() != count {
+        return Err(Error::config(
+            "losses",
+            format!("{} values for {count} losses", values.len()),
+        ));
+    }
+    Ok(values)
 }
 
 pub(crate) fn labels_tensor<B: Backend>(labels: &[u16], device: &B::Device) -> Tensor<B, 1, Int> {

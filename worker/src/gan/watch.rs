@@ -94,6 +94,8 @@ mod tests {
             generator: 7.0,
             real_score: 0.99,
             fake_score,
+            class_real: None,
+            class_generated: None,
         }
     }
 

@@ -134,10 +134,19 @@ fn the_auxiliary_classifier_learns_the_classes_and_the_generator_draws_what_it_r
     // DCGAN's small initial weights give near-zero logits: a cross-entropy near ln 2.
     let untrained = real_cross_entropy(&trainer, &real);
     assert!(untrained > 0.6, "untrained cross-entropy {untrained}");
+    let mut reported = None;
     for step in 0..100 {
-        trainer.train_step(&two_class_batch(step)).expect("step");
+        reported = trainer
+            .train_step(&two_class_batch(step))
+            .expect("step")
+            .class_real;
     }
     let learned = real_cross_entropy(&trainer, &real);
+    let reported = reported.expect("the step reports the classifier's loss");
+    assert!(
+        reported < untrained,
+        "reported {reported}, untrained {untrained}"
+    );
     assert!(
         learned < 0.1,
         "the classifier did not learn the real classes: cross-entropy {untrained} -> {learned}"
