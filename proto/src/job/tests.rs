@@ -181,6 +181,33 @@ fn resume_conflicts_name_the_training_field_and_ignore_the_rest() {
 }
 
 #[test]
+fn an_auxiliary_classifier_needs_a_positive_weight_and_a_resume_keeps_it() {
+    let with_weight = |weight| JobSpec {
+        model: ModelSpec {
+            auxiliary_classifier: Some(weight),
+            ..ModelSpec::default()
+        },
+        ..spec()
+    };
+    assert_eq!(with_weight(1.0).validate(), Ok(()));
+    for refused in [0.0, -1.0, f32::NAN, f32::INFINITY] {
+        let err = with_weight(refused).validate().expect_err("refused");
+        assert!(err.contains("model auxiliary_classifier"), "{err}");
+    }
+    let saved = with_weight(1.0);
+    assert_eq!(with_weight(1.0).resume_conflict(&saved), None);
+    let conflict = with_weight(0.5)
+        .resume_conflict(&saved)
+        .expect("another weight is another model");
+    assert!(conflict.contains("auxiliary_classifier"), "{conflict}");
+    let recipe = serde_json::to_string(&spec()).expect("json");
+    assert!(
+        !recipe.contains("auxiliary_classifier"),
+        "the recipe's spec is written as before the option existed"
+    );
+}
+
+#[test]
 fn a_model_recorded_before_the_projection_existed_reads_without_it() {
     let mut recorded = serde_json::to_value(ModelSpec::default()).expect("json");
     recorded
