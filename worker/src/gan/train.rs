@@ -8,7 +8,6 @@ use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::{Adam, AdamConfig, GradientsParams, Optimizer};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
-use rand::Rng;
 
 use super::augment::DiffAugment;
 use super::ema::{EmaSettings, GeneratorEma};
@@ -18,7 +17,11 @@ use super::params::force_init;
 use super::sync::average_gradients;
 use crate::collective::{GradientAllReduce, SingleReplica};
 use crate::error::{Error, Result};
-use crate::rng::{Purpose, fill_standard_normal_at, standard_normal_words, stream};
+use crate::rng::Purpose;
+
+mod draws;
+use draws::label_cdf;
+pub(crate) use draws::labels_tensor;
 
 /// How the labels of generated images are drawn during training.
 #[derive(Config, Debug, PartialEq, Eq, Copy)]
@@ -421,17 +424,11 @@ impl<B: AutodiffBackend> GanTrainer<B> {
         let d_loss = bce_with_logits(real_logits, true) + bce_with_logits(fake_logits, false);
         // The auxiliary classifier learns the classes from the real images only. Like the
         // mode-seeking term, its terms are optimized but reported apart from the losses.
-        let auxiliary_weight = self.config.gan.auxiliary_classifier;
         let class_real = self
             .discriminator
             .classify(real)
             .map(|class_logits| cross_entropy(class_logits, &batch.labels));
-        let d_objective = match (auxiliary_weight, &class_real) {
-            (Some(weight), Some(class_real)) => {
-                d_loss.clone() + class_real.clone().mul_scalar(weight)
-            }
-            _ => d_loss.clone(),
-        };
+        let d_objective = self.plus_auxiliary(d_loss.clone(), class_real.as_ref());
         let mut d_grads = GradientsParams::from_grads(d_objective.backward(), &self.discriminator);
         drop(section);
         average_gradients(&self.discriminator, &mut d_grads, reducer)?;
@@ -453,7 +450,7 @@ impl<B: AutodiffBackend> GanTrainer<B> {
             frozen.forward(seen.clone(), labels, self.dropout_mask(2)),
             true,
         );
-        let mut g_objective = match self.mode_seeking {
+        let g_objective = match self.mode_seeking {
             Some(weight) => g_loss.clone() + mode_seeking_term(fake, noise).mul_scalar(weight),
             None => g_loss.clone(),
         };
@@ -461,9 +458,7 @@ impl<B: AutodiffBackend> GanTrainer<B> {
         let class_generated = frozen
             .classify(seen)
             .map(|class_logits| cross_entropy(class_logits, &label_values));
-        if let (Some(weight), Some(class_generated)) = (auxiliary_weight, &class_generated) {
-            g_objective = g_objective + class_generated.clone().mul_scalar(weight);
-        }
+        let g_objective = self.plus_auxiliary(g_objective, class_generated.as_ref());
         let mut g_grads = GradientsParams::from_grads(g_objective.backward(), &self.generator);
         drop(section);
         average_gradients(&self.generator, &mut g_grads, reducer)?;
@@ -501,102 +496,13 @@ impl<B: AutodiffBackend> GanTrainer<B> {
         })
     }
 
-    /// Noise `[local batch * latent]` and labels for this step and purpose: drawn for the
-    /// global batch, this replica's rows kept. `paired`: global rows 2i and 2i + 1 share row
-    /// 2i's label (the mode-seeking pairs; replicas hold even row counts, so no pair straddles
-    /// two of them).
-    fn noise_and_labels(&self, purpose: Purpose, paired: bool) -> (Vec<f32>, Vec<u16>) {
-        let global = self.config.batch_size;
-        let latent = self.config.gan.latent_dim;
-        let rows = self.replica_rows();
-        // The stream holds the global batch's noise, then its labels (one f64, two words, each);
-        // this replica enters it at its own rows (ChaCha is addressable), drawing nothing else.
-        let mut rng = stream(self.config.seed, purpose, self.step, 0);
-        let mut noise = vec![0f32; rows.len() * latent];
-        fill_standard_normal_at(&mut rng, rows.start * latent, &mut noise);
-        // A paired odd row copies the row before it, which may belong to the previous replica.
-        let first_label = if paired {
-            rows.start - rows.start % 2
-        } else {
-            rows.start
-        };
-        rng.set_word_pos(standard_normal_words(global * latent) + 2 * first_label as u128);
-        let mut labels: Vec<u16> = (first_label..rows.end)
-            .map(|_| draw_label(&self.label_cdf, rng.random::<f64>()))
-            .collect();
-        if paired {
-            // `first_label` is even, so odd local indices are odd global rows.
-            for row in (1..labels.len()).step_by(2) {
-                labels[row] = labels[row - 1];
-            }
+    /// `objective` plus the auxiliary classifier's cross-entropy `term` at its weight; the
+    /// objective alone when the model has no auxiliary classifier (then there is no term).
+    fn plus_auxiliary(&self, objective: Tensor<B, 1>, term: Option<&Tensor<B, 1>>) -> Tensor<B, 1> {
+        match (self.config.gan.auxiliary_classifier, term) {
+            (Some(weight), Some(term)) => objective + term.clone().mul_scalar(weight),
+            _ => objective,
         }
-        labels.drain(..rows.start - first_label);
-        (noise, labels)
-    }
-
-    /// This replica's real images as the discriminator sees them: shifted when the run asks
-    /// for it (see `super::real_shift`).
-    fn real_images(&self, images: &[f32]) -> Vec<f32> {
-        let mut images = images.to_vec();
-        if let Some(shift) = self.config.real_shift {
-            super::real_shift::shift_rows(
-                &mut images,
-                self.config.gan.image_shape(),
-                shift,
-                (self.config.seed, self.step),
-                self.replica_rows(),
-            );
-        }
-        images
-    }
-
-    /// Rows of the global batch that belong to this replica.
-    fn replica_rows(&self) -> std::ops::Range<usize> {
-        let local = self.local_batch();
-        self.rank * local..(self.rank + 1) * local
-    }
-
-    /// The discriminator's input for `pass` of this step, augmented when the run asks for it.
-    fn augment(&self, images: Tensor<B, 4>, pass: u64) -> Tensor<B, 4> {
-        match &self.diff_augment {
-            Some(augment) => augment.apply(
-                images,
-                self.replica_rows(),
-                self.config.batch_size,
-                (self.config.seed, self.step, pass),
-            ),
-            None => images,
-        }
-    }
-
-    /// Inverted-dropout keep mask for the discriminator's `pass` of this step, or none; drawn
-    /// for the global batch like the noise.
-    fn dropout_mask(&self, pass: u64) -> Option<Tensor<B, 2>> {
-        let p = self.config.gan.dropout;
-        if p == 0.0 {
-            return None;
-        }
-        let features = self.discriminator.feature_len();
-        let rows = self.replica_rows();
-        let mask = super::dropout::keep_mask(
-            stream(self.config.seed, Purpose::Dropout, self.step, pass),
-            p,
-            rows.start * features,
-            rows.len() * features,
-        );
-        Some(Tensor::from_data(
-            TensorData::new(mask, [rows.len(), features]),
-            &self.device,
-        ))
-    }
-
-    fn tensor_2d<K: Backend<Device = B::Device>>(
-        &self,
-        values: Vec<f32>,
-        cols: usize,
-    ) -> Tensor<K, 2> {
-        let rows = values.len() / cols;
-        Tensor::from_data(TensorData::new(values, [rows, cols]), &self.device)
     }
 }
 
@@ -617,39 +523,6 @@ fn read_scalars<B: Backend>(tensors: Vec<Tensor<B, 1>>) -> Result<Vec<f32>> {
         ));
     }
     Ok(values)
-}
-
-pub(crate) fn labels_tensor<B: Backend>(labels: &[u16], device: &B::Device) -> Tensor<B, 1, Int> {
-    let values: Vec<i32> = labels.iter().map(|&l| i32::from(l)).collect();
-    Tensor::from_data(TensorData::new(values, [labels.len()]), device)
-}
-
-/// Cumulative label weights for drawing generated images' labels.
-fn label_cdf(policy: FakeLabels, class_counts: &[usize]) -> Result<Vec<f64>> {
-    let weights: Vec<f64> = match policy {
-        FakeLabels::Uniform => vec![1.0; class_counts.len()],
-        FakeLabels::Empirical => class_counts.iter().map(|&c| c as f64).collect(),
-    };
-    let total: f64 = weights.iter().sum();
-    if total <= 0.0 {
-        return Err(Error::config(
-            "class_counts",
-            "the training set has no images",
-        ));
-    }
-    let mut running = 0.0;
-    Ok(weights
-        .iter()
-        .map(|w| {
-            running += w / total;
-            running
-        })
-        .collect())
-}
-
-fn draw_label(cdf: &[f64], u: f64) -> u16 {
-    let class = cdf.partition_point(|&edge| edge <= u).min(cdf.len() - 1);
-    class as u16
 }
 
 #[cfg(test)]

@@ -107,16 +107,8 @@ fn predicted_classes(logits: Tensor<ComputeBackend, 2>) -> Vec<u16> {
 #[test]
 fn the_auxiliary_classifier_learns_the_classes_and_the_generator_draws_what_it_recognises() {
     let device = Default::default();
-    let config = TrainConfig::new(
-        GanConfig::new(2)
-            .with_width(8)
-            .with_latent_dim(16)
-            .with_dropout(0.0)
-            .with_auxiliary_classifier(Some(1.0)),
-    )
-    .with_batch_size(8)
-    .with_learning_rate(1e-3)
-    .with_seed(2);
+    let mut config = learning_config(2);
+    config.gan.auxiliary_classifier = Some(1.0);
     let mut trainer = GanTrainer::<Train>::new(config.clone(), &[4, 4], &device).expect("trainer");
     let class_logits = |trainer: &GanTrainer<Train>, pixels: Vec<f32>, rows: usize| {
         let images = Tensor::<ComputeBackend, 1>::from_floats(pixels.as_slice(), &device)

@@ -1,5 +1,6 @@
 //! The trainer's label draws, its mode-seeking and cross-entropy terms, and the batches it refuses.
 
+use super::draws::draw_label;
 use super::*;
 use crate::gan::losses::MODE_SEEKING_EPSILON;
 
