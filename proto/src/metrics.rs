@@ -200,6 +200,24 @@ pub fn record_step(m: &mut Exposition, report: &crate::v1::StepReport, labels: &
         labels,
         f64::from(report.generator_loss),
     );
+    let class_losses = [
+        (
+            "anygan_class_loss_real",
+            "Auxiliary classifier's cross-entropy on the real images of the worker's latest step.",
+            report.class_loss_real,
+        ),
+        (
+            "anygan_class_loss_generated",
+            "Auxiliary classifier's cross-entropy on the generated images of the worker's latest \
+             step, against the classes they were drawn for.",
+            report.class_loss_generated,
+        ),
+    ];
+    for (name, help, loss) in class_losses {
+        if let Some(loss) = loss {
+            m.gauge(name, help, labels, f64::from(loss));
+        }
+    }
     if report.checkpoints_committed > 0 {
         m.counter(
             "anygan_checkpoints_committed_total",
@@ -367,6 +385,30 @@ mod tests {
         assert_eq!(sample(&text, "anygan_bytes_total", &[]), Some(15.5));
         assert_eq!(sample(&text, "anygan_step", &[("worker", "w2")]), None);
         assert_eq!(render_value(f64::INFINITY), "+Inf");
+    }
+
+    #[test]
+    fn class_losses_are_exposed_only_when_reported() {
+        let labels = [("worker", "w0")];
+        let mut without = Exposition::default();
+        record_step(&mut without, &crate::v1::StepReport::default(), &labels);
+        let text = without.render();
+        assert_eq!(sample(&text, "anygan_generator_loss", &labels), Some(0.0));
+        assert!(!text.contains("anygan_class_loss"), "{text}");
+
+        let report = crate::v1::StepReport {
+            class_loss_real: Some(0.25),
+            class_loss_generated: Some(1.5),
+            ..Default::default()
+        };
+        let mut with = Exposition::default();
+        record_step(&mut with, &report, &labels);
+        let text = with.render();
+        assert_eq!(sample(&text, "anygan_class_loss_real", &labels), Some(0.25));
+        assert_eq!(
+            sample(&text, "anygan_class_loss_generated", &labels),
+            Some(1.5)
+        );
     }
 
     #[tokio::test]

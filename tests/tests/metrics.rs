@@ -33,6 +33,9 @@ async fn metrics_endpoints_serve_the_named_series_with_moving_values() {
         "20",
         "--linger-s",
         "5",
+        // So that the auxiliary classifier's losses are reported too.
+        "--auxiliary-classifier",
+        "1",
     ]);
     let coordinator = CoordinatorProcess::start(&args, DEADLINE).expect("coordinator");
     let metrics = coordinator
@@ -107,6 +110,8 @@ async fn metrics_endpoints_serve_the_named_series_with_moving_values() {
         "anygan_all_reduce_seconds",
         "anygan_all_reduce_bytes",
         "anygan_generator_loss",
+        "anygan_class_loss_real",
+        "anygan_class_loss_generated",
     ] {
         assert!(
             sample(&text, name, &w0).is_some(),
@@ -136,6 +141,13 @@ async fn metrics_endpoints_serve_the_named_series_with_moving_values() {
         sample(&worker_text, "anygan_all_reduce_bytes_total", &[]).expect("bytes total") > 0.0,
         "{worker_text}"
     );
+    for name in ["anygan_class_loss_real", "anygan_class_loss_generated"] {
+        let loss = sample(&worker_text, name, &[]).expect(name);
+        assert!(
+            loss.is_finite() && loss > 0.0,
+            "{name} {loss}:\n{worker_text}"
+        );
+    }
 
     // Generation after training: its progress reaches what was wanted.
     let mut generated = false;

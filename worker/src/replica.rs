@@ -416,6 +416,8 @@ impl Replica {
             all_reduce_bytes,
             checkpoints_committed,
             last_checkpoint_seconds,
+            class_loss_real: losses.class_real,
+            class_loss_generated: losses.class_generated,
         };
         self.progress.metrics.update(|m| {
             anygan_proto::metrics::record_step(m, &report, &[]);
