@@ -303,6 +303,7 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
             window.1 += 1;
             if report.step.is_multiple_of(log_every) || report.step == run.steps {
                 let step_seconds = window.0 / window.1 as f64;
+                let [class_real, class_generated] = report.losses.class_losses_text();
                 tracing::info!(
                     step = report.step,
                     epoch = report.epoch,
@@ -310,16 +311,8 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
                     g_loss = format!("{:.4}", report.losses.generator),
                     d_real = format!("{:.3}", report.losses.real_score),
                     d_fake = format!("{:.3}", report.losses.fake_score),
-                    class_real = report
-                        .losses
-                        .class_real
-                        .map(|loss| format!("{loss:.3}"))
-                        .as_deref(),
-                    class_generated = report
-                        .losses
-                        .class_generated
-                        .map(|loss| format!("{loss:.3}"))
-                        .as_deref(),
+                    class_real = class_real.as_deref(),
+                    class_generated = class_generated.as_deref(),
                     step_s = format!("{step_seconds:.3}"),
                     images_per_s = format!("{:.1}", run.train.batch_size as f64 / step_seconds),
                     "step"

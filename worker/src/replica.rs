@@ -430,6 +430,7 @@ impl Replica {
         });
         if rank == 0 && (done.is_multiple_of(PROGRESS_EVERY) || last) {
             let seconds = report.step_seconds;
+            let [class_real, class_generated] = losses.class_losses_text();
             tracing::info!(
                 step = done,
                 of = spec.steps,
@@ -437,14 +438,8 @@ impl Replica {
                 g_loss = format!("{:.4}", losses.generator),
                 d_real = format!("{:.3}", losses.real_score),
                 d_fake = format!("{:.3}", losses.fake_score),
-                class_real = losses
-                    .class_real
-                    .map(|loss| format!("{loss:.3}"))
-                    .as_deref(),
-                class_generated = losses
-                    .class_generated
-                    .map(|loss| format!("{loss:.3}"))
-                    .as_deref(),
+                class_real = class_real.as_deref(),
+                class_generated = class_generated.as_deref(),
                 step_s = format!("{seconds:.3}"),
                 all_reduce_s = format!("{:.4}", report.all_reduce_seconds),
                 images_per_s = format!("{:.1}", spec.global_batch as f64 / seconds),

@@ -99,6 +99,14 @@ pub struct StepLosses {
     pub class_generated: Option<f32>,
 }
 
+impl StepLosses {
+    /// `class_real` and `class_generated` as the step logs print them (three decimals); none
+    /// without an auxiliary classifier.
+    pub fn class_losses_text(&self) -> [Option<String>; 2] {
+        [self.class_real, self.class_generated].map(|loss| loss.map(|loss| format!("{loss:.3}")))
+    }
+}
+
 /// One real batch: pixels in [-1, 1], channel-first, and one label per image.
 #[derive(Debug, Clone)]
 pub struct Batch {
