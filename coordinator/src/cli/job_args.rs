@@ -127,6 +127,11 @@ pub(super) struct EvaluationArgs {
     /// must leave every class that many (e.g. every target 8000 for 4000 here).
     #[arg(long, default_value_t = 0, conflicts_with_all = ["eval_real_share", "eval_same_mix"])]
     eval_added_generated: usize,
+    /// Method (d): its real copies drawn as method (f) draws its own (the last quarter of each
+    /// class's target shifted by up to 2 pixels, the rest exact); with --eval-added-generated,
+    /// (f)'s set instead of (b)'s.
+    #[arg(long)]
+    eval_shifted_copies: bool,
     /// Every remedy but (b): the classifier's last N epochs train on random oversampling's set
     /// (as (b) draws it) instead of the method's own — deferred re-sampling. Below
     /// --eval-epochs; 0 (the default) keeps each method's set throughout.
@@ -171,6 +176,7 @@ impl EvaluationArgs {
             judge_keeps: self.eval_judge_keeps,
             same_mix: self.eval_same_mix,
             added_generated: self.eval_added_generated,
+            shifted_copies: self.eval_shifted_copies,
             finish_oversampled_epochs: self.eval_finish_oversampled_epochs,
             long_tail_first_epochs: self.eval_long_tail_first_epochs,
             rebalance_head_only: self.eval_rebalance_head_only,

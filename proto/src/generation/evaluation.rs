@@ -45,6 +45,12 @@ pub struct EvaluationSettings {
     /// generated images of every class, the largest included, instead of the real share.
     #[serde(default)]
     pub added_generated: usize,
+    /// Method (d): its real copies drawn as (f) draws its own — a quarter of each class's
+    /// target shifted by up to 2 pixels where copies reach that far, the rest exact; with
+    /// `added_generated`, (f)'s set instead of (b)'s. Asks whether the generated images add
+    /// anything on top of (f).
+    #[serde(default)]
+    pub shifted_copies: bool,
     /// Every remedy but (b): the classifier's last this many of its `epochs` train on random
     /// oversampling's set (as (b) draws it, unweighted) instead of the method's own — deferred
     /// re-sampling: the method's set shapes the features, the real copies place the class
@@ -352,6 +358,7 @@ impl Default for EvaluationSettings {
             judge_keeps: JudgeKeeps::All,
             same_mix: false,
             added_generated: 0,
+            shifted_copies: false,
             finish_oversampled_epochs: 0,
             long_tail_first_epochs: 0,
             rebalance_head_only: false,

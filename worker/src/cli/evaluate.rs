@@ -60,6 +60,11 @@ pub(super) struct EvaluateArgs {
     /// must have left every class that many (e.g. --generation-targets 8000,... for 4000 here).
     #[arg(long, default_value_t = 0, conflicts_with_all = ["real_share", "same_mix"])]
     added_generated: usize,
+    /// Method (d): its real copies drawn as method (f) draws its own (the last quarter of each
+    /// class's target shifted by up to 2 pixels, the rest exact); with --added-generated, (f)'s
+    /// set instead of (b)'s. Whether the generated images add anything on top of (f).
+    #[arg(long)]
+    shifted_copies: bool,
     /// Every remedy but (b): the classifier's last N epochs train on random oversampling's set
     /// (as (b) draws it) instead of the method's own — deferred re-sampling. Below --epochs;
     /// 0 (the default) keeps each method's set throughout.
@@ -118,6 +123,7 @@ pub(super) fn evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
         judge_keeps: args.judge_keeps,
         same_mix: args.same_mix,
         added_generated: args.added_generated,
+        shifted_copies: args.shifted_copies,
         finish_oversampled_epochs: args.finish_oversampled_epochs,
         long_tail_first_epochs: args.long_tail_first_epochs,
         rebalance_head_only: args.rebalance_head_only,

@@ -139,6 +139,12 @@ pub struct Balance {
     /// `same_mix` then do not apply. Generated images add variety without replacing any of
     /// (b)'s real copies, and being generated says nothing about an image's class.
     pub added_generated: usize,
+    /// (d): the real copies beyond each class's originals are drawn as (f) draws its own: the
+    /// last [`shifted_part`] of the target (or as many as there are copies) shifted by up to
+    /// [`SHIFTED_COPIES_MAX_SHIFT`] pixels, the rest exact; with `added_generated`, (f)'s set
+    /// takes the place of (b)'s. Whether generated images add anything on top of (f)'s prior
+    /// that a garment shifted by two pixels is the same garment.
+    pub shifted_copies: bool,
 }
 
 /// Builds the training set of `method`.
@@ -252,39 +258,74 @@ pub fn random_oversample(data: &ImageDataset, target: usize, seed: u64) -> Resul
 /// exact copies (the ninth and thirteenth sessions' control), and above anygan's generated
 /// images in the same places: a user should see that bar in the report.
 pub fn shifted_oversample(data: &ImageDataset, target: usize, seed: u64) -> Result<ImageDataset> {
-    let shape = data.shape();
-    let max_shift = SHIFTED_COPIES_MAX_SHIFT.min(largest_shift(shape));
-    let exact_part = ((1.0 - SHIFTED_COPIES_SHARE) * target as f64).round() as usize;
     let mut exact: Vec<usize> = (0..data.len()).collect();
-    let mut shifted_pixels = Vec::new();
-    let mut shifted_labels = Vec::new();
-    let mut scratch = Vec::new();
+    let mut shifted = ShiftedCopies::of(data);
     for (class, members) in indices_by_class(data).iter().enumerate() {
         if members.is_empty() || members.len() >= target {
             continue;
         }
         let mut rng = stream(seed, Purpose::Oversampling, class as u64, 4);
-        let exact_until = exact_part.max(members.len());
+        let exact_until = (target - shifted_part(target)).max(members.len());
         for _ in members.len()..exact_until {
             exact.push(members[rng.random_range(0..members.len())]);
         }
         for _ in exact_until..target {
-            let mut image = data
-                .image(members[rng.random_range(0..members.len())])
-                .to_vec();
-            Move::draw(&mut rng, max_shift, 0.0).apply(&mut image, shape, 0u8, &mut scratch);
-            shifted_pixels.extend(image);
-            shifted_labels.push(class as u16);
+            shifted.push(members, class, &mut rng);
         }
     }
     let mut set = data.select(&exact)?;
-    set.extend(&ImageDataset::new(
-        shape,
-        shifted_pixels,
-        shifted_labels,
-        data.class_names().to_vec(),
-    )?)?;
+    set.extend(&shifted.into_dataset()?)?;
     Ok(set)
+}
+
+/// How many of a rare class's `target` images (f) fills with shifted copies.
+pub fn shifted_part(target: usize) -> usize {
+    target - ((1.0 - SHIFTED_COPIES_SHARE) * target as f64).round() as usize
+}
+
+/// Copies of random members of a class, each shifted as (f) shifts them, gathered into one set.
+struct ShiftedCopies<'a> {
+    source: &'a ImageDataset,
+    max_shift: usize,
+    pixels: Vec<u8>,
+    labels: Vec<u16>,
+    scratch: Vec<u8>,
+}
+
+impl<'a> ShiftedCopies<'a> {
+    fn of(source: &'a ImageDataset) -> Self {
+        Self {
+            source,
+            max_shift: SHIFTED_COPIES_MAX_SHIFT.min(largest_shift(source.shape())),
+            pixels: Vec::new(),
+            labels: Vec::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// One more copy: a random member of `class` (its index in `members`, then the move, both
+    /// drawn from `rng`), shifted with the background (0) coming in.
+    fn push(&mut self, members: &[usize], class: usize, rng: &mut impl Rng) {
+        let original = members[rng.random_range(0..members.len())];
+        let mut image = self.source.image(original).to_vec();
+        Move::draw(rng, self.max_shift, 0.0).apply(
+            &mut image,
+            self.source.shape(),
+            0u8,
+            &mut self.scratch,
+        );
+        self.pixels.extend(image);
+        self.labels.push(class as u16);
+    }
+
+    fn into_dataset(self) -> Result<ImageDataset> {
+        ImageDataset::new(
+            self.source.shape(),
+            self.pixels,
+            self.labels,
+            self.source.class_names().to_vec(),
+        )
+    }
 }
 
 /// Method (d)'s training set: every class below the target keeps its originals, repeats them
@@ -295,7 +336,8 @@ pub fn shifted_oversample(data: &ImageDataset, target: usize, seed: u64) -> Resu
 /// Why real copies at all: with a real share of 0 a class of 40 originals is 99 % generated, and
 /// the classifier learns what the generator draws rather than what the test set holds wherever
 /// the two differ (shirts, coats); the copies keep the real images as present as random
-/// oversampling does while the generated ones add the variety copies cannot.
+/// oversampling does while the generated ones add the variety copies cannot. With
+/// `shifted_copies` the last of a class's copies are shifted as (f) shifts its own.
 pub fn mix_generated(
     long_tail: &ImageDataset,
     generated: &ImageDataset,
@@ -307,6 +349,7 @@ pub fn mix_generated(
         real_share,
         same_mix,
         added_generated: _,
+        shifted_copies,
     } = balance;
     if !(0.0..=1.0).contains(&real_share) {
         return Err(Error::config(
@@ -316,9 +359,11 @@ pub fn mix_generated(
     }
     let real_by_class = indices_by_class(long_tail);
     let generated_by_class = indices_by_class(generated);
-    // Originals stay in the set's order, copies follow, class after class.
+    // Originals stay in the set's order; exact copies, shifted copies and generated images
+    // follow, each class after class.
     let mut original_kept = vec![true; long_tail.len()];
     let mut copies = Vec::new();
+    let mut shifted = ShiftedCopies::of(long_tail);
     let mut generated_chosen = Vec::new();
     for (class, members) in real_by_class.iter().enumerate() {
         if members.is_empty() || members.len() >= target && !same_mix {
@@ -345,8 +390,16 @@ pub fn mix_generated(
                 original_kept[i] = false;
             }
         }
-        for _ in members.len()..real_wanted {
+        let shifted_wanted = if shifted_copies {
+            shifted_part(target).min(real_wanted.saturating_sub(members.len()))
+        } else {
+            0
+        };
+        for _ in members.len()..real_wanted - shifted_wanted {
             copies.push(members[rng.random_range(0..members.len())]);
+        }
+        for _ in 0..shifted_wanted {
+            shifted.push(members, class, &mut rng);
         }
     }
     let real_chosen: Vec<usize> = (0..long_tail.len())
@@ -354,13 +407,15 @@ pub fn mix_generated(
         .chain(copies)
         .collect();
     let mut mixed = long_tail.select(&real_chosen)?;
+    mixed.extend(&shifted.into_dataset()?)?;
     mixed.extend(&generated.select(&generated_chosen)?)?;
     Ok(mixed)
 }
 
 /// Method (d) with `added_generated`: random oversampling's set, drawn exactly as (b) draws it
 /// for `seed`, followed by `added_generated` generated images of every class (a seeded random
-/// choice). A class the generation run gave fewer generated images is an error naming it.
+/// choice). With `shifted_copies`, (f)'s set as (f) draws it for `seed` instead of (b)'s. A
+/// class the generation run gave fewer generated images is an error naming it.
 pub fn add_generated(
     long_tail: &ImageDataset,
     generated: &ImageDataset,
@@ -407,7 +462,11 @@ pub fn add_generated(
         partial_shuffle(&mut candidates, per_class, &mut rng);
         generated_chosen.extend_from_slice(&candidates[..per_class]);
     }
-    let mut data = random_oversample(long_tail, balance.target, seed)?;
+    let mut data = if balance.shifted_copies {
+        shifted_oversample(long_tail, balance.target, seed)?
+    } else {
+        random_oversample(long_tail, balance.target, seed)?
+    };
     data.extend(&generated.select(&generated_chosen)?)?;
     Ok(data)
 }

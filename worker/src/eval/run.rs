@@ -9,7 +9,9 @@ use super::classifier::{
 };
 use super::deferral::{finishing_set, training_phases};
 use super::judge::judged_generated;
-use super::methods::{Balance, Method, Sources, training_set};
+use super::methods::{
+    Balance, Method, SHIFTED_COPIES_MAX_SHIFT, SHIFTED_COPIES_SHARE, Sources, training_set,
+};
 use super::metrics::{ConfusionMatrix, Metrics, mean_std};
 use crate::backend::TrainBackend;
 use crate::data::ImageDataset;
@@ -63,6 +65,7 @@ impl EvaluationSpec {
                 real_share: settings.real_share,
                 same_mix: settings.same_mix,
                 added_generated: settings.added_generated,
+                shifted_copies: settings.shifted_copies,
             },
             filter_generated: settings.filter_generated,
             judge_keeps: settings.judge_keeps,
@@ -225,14 +228,8 @@ pub fn evaluate(
     Ok(results)
 }
 
-/// The whole report: what was evaluated and how, the tables, the pictures' legend and the
-/// published rows; with the pictures (file name, PNG) it refers to.
-pub fn full_report(
-    generator: &str,
-    settings: &anygan_proto::generation::EvaluationSettings,
-    results: &[RunResult],
-    class_names: &[String],
-) -> Result<(String, Vec<NamedPng>)> {
+/// The report's line on what method (d) trains on.
+fn anygan_set_text(settings: &anygan_proto::generation::EvaluationSettings) -> String {
     use anygan_proto::generation::JudgeKeeps;
     let filter = match (settings.filter_generated, settings.judge_keeps) {
         (false, _) => String::new(),
@@ -248,23 +245,45 @@ pub fn full_report(
             }
         ),
     };
-    let anygan_set = if settings.added_generated > 0 {
+    let (copies, copies_by, shifted) = if settings.shifted_copies {
+        let shifted = format!(
+            "; as in (f), up to {:.0} % of each class's target are copies shifted by up to {} pixels",
+            100.0 * SHIFTED_COPIES_SHARE,
+            SHIFTED_COPIES_MAX_SHIFT
+        );
+        ("(f) shifted oversampling", "(f)", shifted)
+    } else {
+        ("random oversampling", "(b)", String::new())
+    };
+    if settings.added_generated > 0 {
+        let added = settings.added_generated;
         format!(
-            "(d): random oversampling's set, as (b) draws it, plus {} generated images of every \
-             class{filter}.\n",
-            settings.added_generated
+            "(d): {copies}'s set, as {copies_by} draws it, plus {added} generated images of every \
+             class{filter}.\n"
         )
     } else {
+        let classes = if settings.same_mix {
+            "every class, the largest included (originals subsampled where a class has more)"
+        } else {
+            "each rare class"
+        };
         format!(
-            "(d): real images are {} % of {} (originals repeated), generated images the rest{filter}.\n",
-            100.0 * settings.real_share,
-            if settings.same_mix {
-                "every class, the largest included (originals subsampled where a class has more)"
-            } else {
-                "each rare class"
-            },
+            "(d): real images are {} % of {classes} (originals repeated{shifted}), generated \
+             images the rest{filter}.\n",
+            100.0 * settings.real_share
         )
-    };
+    }
+}
+
+/// The whole report: what was evaluated and how, the tables, the pictures' legend and the
+/// published rows; with the pictures (file name, PNG) it refers to.
+pub fn full_report(
+    generator: &str,
+    settings: &anygan_proto::generation::EvaluationSettings,
+    results: &[RunResult],
+    class_names: &[String],
+) -> Result<(String, Vec<NamedPng>)> {
+    let anygan_set = anygan_set_text(settings);
     let finish = match settings.finish_oversampled_epochs {
         0 => String::new(),
         n => format!(

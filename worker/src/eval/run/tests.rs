@@ -65,3 +65,43 @@ fn quality_section_reports_cas_and_per_class_fidelity() {
     let plain = markdown_report(&[result(Method::LongTail, 0.5, None)], &names);
     assert!(!plain.contains("The generator itself"));
 }
+
+#[test]
+fn the_report_says_which_copies_method_d_draws() {
+    use anygan_proto::generation::EvaluationSettings;
+    let mix = EvaluationSettings {
+        real_share: 0.75,
+        same_mix: true,
+        ..EvaluationSettings::default()
+    };
+    let plain = anygan_set_text(&mix);
+    assert!(plain.contains("75 % of every class"), "{plain}");
+    assert!(!plain.contains("shifted"), "{plain}");
+    let shifted = anygan_set_text(&EvaluationSettings {
+        shifted_copies: true,
+        ..mix.clone()
+    });
+    assert!(
+        shifted.contains("75 % of every class")
+            && shifted
+                .contains("up to 25 % of each class's target are copies shifted by up to 2 pixels"),
+        "{shifted}"
+    );
+    let added = EvaluationSettings {
+        added_generated: 1000,
+        ..EvaluationSettings::default()
+    };
+    let on_b = anygan_set_text(&added);
+    assert!(
+        on_b.contains("random oversampling's set, as (b) draws it, plus 1000"),
+        "{on_b}"
+    );
+    let on_f = anygan_set_text(&EvaluationSettings {
+        shifted_copies: true,
+        ..added
+    });
+    assert!(
+        on_f.contains("(f) shifted oversampling's set, as (f) draws it, plus 1000"),
+        "{on_f}"
+    );
+}
