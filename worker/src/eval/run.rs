@@ -247,7 +247,7 @@ fn anygan_set_text(settings: &anygan_proto::generation::EvaluationSettings) -> S
     };
     let (copies, copies_by, shifted) = if settings.shifted_copies {
         let shifted = format!(
-            "; as in (f), up to {:.0} % of each class's target are copies shifted by up to {} pixels",
+            " and, as in (f), up to {:.0} % of each class's target copies shifted by up to {} pixels",
             100.0 * SHIFTED_COPIES_SHARE,
             SHIFTED_COPIES_MAX_SHIFT
         );
@@ -268,7 +268,7 @@ fn anygan_set_text(settings: &anygan_proto::generation::EvaluationSettings) -> S
             "each rare class"
         };
         format!(
-            "(d): real images are {} % of {classes} (originals repeated{shifted}), generated \
+            "(d): real images are {} % of {classes}, the originals repeated{shifted}; generated \
              images the rest{filter}.\n",
             100.0 * settings.real_share
         )

@@ -75,7 +75,10 @@ fn the_report_says_which_copies_method_d_draws() {
         ..EvaluationSettings::default()
     };
     let plain = anygan_set_text(&mix);
-    assert!(plain.contains("75 % of every class"), "{plain}");
+    assert!(
+        plain.contains("75 % of every class") && plain.contains("the originals repeated;"),
+        "{plain}"
+    );
     assert!(!plain.contains("shifted"), "{plain}");
     let shifted = anygan_set_text(&EvaluationSettings {
         shifted_copies: true,
@@ -84,7 +87,7 @@ fn the_report_says_which_copies_method_d_draws() {
     assert!(
         shifted.contains("75 % of every class")
             && shifted
-                .contains("up to 25 % of each class's target are copies shifted by up to 2 pixels"),
+                .contains("the originals repeated and, as in (f), up to 25 % of each class's target copies shifted by up to 2 pixels;"),
         "{shifted}"
     );
     let added = EvaluationSettings {
