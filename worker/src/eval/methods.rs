@@ -552,4 +552,6 @@ fn nearest_neighbours(data: &ImageDataset, members: &[usize], k: usize) -> Vec<V
 }
 
 #[cfg(test)]
+mod shifted_tests;
+#[cfg(test)]
 mod tests;
