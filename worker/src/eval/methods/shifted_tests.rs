@@ -1,7 +1,7 @@
 //! Tests of method (f)'s shifted copies and of (d) drawing its real copies the same way
 //! (`shifted_copies`), on images of one lit pixel whose place tells how far a copy moved.
 
-use super::tests::{balance, tiny};
+use super::tests::{assert_begins_with, balance, tiny};
 use super::*;
 use crate::data::ImageShape;
 
@@ -85,7 +85,7 @@ fn shifted_oversampling_fills_a_quarter_of_the_target_with_shifted_copies() {
     let set = shifted_oversample(&data, 40, 3).unwrap();
     assert_eq!(set.class_counts(), vec![40, 40]);
     // Class 0 is at the target and untouched; the originals come first, in order.
-    assert_eq!(set.select(&(0..42).collect::<Vec<_>>()).unwrap(), data);
+    assert_begins_with(&set, &data);
     // Exact copies up to three quarters of 40: 28 more after the 2 originals; the last 10
     // shifted.
     assert_exact_copies(&set, 42..70);
@@ -155,7 +155,7 @@ fn shifted_copies_draw_the_mixes_real_copies_as_shifted_oversampling_does() {
     // the target and untouched.
     let mixed = mix_generated(&data, &generated, three_quarters, 3).unwrap();
     assert_eq!(mixed.class_counts(), vec![40, 40]);
-    assert_eq!(mixed.select(&(0..42).collect::<Vec<_>>()).unwrap(), data);
+    assert_begins_with(&mixed, &data);
     assert_exact_copies(&mixed, 42..60);
     assert_shifted_copies(&mixed, 60..70);
     for i in 70..80 {
@@ -220,12 +220,7 @@ fn shifted_copies_put_shifted_oversamplings_set_under_the_added_generated_images
     let shifted = shifted_oversample(&data, 40, 5).unwrap();
     assert_ne!(shifted, random_oversample(&data, 40, 5).unwrap());
     assert_eq!(extended.len(), shifted.len() + 8);
-    assert_eq!(
-        extended
-            .select(&(0..shifted.len()).collect::<Vec<_>>())
-            .unwrap(),
-        shifted
-    );
+    assert_begins_with(&extended, &shifted);
     assert_eq!(
         extended.class_counts(),
         vec![44, 44],
