@@ -4,12 +4,15 @@
 #   1. the workers built with the `cuda` feature: by cargo here, or prebuilt binaries from
 #      ANYGAN_PREBUILT (a folder with coordinator, worker and train_step; see below);
 #   2. anygan's train_step bench of the standard model (W=128, batch 64), the step alone and with
-#      the gradients' round trip to the host that a worker in a ring makes; its `first step`
-#      column is the kernels' compilation and autotuning, paid on first use of a shape;
+#      the gradients' round trip to the host that a worker in a ring makes, each with the
+#      generator's up-sampling computed both ways (transposed convolutions, the default, and
+#      `--upsampling phases`, worker/src/gan/upsample.rs); its `first step` column is the
+#      kernels' compilation and autotuning, paid on first use of a shape;
 #   3. the same bench again in a new process with the kernel cache the first one filled (what a
 #      worker restarted on the same machine pays at its first step);
 #   4. correctness: a 2-worker job on one GPU (W=128, 20 steps, the Fashion-MNIST test split):
-#      finite losses, replicas bit-identical (the coordinator exits 0 only then);
+#      finite losses, replicas bit-identical (the coordinator exits 0 only then); the same
+#      again with the workers' up-sampling by phases;
 #   5. a kernel profile of a few batch-64 steps (bench/kernel_profile.py): launches and GPU busy
 #      time per step, to tell a step waiting on the GPU from one waiting on the host;
 #   6. the bench at batch 256 (new shapes: compiled and tuned here);
@@ -102,25 +105,31 @@ bench() { # bench LABEL CAP ARGS...: the train_step bench, GPU memory sampled
 }
 
 phase "anygan train_step W=$width batch 64, cold kernel cache"
-bench 64 240 --batch 64 --warmup 5 --steps 30 --host-round-trip off,on
+bench 64 240 --batch 64 --warmup 5 --steps 30 --host-round-trip off,on --upsampling transposed,phases
 echo "kernel cache: $(du -sh "$ANYGAN_KERNEL_CACHE" 2>/dev/null | cut -f1)"
 
 phase "anygan train_step W=$width batch 64 again, new process, warm kernel cache"
-bench 64-warm 90 --batch 64 --warmup 2 --steps 10
+bench 64-warm 90 --batch 64 --warmup 2 --steps 10 --upsampling transposed,phases
 
 # Global batch 128: each replica computes at 64, the shapes the kernel cache now holds.
-phase "correctness: 2 workers on one GPU"
-bounded 180 "2-worker check" "$bin/coordinator" start --listen 127.0.0.1:0 --local-workers 2 \
-  --worker-binary "$bin/worker" --data "$data" --test-split --width "$width" --global-batch 128 \
-  --steps 20 --checksum-every 5 --sample-every 0 --no-generation --output "$scratch/check" \
-  >"$out/check.out" 2>"$out/check.err"
-if has_nonfinite_loss "$out/check.err"; then
-  echo "FAILED: a loss is not finite"
-  failures+=("2-worker check: a loss is not finite")
-fi
-grep -E 'cuda' "$out/check.err" | head -2 || true
-grep -E ' step' "$out/check.err" | tail -3 || true
-tail -3 "$out/check.out" || true
+two_worker_check() { # two_worker_check LABEL UPSAMPLING CAP
+  local label="$1" upsampling="$2" cap="$3"
+  phase "correctness: 2 workers on one GPU, up-sampling $upsampling"
+  bounded "$cap" "2-worker check ($upsampling)" env ANYGAN_UPSAMPLING="$upsampling" \
+    "$bin/coordinator" start --listen 127.0.0.1:0 --local-workers 2 \
+    --worker-binary "$bin/worker" --data "$data" --test-split --width "$width" --global-batch 128 \
+    --steps 20 --checksum-every 5 --sample-every 0 --no-generation --output "$scratch/$label" \
+    >"$out/$label.out" 2>"$out/$label.err"
+  if has_nonfinite_loss "$out/$label.err"; then
+    echo "FAILED: a loss is not finite ($upsampling)"
+    failures+=("2-worker check ($upsampling): a loss is not finite")
+  fi
+  grep -E 'cuda|upsampling=' "$out/$label.err" | head -3 || true
+  grep -E ' step' "$out/$label.err" | tail -3 || true
+  tail -3 "$out/$label.out" || true
+}
+two_worker_check check transposed 180
+two_worker_check check-phases phases 120
 
 phase "kernel profile: W=$width batch 64, 1 + 3 steps, every kernel timed on its own"
 # cubecl reads a cubecl.toml from the working folder: profile level basic logs each launch with
@@ -147,7 +156,7 @@ if [ -s "$profile/kernels.log" ]; then
 fi
 
 phase "anygan train_step W=$width batch 256"
-bench 256 180 --batch 256 --warmup 5 --steps 30 --host-round-trip off,on
+bench 256 180 --batch 256 --warmup 5 --steps 30 --host-round-trip off,on --upsampling transposed,phases
 
 if [ -n "${ANYGAN_SKIP_PYTORCH:-}" ]; then
   phase "PyTorch skipped (ANYGAN_SKIP_PYTORCH)"

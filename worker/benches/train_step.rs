@@ -5,7 +5,9 @@
 //! [--diff-augment none,color,translation,cutout] [--projection off,on] [--mode-seeking 0,1]`
 //! prints, per width, generator-average decay (0: none, the default), DiffAugment policy
 //! (`+`-separated transforms, e.g. `none,color+translation+cutout`), discriminator projection
-//! term (off, the default) and mode-seeking weight (0: off, the default): parameter counts, median
+//! term (off, the default) and mode-seeking weight (0: off, the default), and, with
+//! `--upsampling transposed,phases`, how the generator computes its up-sampling layers
+//! (`worker join --upsampling`; transposed, the default): parameter counts, median
 //! step time, images per second and peak heap memory during the measured steps;
 //! `--keep-states N` keeps the trainer's state before each of the last N steps, as a worker in
 //! a ring does to roll back after a lost peer. `--host-round-trip off,on`: `on` makes the
@@ -30,6 +32,7 @@ use anygan_worker::backend::{BACKEND_NAME, TrainBackend, device};
 use anygan_worker::collective::GradientAllReduce;
 use anygan_worker::gan::augment::DiffAugment;
 use anygan_worker::gan::params::parameter_count;
+use anygan_worker::gan::upsample::Upsampling;
 use anygan_worker::gan::{Batch, GanConfig, GanTrainer, TrainConfig};
 
 /// Counts live heap bytes and their high-water mark.
@@ -83,6 +86,19 @@ struct Options {
     real_shift: usize,
     /// Weight of the auxiliary classifier (`--auxiliary-classifier`) in every run; 0 is none.
     auxiliary_classifier: f32,
+    /// How the generator's up-sampling layers are computed, each measured.
+    upsampling: Vec<Upsampling>,
+}
+
+/// One measured combination of the settings.
+struct Run {
+    width: usize,
+    decay: f32,
+    policy: String,
+    projection: bool,
+    seeking: f32,
+    round_trip: bool,
+    upsampling: Upsampling,
 }
 
 /// The all-reduce of a replica whose one peer holds the same gradients: the mean is the
@@ -116,6 +132,7 @@ fn options() -> Options {
         kernel_cache: None,
         real_shift: 0,
         auxiliary_classifier: 0.0,
+        upsampling: vec![Upsampling::Transposed],
     };
     let args: Vec<String> = std::env::args().collect();
     let value = |name: &str| {
@@ -151,6 +168,12 @@ fn options() -> Options {
     if let Some(decays) = value("--generator-ema") {
         options.generator_ema = decays.split(',').filter_map(|d| d.parse().ok()).collect();
     }
+    if let Some(methods) = value("--upsampling") {
+        options.upsampling = methods
+            .split(',')
+            .map(|m| m.parse().expect("--upsampling"))
+            .collect();
+    }
     options.kernel_cache = value("--kernel-cache").map(std::path::PathBuf::from);
     options
 }
@@ -176,9 +199,9 @@ fn main() {
         options.auxiliary_classifier
     );
     println!(
-        "| width | G average decay | DiffAugment | D projection | mode seeking | kept states | host round trip | G params | D params | first step (s) | median step (s) | min step (s) | images/s | peak heap (MiB) |"
+        "| width | G average decay | DiffAugment | D projection | mode seeking | kept states | host round trip | G up-sampling | G params | D params | first step (s) | median step (s) | min step (s) | images/s | peak heap (MiB) |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     if let Some(dir) = &options.kernel_cache {
         anygan_worker::backend::use_kernel_cache(dir).expect("--kernel-cache");
     }
@@ -191,21 +214,35 @@ fn main() {
                 for &projection in &options.projection {
                     for &seeking in &options.mode_seeking {
                         for &round_trip in &options.host_round_trip {
-                            runs.push((
-                                width,
-                                decay,
-                                policy.clone(),
-                                projection,
-                                seeking,
-                                round_trip,
-                            ));
+                            for &upsampling in &options.upsampling {
+                                runs.push(Run {
+                                    width,
+                                    decay,
+                                    policy: policy.clone(),
+                                    projection,
+                                    seeking,
+                                    round_trip,
+                                    upsampling,
+                                });
+                            }
                         }
                     }
                 }
             }
         }
     }
-    for (width, decay, policy, projection, seeking, round_trip) in runs {
+    for run in runs {
+        let Run {
+            width,
+            decay,
+            policy,
+            projection,
+            seeking,
+            round_trip,
+            upsampling,
+        } = run;
+        // The generator reads the process's choice when it is built.
+        anygan_worker::backend::select_upsampling(upsampling);
         let gan = GanConfig::new(10)
             .with_width(width)
             .with_projection(projection.then_some(true))
@@ -271,7 +308,7 @@ fn main() {
         let median = times[times.len() / 2];
         let peak_mib = PEAK.load(Ordering::Relaxed) as f64 / (1024.0 * 1024.0);
         println!(
-            "| {width} | {decay} | {policy} | {} | {seeking} | {} | {} | {g_params} | {d_params} | {first_step} | {median:.4} | {:.4} | {:.1} | {peak_mib:.0} |",
+            "| {width} | {decay} | {policy} | {} | {seeking} | {} | {} | {upsampling} | {g_params} | {d_params} | {first_step} | {median:.4} | {:.4} | {:.1} | {peak_mib:.0} |",
             if projection { "on" } else { "off" },
             options.keep_states,
             if round_trip { "on" } else { "off" },

@@ -58,6 +58,28 @@ pub fn select_device(ordinal: usize) {
     DEVICE_ORDINAL.store(ordinal, std::sync::atomic::Ordering::Relaxed);
 }
 
+/// Whether this process's generators compute their up-sampling layers by phases
+/// (`--upsampling`); transposed convolutions unless chosen.
+static UPSAMPLING_BY_PHASES: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Chooses how the generators this process builds compute their up-sampling layers (call once,
+/// at start-up, like [`select_device`]): a choice of kernels, not of model — the weights and
+/// checkpoints are the same either way (`gan::upsample`).
+pub fn select_upsampling(method: crate::gan::upsample::Upsampling) {
+    let by_phases = method == crate::gan::upsample::Upsampling::Phases;
+    UPSAMPLING_BY_PHASES.store(by_phases, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The up-sampling chosen with [`select_upsampling`].
+pub fn selected_upsampling() -> crate::gan::upsample::Upsampling {
+    if UPSAMPLING_BY_PHASES.load(std::sync::atomic::Ordering::Relaxed) {
+        crate::gan::upsample::Upsampling::Phases
+    } else {
+        crate::gan::upsample::Upsampling::Transposed
+    }
+}
+
 /// The device chosen with [`select_device`].
 pub fn selected_device() -> burn::prelude::Device<ComputeBackend> {
     device(DEVICE_ORDINAL.load(std::sync::atomic::Ordering::Relaxed))

@@ -11,6 +11,7 @@ use anygan_store::CheckpointOptions;
 use anygan_store::StoreLocation;
 use anygan_worker::backend::{BACKEND_NAME, TrainBackend, device};
 use anygan_worker::data::load_source;
+use anygan_worker::gan::upsample::Upsampling;
 use anygan_worker::gan::{FakeLabels, GanConfig, TrainConfig};
 use anygan_worker::join::{JoinConfig, join};
 use anygan_worker::single::{SingleDeviceRun, StepReport, run_single_device};
@@ -69,9 +70,29 @@ struct JoinArgs {
     device: Option<String>,
     #[command(flatten)]
     kernels: KernelCacheArgs,
+    #[command(flatten)]
+    upsampling: UpsamplingArgs,
     /// Where this worker's Prometheus endpoint (/metrics, /healthz) listens, e.g. 0.0.0.0:9091.
     #[arg(long, env = "ANYGAN_WORKER_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
+}
+
+#[derive(Args, Debug)]
+struct UpsamplingArgs {
+    /// How the generator computes its up-sampling layers: `transposed` (burn's transposed
+    /// convolution, the default) or `phases` (the same layer as one ordinary convolution over
+    /// the four output phases; see worker/src/gan/upsample.rs). A choice of kernels, not of
+    /// model: same weights and checkpoints, numbers equal up to float rounding (so a run
+    /// continues bit for bit only with the choice it was trained with).
+    #[arg(long, env = "ANYGAN_UPSAMPLING", default_value = "transposed")]
+    upsampling: Upsampling,
+}
+
+impl UpsamplingArgs {
+    /// Makes the choice for every generator this process builds: call once, at start-up.
+    fn select(&self) {
+        anygan_worker::backend::select_upsampling(self.upsampling);
+    }
 }
 
 #[derive(Args, Debug)]
@@ -108,6 +129,8 @@ struct TrainArgs {
     data: DataArgs,
     #[command(flatten)]
     kernels: KernelCacheArgs,
+    #[command(flatten)]
+    upsampling: UpsamplingArgs,
     /// Where grids, snapshot and the exported generator go: a directory or s3://bucket/prefix.
     #[arg(long, env = "ANYGAN_OUTPUT", default_value = "out/train")]
     output: String,
@@ -286,6 +309,7 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
         mode_seeking: (args.mode_seeking != 0.0).then_some(args.mode_seeking),
     };
     let log_every = args.log_every.max(1);
+    args.upsampling.select();
     args.kernels.prepare_device()?;
     let device = device(0);
     let mut window = (0.0f64, 0u64);
@@ -346,6 +370,7 @@ fn join_job(args: JoinArgs) -> anyhow::Result<()> {
         );
     }
     // Before joining: a worker that cannot compute would only stall the job's start.
+    args.upsampling.select();
     args.kernels.prepare_device()?;
     let config = JoinConfig {
         coordinator: args.coordinator,

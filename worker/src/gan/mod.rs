@@ -13,6 +13,7 @@ pub mod sample;
 pub mod state;
 pub mod sync;
 pub mod train;
+pub mod upsample;
 pub mod watch;
 
 pub use model::{Discriminator, GanConfig, Generator};

@@ -10,6 +10,7 @@ use burn::nn::{Embedding, EmbeddingConfig, Initializer, Linear, LinearConfig, Pa
 use burn::prelude::*;
 use burn::tensor::activation::{leaky_relu, tanh};
 
+use super::upsample::{Upsampling, upsample};
 use crate::data::ImageShape;
 use crate::error::{Error, Result};
 
@@ -169,6 +170,7 @@ impl GanConfig {
                 .init(device),
             width: w,
             base_size: base,
+            upsampling: crate::backend::selected_upsampling(),
         }
     }
 
@@ -238,9 +240,21 @@ pub struct Generator<B: Backend> {
     output: Conv2d<B>,
     width: usize,
     base_size: usize,
+    /// How the up-sampling layers are computed: not part of the model (same weights, same
+    /// numbers up to rounding), so not saved; a process chooses it.
+    upsampling: Upsampling,
 }
 
 impl<B: Backend> Generator<B> {
+    /// Computes the up-sampling layers by `method` from now on.
+    pub fn set_upsampling(&mut self, method: Upsampling) {
+        self.upsampling = method;
+    }
+
+    pub fn upsampling(&self) -> Upsampling {
+        self.upsampling
+    }
+
     /// `noise`: `[batch, latent]`, `labels`: `[batch]` → images `[batch, channels, size, size]`.
     pub fn forward(&self, noise: Tensor<B, 2>, labels: Tensor<B, 1, Int>) -> Tensor<B, 4> {
         let [batch, _] = noise.dims();
@@ -252,7 +266,7 @@ impl<B: Backend> Generator<B> {
         // [batch, width + 1, base, base]
         let mut x = Tensor::cat(vec![features, label_map], 1);
         for layer in &self.upsample {
-            x = leaky_relu(layer.forward(x), LEAKY_SLOPE); // spatial size doubles
+            x = leaky_relu(upsample(layer, x, self.upsampling), LEAKY_SLOPE); // size doubles
         }
         tanh(self.output.forward(x))
     }
