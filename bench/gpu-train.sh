@@ -18,6 +18,10 @@
 #   ANYGAN_GPU_DIFF_AUGMENT=P  DiffAugment policy (default color,translation,cutout: without it
 #                              W=128 collapses within 200 steps, README "The standard width
 #                              needs DiffAugment")
+#   ANYGAN_UPSAMPLING=phases   the workers compute the generator's up-sampling by phases (as
+#                              `worker join --upsampling phases`) where bench/gpu.sh measured it
+#                              faster on this GPU; keep one choice for the whole run, since a
+#                              resume continues bit for bit only with the same kernels
 # Then, on any machine: `coordinator generate --output OUT_DIR/job --checkpoint latest ...`
 # and `worker evaluate` as in the README's benchmark section.
 set -euo pipefail
