@@ -133,7 +133,8 @@ impl GanConfig {
         }
     }
 
-    /// Builds both networks on `device`.
+    /// Builds both networks on `device`; the generator computes its up-sampling layers as this
+    /// process chose (`backend::select_upsampling`; transposed convolutions unless chosen).
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<(Generator<B>, Discriminator<B>)> {
         let stages = self.validate()?;
         Ok((
