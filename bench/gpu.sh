@@ -98,8 +98,15 @@ bench() { # bench LABEL CAP ARGS...: the train_step bench, GPU memory sampled
   local sampler=$!
   bounded "$cap" "bench $label" "${train_step[@]}" --widths "$width" --kernel-cache "$ANYGAN_KERNEL_CACHE" \
     "$@" > >(tee "$out/anygan-$label.md")
+  local teeing=$! # the table's tee: waited for below, so the file is whole before it is read
   kill "$sampler" 2>/dev/null || true
+  wait "$teeing" 2>/dev/null || true
   wait "$sampler" 2>/dev/null || true
+  # A run that panicked is a row saying so; the bench goes on to the next and exits 0.
+  if grep -q '| failed:' "$out/anygan-$label.md"; then
+    echo "FAILED: a run of bench $label (its row says failed)"
+    failures+=("bench $label: a run failed")
+  fi
   echo "peak GPU memory used, whole card (MiB): $(sort -n "$scratch/memory-$label.txt" | tail -1)" |
     tee -a "$out/anygan-$label.md"
 }

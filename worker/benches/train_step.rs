@@ -91,6 +91,7 @@ struct Options {
 }
 
 /// One measured combination of the settings.
+#[derive(Clone)]
 struct Run {
     width: usize,
     decay: f32,
@@ -99,6 +100,22 @@ struct Run {
     seeking: f32,
     round_trip: bool,
     upsampling: Upsampling,
+}
+
+impl Run {
+    /// The row's leading settings columns, for a run that could not be measured.
+    fn label(&self) -> String {
+        format!(
+            "{} | {} | {} | {} | {} | – | {} | {}",
+            self.width,
+            self.decay,
+            self.policy,
+            if self.projection { "on" } else { "off" },
+            self.seeking,
+            if self.round_trip { "on" } else { "off" },
+            self.upsampling
+        )
+    }
 }
 
 /// The all-reduce of a replica whose one peer holds the same gradients: the mean is the
@@ -232,88 +249,102 @@ fn main() {
         }
     }
     for run in runs {
-        let Run {
-            width,
-            decay,
-            policy,
-            projection,
-            seeking,
-            round_trip,
-            upsampling,
-        } = run;
-        // The generator reads the process's choice when it is built.
-        anygan_worker::backend::select_upsampling(upsampling);
-        let gan = GanConfig::new(10)
-            .with_width(width)
-            .with_projection(projection.then_some(true))
-            .with_auxiliary_classifier(
-                (options.auxiliary_classifier != 0.0).then_some(options.auxiliary_classifier),
-            );
-        // With the round trip the trainer is rank 0 of 2, so its own share is `--batch`.
-        let replicas = if round_trip { 2 } else { 1 };
-        let config = TrainConfig::new(gan)
-            .with_batch_size(options.batch * replicas)
-            .with_real_shift((options.real_shift != 0).then_some(options.real_shift));
-        let mut trainer = match GanTrainer::<TrainBackend>::new(config, &[1; 10], &device) {
-            Ok(trainer) => trainer,
-            Err(error) => {
-                eprintln!("width {width}: {error}");
-                continue;
-            }
-        };
-        trainer.set_replica(0, replicas).expect("replica");
-        let mut all_reduce: Box<dyn GradientAllReduce> = if round_trip {
-            Box::new(SelfPeerAllReduce)
-        } else {
-            Box::new(anygan_worker::collective::SingleReplica)
-        };
-        trainer
-            .set_generator_ema((decay != 0.0).then_some(decay))
-            .expect("decay");
-        trainer.set_diff_augment(DiffAugment::parse(&policy.replace('+', ",")).expect("policy"));
-        trainer
-            .set_mode_seeking((seeking != 0.0).then_some(seeking))
-            .expect("weight");
-        let g_params = parameter_count(&trainer.generator());
-        let d_params = parameter_count(&trainer.discriminator());
-        let batch = synthetic_batch(options.batch);
-        let mut first_step = None;
-        for _ in 0..options.warmup {
-            let started = Instant::now();
-            trainer
-                .train_step_with(&batch, all_reduce.as_mut())
-                .expect("warm-up step");
-            first_step.get_or_insert(started.elapsed().as_secs_f64());
+        let label = run.label();
+        // A run that panics (a kernel the device cannot run, say) is reported and the next
+        // runs still measured: on a short GPU loan every row counts.
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            measure(run, &options, &device)
+        }))
+        .is_err()
+        {
+            println!("| {label} | failed: the message above says why |");
         }
-        let first_step = first_step.map_or_else(|| "–".to_owned(), |s| format!("{s:.3}"));
-        PEAK.store(LIVE.load(Ordering::Relaxed), Ordering::Relaxed);
-        let mut times = Vec::with_capacity(options.steps);
-        // What a worker in a ring keeps to roll back after a lost peer: the state before each
-        // of its last steps (`--keep-states 2` is what `worker join` does).
-        let mut kept = std::collections::VecDeque::new();
-        for _ in 0..options.steps {
-            let started = Instant::now();
-            if options.keep_states > 0 {
-                kept.push_back(trainer.clone());
-                if kept.len() > options.keep_states {
-                    kept.pop_front();
-                }
-            }
-            trainer
-                .train_step_with(&batch, all_reduce.as_mut())
-                .expect("measured step");
-            times.push(started.elapsed().as_secs_f64());
-        }
-        times.sort_by(f64::total_cmp);
-        let median = times[times.len() / 2];
-        let peak_mib = PEAK.load(Ordering::Relaxed) as f64 / (1024.0 * 1024.0);
-        println!(
-            "| {width} | {decay} | {policy} | {} | {seeking} | {} | {} | {upsampling} | {g_params} | {d_params} | {first_step} | {median:.4} | {:.4} | {:.1} | {peak_mib:.0} |",
-            if projection { "on" } else { "off" },
-            options.keep_states,
-            if round_trip { "on" } else { "off" },
-            times[0],
-            options.batch as f64 / median
-        );
     }
+}
+
+/// Measures one combination and prints its row.
+fn measure(run: Run, options: &Options, device: &burn::prelude::Device<TrainBackend>) {
+    let Run {
+        width,
+        decay,
+        policy,
+        projection,
+        seeking,
+        round_trip,
+        upsampling,
+    } = run;
+    // The generator reads the process's choice when it is built.
+    anygan_worker::backend::select_upsampling(upsampling);
+    let gan = GanConfig::new(10)
+        .with_width(width)
+        .with_projection(projection.then_some(true))
+        .with_auxiliary_classifier(
+            (options.auxiliary_classifier != 0.0).then_some(options.auxiliary_classifier),
+        );
+    // With the round trip the trainer is rank 0 of 2, so its own share is `--batch`.
+    let replicas = if round_trip { 2 } else { 1 };
+    let config = TrainConfig::new(gan)
+        .with_batch_size(options.batch * replicas)
+        .with_real_shift((options.real_shift != 0).then_some(options.real_shift));
+    let mut trainer = match GanTrainer::<TrainBackend>::new(config, &[1; 10], device) {
+        Ok(trainer) => trainer,
+        Err(error) => {
+            eprintln!("width {width}: {error}");
+            return;
+        }
+    };
+    trainer.set_replica(0, replicas).expect("replica");
+    let mut all_reduce: Box<dyn GradientAllReduce> = if round_trip {
+        Box::new(SelfPeerAllReduce)
+    } else {
+        Box::new(anygan_worker::collective::SingleReplica)
+    };
+    trainer
+        .set_generator_ema((decay != 0.0).then_some(decay))
+        .expect("decay");
+    trainer.set_diff_augment(DiffAugment::parse(&policy.replace('+', ",")).expect("policy"));
+    trainer
+        .set_mode_seeking((seeking != 0.0).then_some(seeking))
+        .expect("weight");
+    let g_params = parameter_count(&trainer.generator());
+    let d_params = parameter_count(&trainer.discriminator());
+    let batch = synthetic_batch(options.batch);
+    let mut first_step = None;
+    for _ in 0..options.warmup {
+        let started = Instant::now();
+        trainer
+            .train_step_with(&batch, all_reduce.as_mut())
+            .expect("warm-up step");
+        first_step.get_or_insert(started.elapsed().as_secs_f64());
+    }
+    let first_step = first_step.map_or_else(|| "–".to_owned(), |s| format!("{s:.3}"));
+    PEAK.store(LIVE.load(Ordering::Relaxed), Ordering::Relaxed);
+    let mut times = Vec::with_capacity(options.steps);
+    // What a worker in a ring keeps to roll back after a lost peer: the state before each
+    // of its last steps (`--keep-states 2` is what `worker join` does).
+    let mut kept = std::collections::VecDeque::new();
+    for _ in 0..options.steps {
+        let started = Instant::now();
+        if options.keep_states > 0 {
+            kept.push_back(trainer.clone());
+            if kept.len() > options.keep_states {
+                kept.pop_front();
+            }
+        }
+        trainer
+            .train_step_with(&batch, all_reduce.as_mut())
+            .expect("measured step");
+        times.push(started.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    let peak_mib = PEAK.load(Ordering::Relaxed) as f64 / (1024.0 * 1024.0);
+    println!(
+        "| {width} | {decay} | {policy} | {} | {seeking} | {} | {} | {upsampling} | {g_params} | {d_params} | {first_step} | {median:.4} | {:.4} | {:.1} | {peak_mib:.0} |",
+        if projection { "on" } else { "off" },
+        options.keep_states,
+        if round_trip { "on" } else { "off" },
+        times[0],
+        options.batch as f64 / median
+    );
 }
