@@ -131,7 +131,7 @@ two_worker_check() { # two_worker_check LABEL UPSAMPLING CAP
     echo "FAILED: a loss is not finite ($upsampling)"
     failures+=("2-worker check ($upsampling): a loss is not finite")
   fi
-  grep -E 'cuda|upsampling=' "$out/$label.err" | head -3 || true
+  grep -E 'cuda|kernels=' "$out/$label.err" | head -3 || true
   grep -E ' step' "$out/$label.err" | tail -3 || true
   tail -3 "$out/$label.out" || true
 }

@@ -3,7 +3,8 @@
 //! writing every image to a local-disk store), in images per second.
 //!
 //! `cargo bench -p anygan-worker --bench generate -- [--width 128] [--images 1024]
-//! [--batches 64,256] [--candidates 1]` (`--candidates K`: every image the best of K candidates
+//! [--batches 64,256] [--candidates 1] [--output-layer convolution|transposed]` (the last as
+//! `worker join --output-layer`; the backend's default unless given; `--candidates K`: every image the best of K candidates
 //! to the discriminator, as `--generation-candidates K` generates). A second table times anchored
 //! generation's inversion: one invert task's batch of anchors through `--inversion-steps`
 //! optimizer steps (`--anchors 64 --inversion-steps 20`).
@@ -17,6 +18,7 @@ use anygan_store::{CheckpointOptions, StoreLocation};
 use anygan_worker::backend::{BACKEND_NAME, ComputeBackend, TrainBackend, device};
 use anygan_worker::checkpointing::{Checkpointer, RunDescription};
 use anygan_worker::gan::invert::{InversionSettings, StartKey, invert};
+use anygan_worker::gan::kernels::GeneratorKernels;
 use anygan_worker::gan::sample::generate_from_noise;
 use anygan_worker::gan::{GanConfig, GanTrainer, Generator, TrainConfig};
 use anygan_worker::generate::{LoadedGenerator, run_generation_task};
@@ -38,6 +40,15 @@ fn main() {
         .map(|b| b.parse().unwrap())
         .collect();
     let candidates: u32 = arg("--candidates", "1").parse().unwrap();
+    let mut kernels = GeneratorKernels::default();
+    if let Some(output_layer) = std::env::args()
+        .skip_while(|a| a != "--output-layer")
+        .nth(1)
+    {
+        kernels.output_layer = output_layer.parse().expect("--output-layer");
+    }
+    // Every generator built from here on (the loaded one included) computes this way.
+    anygan_worker::backend::select_generator_kernels(kernels);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let device = device(0);
     let dir = tempfile::tempdir().unwrap();
@@ -73,7 +84,7 @@ fn main() {
     .unwrap();
 
     println!(
-        "generation, W={width}, {images} images per measurement, {candidates} candidate(s) per image, backend {BACKEND_NAME}, one worker"
+        "generation, W={width}, {images} images per measurement, {candidates} candidate(s) per image, backend {BACKEND_NAME}, {kernels}, one worker"
     );
     println!();
     println!("| batch | forward only (img/s) | whole task: forward + PNG + write (img/s) |");

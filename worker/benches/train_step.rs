@@ -6,8 +6,9 @@
 //! prints, per width, generator-average decay (0: none, the default), DiffAugment policy
 //! (`+`-separated transforms, e.g. `none,color+translation+cutout`), discriminator projection
 //! term (off, the default) and mode-seeking weight (0: off, the default), and, with
-//! `--upsampling transposed,phases`, how the generator computes its up-sampling layers
-//! (`worker join --upsampling`; transposed, the default): parameter counts, median
+//! `--upsampling transposed,phases` and `--output-layer convolution,transposed`, how the
+//! generator computes its up-sampling layers and its output layer (`worker join --upsampling
+//! --output-layer`; the backend's defaults unless given): parameter counts, median
 //! step time, images per second and peak heap memory during the measured steps;
 //! `--keep-states N` keeps the trainer's state before each of the last N steps, as a worker in
 //! a ring does to roll back after a lost peer. `--host-round-trip off,on`: `on` makes the
@@ -31,8 +32,8 @@ use std::time::Instant;
 use anygan_worker::backend::{BACKEND_NAME, TrainBackend, device};
 use anygan_worker::collective::GradientAllReduce;
 use anygan_worker::gan::augment::DiffAugment;
+use anygan_worker::gan::kernels::{GeneratorKernels, OutputLayer, Upsampling};
 use anygan_worker::gan::params::parameter_count;
-use anygan_worker::gan::upsample::Upsampling;
 use anygan_worker::gan::{Batch, GanConfig, GanTrainer, TrainConfig};
 
 /// Counts live heap bytes and their high-water mark.
@@ -88,6 +89,8 @@ struct Options {
     auxiliary_classifier: f32,
     /// How the generator's up-sampling layers are computed, each measured.
     upsampling: Vec<Upsampling>,
+    /// How the generator's output layer is computed, each measured.
+    output_layer: Vec<OutputLayer>,
 }
 
 /// One measured combination of the settings.
@@ -99,21 +102,22 @@ struct Run {
     projection: bool,
     seeking: f32,
     round_trip: bool,
-    upsampling: Upsampling,
+    kernels: GeneratorKernels,
 }
 
 impl Run {
     /// The row's leading settings columns, for a run that could not be measured.
     fn label(&self) -> String {
         format!(
-            "{} | {} | {} | {} | {} | – | {} | {}",
+            "{} | {} | {} | {} | {} | – | {} | {} | {}",
             self.width,
             self.decay,
             self.policy,
             if self.projection { "on" } else { "off" },
             self.seeking,
             if self.round_trip { "on" } else { "off" },
-            self.upsampling
+            self.kernels.upsampling,
+            self.kernels.output_layer
         )
     }
 }
@@ -149,7 +153,8 @@ fn options() -> Options {
         kernel_cache: None,
         real_shift: 0,
         auxiliary_classifier: 0.0,
-        upsampling: vec![Upsampling::Transposed],
+        upsampling: vec![GeneratorKernels::default().upsampling],
+        output_layer: vec![GeneratorKernels::default().output_layer],
     };
     let args: Vec<String> = std::env::args().collect();
     let value = |name: &str| {
@@ -191,6 +196,12 @@ fn options() -> Options {
             .map(|m| m.parse().expect("--upsampling"))
             .collect();
     }
+    if let Some(methods) = value("--output-layer") {
+        options.output_layer = methods
+            .split(',')
+            .map(|m| m.parse().expect("--output-layer"))
+            .collect();
+    }
     options.kernel_cache = value("--kernel-cache").map(std::path::PathBuf::from);
     options
 }
@@ -216,9 +227,9 @@ fn main() {
         options.auxiliary_classifier
     );
     println!(
-        "| width | G average decay | DiffAugment | D projection | mode seeking | kept states | host round trip | G up-sampling | G params | D params | first step (s) | median step (s) | min step (s) | images/s | peak heap (MiB) |"
+        "| width | G average decay | DiffAugment | D projection | mode seeking | kept states | host round trip | G up-sampling | G output layer | G params | D params | first step (s) | median step (s) | min step (s) | images/s | peak heap (MiB) |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     if let Some(dir) = &options.kernel_cache {
         anygan_worker::backend::use_kernel_cache(dir).expect("--kernel-cache");
     }
@@ -232,15 +243,20 @@ fn main() {
                     for &seeking in &options.mode_seeking {
                         for &round_trip in &options.host_round_trip {
                             for &upsampling in &options.upsampling {
-                                runs.push(Run {
-                                    width,
-                                    decay,
-                                    policy: policy.clone(),
-                                    projection,
-                                    seeking,
-                                    round_trip,
-                                    upsampling,
-                                });
+                                for &output_layer in &options.output_layer {
+                                    runs.push(Run {
+                                        width,
+                                        decay,
+                                        policy: policy.clone(),
+                                        projection,
+                                        seeking,
+                                        round_trip,
+                                        kernels: GeneratorKernels {
+                                            upsampling,
+                                            output_layer,
+                                        },
+                                    });
+                                }
                             }
                         }
                     }
@@ -271,10 +287,10 @@ fn measure(run: Run, options: &Options, device: &burn::prelude::Device<TrainBack
         projection,
         seeking,
         round_trip,
-        upsampling,
+        kernels,
     } = run;
     // The generator reads the process's choice when it is built.
-    anygan_worker::backend::select_upsampling(upsampling);
+    anygan_worker::backend::select_generator_kernels(kernels);
     let gan = GanConfig::new(10)
         .with_width(width)
         .with_projection(projection.then_some(true))
@@ -340,10 +356,12 @@ fn measure(run: Run, options: &Options, device: &burn::prelude::Device<TrainBack
     let median = times[times.len() / 2];
     let peak_mib = PEAK.load(Ordering::Relaxed) as f64 / (1024.0 * 1024.0);
     println!(
-        "| {width} | {decay} | {policy} | {} | {seeking} | {} | {} | {upsampling} | {g_params} | {d_params} | {first_step} | {median:.4} | {:.4} | {:.1} | {peak_mib:.0} |",
+        "| {width} | {decay} | {policy} | {} | {seeking} | {} | {} | {} | {} | {g_params} | {d_params} | {first_step} | {median:.4} | {:.4} | {:.1} | {peak_mib:.0} |",
         if projection { "on" } else { "off" },
         options.keep_states,
         if round_trip { "on" } else { "off" },
+        kernels.upsampling,
+        kernels.output_layer,
         times[0],
         options.batch as f64 / median
     );

@@ -58,26 +58,26 @@ pub fn select_device(ordinal: usize) {
     DEVICE_ORDINAL.store(ordinal, std::sync::atomic::Ordering::Relaxed);
 }
 
-/// Whether this process's generators compute their up-sampling layers by phases
-/// (`--upsampling`); transposed convolutions unless chosen.
-static UPSAMPLING_BY_PHASES: std::sync::atomic::AtomicBool =
-    std::sync::atomic::AtomicBool::new(false);
+/// How this process's generators compute their layers, once chosen.
+static GENERATOR_KERNELS: std::sync::Mutex<Option<crate::gan::kernels::GeneratorKernels>> =
+    std::sync::Mutex::new(None);
 
-/// Chooses how the generators this process builds compute their up-sampling layers (call once,
-/// at start-up, like [`select_device`]): a choice of kernels, not of model — the weights and
-/// checkpoints are the same either way (`gan::upsample`).
-pub fn select_upsampling(method: crate::gan::upsample::Upsampling) {
-    let by_phases = method == crate::gan::upsample::Upsampling::Phases;
-    UPSAMPLING_BY_PHASES.store(by_phases, std::sync::atomic::Ordering::Relaxed);
+/// Chooses how the generators this process builds compute their layers (call once, at start-up,
+/// like [`select_device`]): a choice of kernels, not of model — the weights and checkpoints are
+/// the same either way (`gan::kernels`).
+pub fn select_generator_kernels(kernels: crate::gan::kernels::GeneratorKernels) {
+    let mut chosen = GENERATOR_KERNELS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    *chosen = Some(kernels);
 }
 
-/// The up-sampling chosen with [`select_upsampling`].
-pub fn selected_upsampling() -> crate::gan::upsample::Upsampling {
-    if UPSAMPLING_BY_PHASES.load(std::sync::atomic::Ordering::Relaxed) {
-        crate::gan::upsample::Upsampling::Phases
-    } else {
-        crate::gan::upsample::Upsampling::Transposed
-    }
+/// The choice made with [`select_generator_kernels`], else this backend's defaults.
+pub fn selected_generator_kernels() -> crate::gan::kernels::GeneratorKernels {
+    GENERATOR_KERNELS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .unwrap_or_default()
 }
 
 /// The device chosen with [`select_device`].

@@ -11,7 +11,7 @@ use anygan_store::CheckpointOptions;
 use anygan_store::StoreLocation;
 use anygan_worker::backend::{BACKEND_NAME, TrainBackend, device};
 use anygan_worker::data::load_source;
-use anygan_worker::gan::upsample::Upsampling;
+use anygan_worker::gan::kernels::{GeneratorKernels, OutputLayer, Upsampling};
 use anygan_worker::gan::{FakeLabels, GanConfig, TrainConfig};
 use anygan_worker::join::{JoinConfig, join};
 use anygan_worker::single::{SingleDeviceRun, StepReport, run_single_device};
@@ -71,27 +71,37 @@ struct JoinArgs {
     #[command(flatten)]
     kernels: KernelCacheArgs,
     #[command(flatten)]
-    upsampling: UpsamplingArgs,
+    generator_kernels: GeneratorKernelArgs,
     /// Where this worker's Prometheus endpoint (/metrics, /healthz) listens, e.g. 0.0.0.0:9091.
     #[arg(long, env = "ANYGAN_WORKER_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Args, Debug)]
-struct UpsamplingArgs {
+struct GeneratorKernelArgs {
     /// How the generator computes its up-sampling layers: `transposed` (burn's transposed
     /// convolution, the default) or `phases` (the same layer as one ordinary convolution over
-    /// the four output phases; see worker/src/gan/upsample.rs). A choice of kernels, not of
-    /// model: same weights and checkpoints, numbers equal up to float rounding (so a run
-    /// continues bit for bit only with the choice it was trained with).
-    #[arg(long, env = "ANYGAN_UPSAMPLING", default_value = "transposed")]
-    upsampling: Upsampling,
+    /// the four output phases). A choice of kernels, not of model, like --output-layer: same
+    /// weights and checkpoints, numbers equal up to float rounding (so a run continues bit for
+    /// bit only with the choices it was trained with). See worker/src/gan/kernels.rs.
+    #[arg(long, env = "ANYGAN_UPSAMPLING")]
+    upsampling: Option<Upsampling>,
+    /// How the generator computes its output layer: `convolution` (the default on GPUs) or
+    /// `transposed` (the same layer as a transposed convolution, whose backward pass is the
+    /// cheap one on the CPU; the default on CPU builds).
+    #[arg(long, env = "ANYGAN_OUTPUT_LAYER")]
+    output_layer: Option<OutputLayer>,
 }
 
-impl UpsamplingArgs {
-    /// Makes the choice for every generator this process builds: call once, at start-up.
+impl GeneratorKernelArgs {
+    /// Makes the choices for every generator this process builds, the backend's defaults where
+    /// none is given: call once, at start-up.
     fn select(&self) {
-        anygan_worker::backend::select_upsampling(self.upsampling);
+        let defaults = GeneratorKernels::default();
+        anygan_worker::backend::select_generator_kernels(GeneratorKernels {
+            upsampling: self.upsampling.unwrap_or(defaults.upsampling),
+            output_layer: self.output_layer.unwrap_or(defaults.output_layer),
+        });
     }
 }
 
@@ -130,7 +140,7 @@ struct TrainArgs {
     #[command(flatten)]
     kernels: KernelCacheArgs,
     #[command(flatten)]
-    upsampling: UpsamplingArgs,
+    generator_kernels: GeneratorKernelArgs,
     /// Where grids, snapshot and the exported generator go: a directory or s3://bucket/prefix.
     #[arg(long, env = "ANYGAN_OUTPUT", default_value = "out/train")]
     output: String,
@@ -309,7 +319,7 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
         mode_seeking: (args.mode_seeking != 0.0).then_some(args.mode_seeking),
     };
     let log_every = args.log_every.max(1);
-    args.upsampling.select();
+    args.generator_kernels.select();
     args.kernels.prepare_device()?;
     let device = device(0);
     let mut window = (0.0f64, 0u64);
@@ -370,7 +380,7 @@ fn join_job(args: JoinArgs) -> anyhow::Result<()> {
         );
     }
     // Before joining: a worker that cannot compute would only stall the job's start.
-    args.upsampling.select();
+    args.generator_kernels.select();
     args.kernels.prepare_device()?;
     let config = JoinConfig {
         coordinator: args.coordinator,

@@ -265,7 +265,7 @@ async fn registered_session(
         .map_err(|e| coordinator_error(&address, format!("sent an unreadable job spec: {e}")))?;
     spec.validate()
         .map_err(|e| coordinator_error(&address, format!("sent an invalid job: {e}")))?;
-    tracing::info!(worker_id = %config.worker_id, job = %spec.job_id, %collective_address, device = %crate::backend::device_name(), upsampling = %crate::backend::selected_upsampling(), "registered");
+    tracing::info!(worker_id = %config.worker_id, job = %spec.job_id, %collective_address, device = %crate::backend::device_name(), kernels = %crate::backend::selected_generator_kernels(), "registered");
 
     let progress = Arc::new(Progress {
         metrics: metrics.clone(),

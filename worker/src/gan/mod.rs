@@ -5,6 +5,7 @@ pub mod augment;
 pub mod dropout;
 pub mod ema;
 pub mod invert;
+pub mod kernels;
 mod losses;
 pub mod model;
 pub mod params;
@@ -13,7 +14,6 @@ pub mod sample;
 pub mod state;
 pub mod sync;
 pub mod train;
-pub mod upsample;
 pub mod watch;
 
 pub use model::{Discriminator, GanConfig, Generator};

@@ -10,7 +10,7 @@ use burn::nn::{Embedding, EmbeddingConfig, Initializer, Linear, LinearConfig, Pa
 use burn::prelude::*;
 use burn::tensor::activation::{leaky_relu, tanh};
 
-use super::upsample::{Upsampling, upsample};
+use super::kernels::{GeneratorKernels, output_layer, upsample};
 use crate::data::ImageShape;
 use crate::error::{Error, Result};
 
@@ -133,8 +133,8 @@ impl GanConfig {
         }
     }
 
-    /// Builds both networks on `device`; the generator computes its up-sampling layers as this
-    /// process chose (`backend::select_upsampling`; transposed convolutions unless chosen).
+    /// Builds both networks on `device`; the generator computes its layers as this process
+    /// chose (`backend::select_generator_kernels`; the backend's defaults unless chosen).
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<(Generator<B>, Discriminator<B>)> {
         let stages = self.validate()?;
         Ok((
@@ -171,7 +171,7 @@ impl GanConfig {
                 .init(device),
             width: w,
             base_size: base,
-            upsampling: crate::backend::selected_upsampling(),
+            kernels: crate::backend::selected_generator_kernels(),
         }
     }
 
@@ -241,19 +241,19 @@ pub struct Generator<B: Backend> {
     output: Conv2d<B>,
     width: usize,
     base_size: usize,
-    /// How the up-sampling layers are computed: not part of the model (same weights, same
-    /// numbers up to rounding), so not saved; a process chooses it.
-    upsampling: Upsampling,
+    /// How the layers are computed: not part of the model (same weights, same numbers up to
+    /// rounding), so not saved; a process chooses it.
+    kernels: GeneratorKernels,
 }
 
 impl<B: Backend> Generator<B> {
-    /// Computes the up-sampling layers by `method` from now on.
-    pub fn set_upsampling(&mut self, method: Upsampling) {
-        self.upsampling = method;
+    /// Computes the layers by `kernels` from now on.
+    pub fn set_kernels(&mut self, kernels: GeneratorKernels) {
+        self.kernels = kernels;
     }
 
-    pub fn upsampling(&self) -> Upsampling {
-        self.upsampling
+    pub fn kernels(&self) -> GeneratorKernels {
+        self.kernels
     }
 
     /// `noise`: `[batch, latent]`, `labels`: `[batch]` → images `[batch, channels, size, size]`.
@@ -267,9 +267,9 @@ impl<B: Backend> Generator<B> {
         // [batch, width + 1, base, base]
         let mut x = Tensor::cat(vec![features, label_map], 1);
         for layer in &self.upsample {
-            x = leaky_relu(upsample(layer, x, self.upsampling), LEAKY_SLOPE); // size doubles
+            x = leaky_relu(upsample(layer, x, self.kernels.upsampling), LEAKY_SLOPE); // size doubles
         }
-        tanh(self.output.forward(x))
+        tanh(output_layer(&self.output, x, self.kernels.output_layer))
     }
 }
 
