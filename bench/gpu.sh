@@ -6,10 +6,11 @@
 #   2. anygan's train_step bench of the standard model (W=128, batch 64), the step alone and with
 #      the gradients' round trip to the host that a worker in a ring makes, each with the
 #      generator's up-sampling computed both ways (transposed convolutions, the default, and
-#      `--upsampling phases`, worker/src/gan/upsample.rs); its `first step` column is the
+#      `--upsampling phases`, worker/src/gan/kernels.rs); its `first step` column is the
 #      kernels' compilation and autotuning, paid on first use of a shape;
 #   3. the same bench again in a new process with the kernel cache the first one filled (what a
-#      worker restarted on the same machine pays at its first step);
+#      worker restarted on the same machine pays at its first step), and with the output layer
+#      computed both ways (`--output-layer convolution,transposed`; convolution is the GPU default);
 #   4. correctness: a 2-worker job on one GPU (W=128, 20 steps, the Fashion-MNIST test split):
 #      finite losses, replicas bit-identical (the coordinator exits 0 only then); the same
 #      again with the workers' up-sampling by phases;
@@ -116,7 +117,10 @@ bench 64 240 --batch 64 --warmup 5 --steps 30 --host-round-trip off,on --upsampl
 echo "kernel cache: $(du -sh "$ANYGAN_KERNEL_CACHE" 2>/dev/null | cut -f1)"
 
 phase "anygan train_step W=$width batch 64 again, new process, warm kernel cache"
-bench 64-warm 90 --batch 64 --warmup 2 --steps 10 --upsampling transposed,phases
+# And the output layer both ways (its transposed form is the CPU default; its first rows here
+# compile the transposed shapes).
+bench 64-warm 120 --batch 64 --warmup 2 --steps 10 --upsampling transposed,phases \
+  --output-layer convolution,transposed
 
 # Global batch 128: each replica computes at 64, the shapes the kernel cache now holds.
 two_worker_check() { # two_worker_check LABEL UPSAMPLING CAP
