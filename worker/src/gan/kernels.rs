@@ -112,11 +112,11 @@ pub struct GeneratorKernels {
 }
 
 impl GeneratorKernels {
-    /// The choices measured fastest on `backend` (`backend::BACKEND_NAME`): the up-sampling by
-    /// burn's transposed convolution everywhere until a GPU run has measured the phases; the
-    /// output layer as a transposed convolution on the CPU backends (the README's Benchmarks
-    /// give the step times) and as a convolution on the GPU, whose transposed convolutions
-    /// are the slow kind.
+    /// The defaults for `backend` (`backend::BACKEND_NAME`). On the CPU backends, what was
+    /// measured fastest on burn-flex (the README's Benchmarks): up-sampling transposed, output
+    /// layer transposed. On the GPU, both as the plain layers until a GPU run has measured the
+    /// alternatives (`bench/gpu.sh`): its transposed convolutions are the slow kind, so the
+    /// output layer stays a convolution.
     pub fn for_backend(backend: &str) -> Self {
         GeneratorKernels {
             upsampling: Upsampling::Transposed,
