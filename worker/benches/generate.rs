@@ -3,9 +3,10 @@
 //! writing every image to a local-disk store), in images per second.
 //!
 //! `cargo bench -p anygan-worker --bench generate -- [--width 128] [--images 1024]
-//! [--batches 64,256] [--candidates 1] [--output-layer convolution|transposed]` (the last as
-//! `worker join --output-layer`; the backend's default unless given; `--candidates K`: every image the best of K candidates
-//! to the discriminator, as `--generation-candidates K` generates). A second table times anchored
+//! [--batches 64,256] [--candidates 1] [--output-layer convolution|transposed]`
+//! (`--candidates K`: every image the best of K candidates to the discriminator, as
+//! `--generation-candidates K` generates; `--output-layer` as `worker join --output-layer`, the
+//! backend's default unless given). A second table times anchored
 //! generation's inversion: one invert task's batch of anchors through `--inversion-steps`
 //! optimizer steps (`--anchors 64 --inversion-steps 20`).
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark fails loudly on broken setup
@@ -41,12 +42,8 @@ fn main() {
         .collect();
     let candidates: u32 = arg("--candidates", "1").parse().unwrap();
     let mut kernels = GeneratorKernels::default();
-    if let Some(output_layer) = std::env::args()
-        .skip_while(|a| a != "--output-layer")
-        .nth(1)
-    {
-        kernels.output_layer = output_layer.parse().expect("--output-layer");
-    }
+    let output_layer = arg("--output-layer", kernels.output_layer.name());
+    kernels.output_layer = output_layer.parse().expect("--output-layer");
     // Every generator built from here on (the loaded one included) computes this way.
     anygan_worker::backend::select_generator_kernels(kernels);
     let runtime = tokio::runtime::Runtime::new().unwrap();
