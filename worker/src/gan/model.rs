@@ -267,7 +267,8 @@ impl<B: Backend> Generator<B> {
         // [batch, width + 1, base, base]
         let mut x = Tensor::cat(vec![features, label_map], 1);
         for layer in &self.upsample {
-            x = leaky_relu(upsample(layer, x, self.kernels.upsampling), LEAKY_SLOPE); // size doubles
+            // The spatial size doubles.
+            x = leaky_relu(upsample(layer, x, self.kernels.upsampling), LEAKY_SLOPE);
         }
         tanh(output_layer(&self.output, x, self.kernels.output_layer))
     }
