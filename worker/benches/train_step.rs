@@ -106,10 +106,10 @@ struct Run {
 }
 
 impl Run {
-    /// The row's leading settings columns, for a run that could not be measured.
-    fn label(&self) -> String {
+    /// The row's settings columns, up to the generator's output layer.
+    fn columns(&self, kept_states: usize) -> String {
         format!(
-            "{} | {} | {} | {} | {} | – | {} | {} | {}",
+            "{} | {} | {} | {} | {} | {kept_states} | {} | {} | {}",
             self.width,
             self.decay,
             self.policy,
@@ -265,7 +265,7 @@ fn main() {
         }
     }
     for run in runs {
-        let label = run.label();
+        let columns = run.columns(options.keep_states);
         // A run that panics (a kernel the device cannot run, say) is reported and the next
         // runs still measured: on a short GPU loan every row counts.
         if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -273,13 +273,14 @@ fn main() {
         }))
         .is_err()
         {
-            println!("| {label} | failed: the message above says why |");
+            println!("| {columns} | failed: the message above says why |");
         }
     }
 }
 
 /// Measures one combination and prints its row.
 fn measure(run: Run, options: &Options, device: &burn::prelude::Device<TrainBackend>) {
+    let columns = run.columns(options.keep_states);
     let Run {
         width,
         decay,
@@ -356,12 +357,7 @@ fn measure(run: Run, options: &Options, device: &burn::prelude::Device<TrainBack
     let median = times[times.len() / 2];
     let peak_mib = PEAK.load(Ordering::Relaxed) as f64 / (1024.0 * 1024.0);
     println!(
-        "| {width} | {decay} | {policy} | {} | {seeking} | {} | {} | {} | {} | {g_params} | {d_params} | {first_step} | {median:.4} | {:.4} | {:.1} | {peak_mib:.0} |",
-        if projection { "on" } else { "off" },
-        options.keep_states,
-        if round_trip { "on" } else { "off" },
-        kernels.upsampling,
-        kernels.output_layer,
+        "| {columns} | {g_params} | {d_params} | {first_step} | {median:.4} | {:.4} | {:.1} | {peak_mib:.0} |",
         times[0],
         options.batch as f64 / median
     );

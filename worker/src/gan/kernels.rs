@@ -150,42 +150,33 @@ const KERNEL: usize = 4;
 const STRIDE: usize = 2;
 const PADDING: usize = 1;
 
-/// `layer` applied to `input` `[batch, in, h, w]` → `[batch, out, 2h, 2w]`, computed by
-/// `method`. `layer` must be the generator's geometry (kernel 4, stride 2, padding 1, no output
-/// padding, dilation 1, one group); the generator builds no other.
+/// `layer` applied to `input`, computed by `method`. A layer the phases are not derived for
+/// (the generator builds none) is computed as the transposed convolution it is, as the output
+/// layer's transposed form falls back to the convolution.
 pub fn upsample<B: Backend>(
     layer: &ConvTranspose2d<B>,
     input: Tensor<B, 4>,
     method: Upsampling,
 ) -> Tensor<B, 4> {
-    let weight = layer.weight.val();
-    let bias = layer.bias.as_ref().map(|bias| bias.val());
     match method {
-        Upsampling::Transposed => conv_transpose2d(
+        Upsampling::Phases if has_the_phases_geometry(layer) => upsample_by_phases(
             input,
-            weight,
-            bias,
-            ConvTransposeOptions::new(
-                layer.stride,
-                layer.padding,
-                layer.padding_out,
-                layer.dilation,
-                layer.groups,
-            ),
+            layer.weight.val(),
+            layer.bias.as_ref().map(|bias| bias.val()),
         ),
-        Upsampling::Phases => {
-            debug_assert!(
-                layer.kernel_size == [KERNEL; 2]
-                    && layer.stride == [STRIDE; 2]
-                    && layer.padding == [PADDING; 2]
-                    && layer.padding_out == [0; 2]
-                    && layer.dilation == [1; 2]
-                    && layer.groups == 1,
-                "the phase decomposition is derived for the generator's geometry only"
-            );
-            upsample_by_phases(input, weight, bias)
-        }
+        _ => layer.forward(input),
     }
+}
+
+/// Whether `layer` is the geometry the phase decomposition is derived for: kernel 4, stride 2,
+/// padding 1, no output padding, dilation 1, one group.
+fn has_the_phases_geometry<B: Backend>(layer: &ConvTranspose2d<B>) -> bool {
+    layer.kernel_size == [KERNEL; 2]
+        && layer.stride == [STRIDE; 2]
+        && layer.padding == [PADDING; 2]
+        && layer.padding_out == [0; 2]
+        && layer.dilation == [1; 2]
+        && layer.groups == 1
 }
 
 /// The transposed convolution (kernel 4, stride 2, padding 1) of `input` `[batch, in, h, w]`
