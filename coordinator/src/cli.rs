@@ -212,6 +212,12 @@ struct StartArgs {
     /// generated images of one class must differ as their noise does (0: off).
     #[arg(long, default_value_t = 0.0)]
     mode_seeking: f32,
+    /// Add WEIGHT × BCE(D(real image, wrong label), 0) to the discriminator's loss (Reed et al.
+    /// 2016): every real image is shown again under another class's label, as a fake, so the
+    /// discriminator checks that an image is of its class and the generator must draw classes
+    /// that differ, e.g. shirts that are not t-shirts (0: off).
+    #[arg(long, default_value_t = 0.0)]
+    mismatched_labels: f32,
     /// Shift every real image the discriminator sees by up to N pixels each way (the background
     /// coming in), so the generator learns to draw each class at varied positions — a prior a
     /// rare class's few originals do not show (0: off). Not DiffAugment: generated images are
@@ -313,6 +319,7 @@ fn job_spec(args: &StartArgs) -> anyhow::Result<JobSpec> {
         diff_augment: (!matches!(args.diff_augment.as_str(), "" | "none"))
             .then(|| args.diff_augment.clone()),
         mode_seeking: (args.mode_seeking != 0.0).then_some(args.mode_seeking),
+        mismatched_labels: (args.mismatched_labels != 0.0).then_some(args.mismatched_labels),
         real_shift: (args.real_shift != 0).then_some(args.real_shift),
     };
     spec.validate().map_err(anyhow::Error::msg)?;

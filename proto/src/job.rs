@@ -170,6 +170,10 @@ pub struct JobSpec {
     /// must differ as their noise does); none: off.
     #[serde(default)]
     pub mode_seeking: Option<f32>,
+    /// Weight of the discriminator's mismatched-label term (real images under wrong labels
+    /// count as fakes); none: off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mismatched_labels: Option<f32>,
     /// Shift every real image the discriminator sees by up to this many pixels each way, so
     /// the generator learns to draw each class at varied positions; none: as they are.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -298,6 +302,13 @@ impl JobSpec {
                     self.global_batch
                 ));
             }
+        }
+        if let Some(weight) = self.mismatched_labels
+            && !(weight > 0.0 && weight.is_finite())
+        {
+            return Err(format!(
+                "mismatched_labels {weight} is not a positive weight"
+            ));
         }
         if let Some(weight) = self.model.auxiliary_classifier
             && !(weight > 0.0 && weight.is_finite())
@@ -429,6 +440,7 @@ impl JobSpec {
             generator_ema: None,
             diff_augment: None,
             mode_seeking: None,
+            mismatched_labels: None,
             real_shift: None,
         }
     }

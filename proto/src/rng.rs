@@ -28,6 +28,7 @@ pub enum Purpose {
     ClassifierAugmentation = 17,
     ValidationSubset = 18,
     RealShift = 19,
+    MismatchedLabels = 20,
 }
 
 /// A ChaCha8 stream keyed by the seed, the purpose and two indices (e.g. step and rank).

@@ -19,9 +19,9 @@
 //! compilation and autotuning (what a worker pays once per process, or once per machine with a
 //! kernel cache). `--kernel-cache DIR` keeps compiled GPU kernels and autotune winners in DIR,
 //! as `worker join --kernel-cache` does. `--real-shift N` shifts the real images by up to N
-//! pixels (`--real-shift` of a job) in every run, and `--auxiliary-classifier W` adds AC-GAN's
-//! auxiliary classifier with weight W (0: none, the default) to every run; the header line says
-//! which.
+//! pixels (`--real-shift` of a job) in every run, `--auxiliary-classifier W` adds AC-GAN's
+//! auxiliary classifier with weight W (0: none, the default) and `--mismatched-labels W` the
+//! discriminator's mismatched-label term (0: off) to every run; the header line says which.
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a test fails loudly on broken setup
 #![allow(unsafe_code)] // the counting allocator below must implement GlobalAlloc
 
@@ -87,6 +87,9 @@ struct Options {
     real_shift: usize,
     /// Weight of the auxiliary classifier (`--auxiliary-classifier`) in every run; 0 is none.
     auxiliary_classifier: f32,
+    /// Weight of the discriminator's mismatched-label term (`--mismatched-labels`) in every
+    /// run; 0 is off.
+    mismatched_labels: f32,
     /// How the generator's up-sampling layers are computed, each measured.
     upsampling: Vec<Upsampling>,
     /// How the generator's output layer is computed, each measured.
@@ -153,6 +156,7 @@ fn options() -> Options {
         kernel_cache: None,
         real_shift: 0,
         auxiliary_classifier: 0.0,
+        mismatched_labels: 0.0,
         upsampling: vec![GeneratorKernels::default().upsampling],
         output_layer: vec![GeneratorKernels::default().output_layer],
     };
@@ -174,6 +178,9 @@ fn options() -> Options {
     options.real_shift = number("--real-shift", options.real_shift);
     if let Some(weight) = value("--auxiliary-classifier").and_then(|w| w.parse().ok()) {
         options.auxiliary_classifier = weight;
+    }
+    if let Some(weight) = value("--mismatched-labels").and_then(|w| w.parse().ok()) {
+        options.mismatched_labels = weight;
     }
     if let Some(policies) = value("--diff-augment") {
         options.diff_augment = policies.split(',').map(str::to_string).collect();
@@ -219,12 +226,13 @@ fn main() {
     let options = options();
     let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all cores".into());
     println!(
-        "cdcgan-28 training step (D + G update), backend {BACKEND_NAME}, batch {}, threads {threads}, {} measured steps after {} warm-up, real images shifted by up to {} pixels, auxiliary classifier weight {}",
+        "cdcgan-28 training step (D + G update), backend {BACKEND_NAME}, batch {}, threads {threads}, {} measured steps after {} warm-up, real images shifted by up to {} pixels, auxiliary classifier weight {}, mismatched-label weight {}",
         options.batch,
         options.steps,
         options.warmup,
         options.real_shift,
-        options.auxiliary_classifier
+        options.auxiliary_classifier,
+        options.mismatched_labels
     );
     println!(
         "| width | G average decay | DiffAugment | D projection | mode seeking | kept states | host round trip | G up-sampling | G output layer | G params | D params | first step (s) | median step (s) | min step (s) | images/s | peak heap (MiB) |"
@@ -323,6 +331,10 @@ fn measure(run: Run, options: &Options, device: &burn::prelude::Device<TrainBack
     trainer
         .set_mode_seeking((seeking != 0.0).then_some(seeking))
         .expect("weight");
+    let mismatched = options.mismatched_labels;
+    trainer
+        .set_mismatched_labels((mismatched != 0.0).then_some(mismatched))
+        .expect("--mismatched-labels");
     let g_params = parameter_count(&trainer.generator());
     let d_params = parameter_count(&trainer.discriminator());
     let batch = synthetic_batch(options.batch);

@@ -192,6 +192,12 @@ struct TrainArgs {
     /// generated images of one class must differ as their noise does (0: off).
     #[arg(long, default_value_t = 0.0)]
     mode_seeking: f32,
+    /// Add WEIGHT × BCE(D(real image, wrong label), 0) to the discriminator's loss (Reed et al.
+    /// 2016): every real image is shown again under another class's label, as a fake, so the
+    /// discriminator checks that an image is of its class and the generator must draw classes
+    /// that differ, e.g. shirts that are not t-shirts (0: off).
+    #[arg(long, default_value_t = 0.0)]
+    mismatched_labels: f32,
     /// Shift every real image the discriminator sees by up to N pixels each way, so the
     /// generator learns to draw each class at varied positions (0: off).
     #[arg(long, default_value_t = 0)]
@@ -317,6 +323,7 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
         generator_ema: (args.generator_ema != 0.0).then_some(args.generator_ema),
         diff_augment: anygan_worker::gan::augment::DiffAugment::parse(&args.diff_augment)?,
         mode_seeking: (args.mode_seeking != 0.0).then_some(args.mode_seeking),
+        mismatched_labels: (args.mismatched_labels != 0.0).then_some(args.mismatched_labels),
     };
     let log_every = args.log_every.max(1);
     args.generator_kernels.select();
@@ -345,6 +352,10 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
                     g_loss = format!("{:.4}", report.losses.generator),
                     d_real = format!("{:.3}", report.losses.real_score),
                     d_fake = format!("{:.3}", report.losses.fake_score),
+                    d_mismatched = report
+                        .losses
+                        .mismatched_score
+                        .map(|score| format!("{score:.3}")),
                     class_real = class_real.as_deref(),
                     class_generated = class_generated.as_deref(),
                     step_s = format!("{step_seconds:.3}"),

@@ -119,6 +119,7 @@ impl Replica {
             spec.diff_augment.as_deref().unwrap_or("none"),
         )?);
         trainer.set_mode_seeking(spec.mode_seeking)?;
+        trainer.set_mismatched_labels(spec.mismatched_labels)?;
         let labels = self.dataset.labels().to_vec();
         let runtime = self.runtime.clone();
         let outputs = RunOutputs {
@@ -438,6 +439,7 @@ impl Replica {
                 g_loss = format!("{:.4}", losses.generator),
                 d_real = format!("{:.3}", losses.real_score),
                 d_fake = format!("{:.3}", losses.fake_score),
+                d_mismatched = losses.mismatched_score.map(|score| format!("{score:.3}")),
                 class_real = class_real.as_deref(),
                 class_generated = class_generated.as_deref(),
                 step_s = format!("{seconds:.3}"),

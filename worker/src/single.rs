@@ -39,6 +39,8 @@ pub struct SingleDeviceRun {
     pub diff_augment: Option<crate::gan::augment::DiffAugment>,
     /// Weight of the generator's mode-seeking term; none: off.
     pub mode_seeking: Option<f32>,
+    /// Weight of the discriminator's mismatched-label term; none: off.
+    pub mismatched_labels: Option<f32>,
 }
 
 /// A finished single-device run.
@@ -106,6 +108,7 @@ pub fn run_single_device<B: AutodiffBackend>(
     trainer.set_generator_ema(run.generator_ema)?;
     trainer.set_diff_augment(run.diff_augment);
     trainer.set_mode_seeking(run.mode_seeking)?;
+    trainer.set_mismatched_labels(run.mismatched_labels)?;
     let resumed_from = trainer.step();
     let mut sampler = EpochSampler::new(dataset.len(), config.batch_size, config.seed)?;
     let position = |sampler: &EpochSampler, step: u64| {

@@ -100,6 +100,23 @@ fn json_round_trip_and_validation() {
         .validate(),
         Ok(())
     );
+    for weight in [0.0, -0.5, f32::INFINITY] {
+        let err = JobSpec {
+            mismatched_labels: Some(weight),
+            ..spec()
+        }
+        .validate()
+        .expect_err("not a weight");
+        assert!(err.contains("mismatched_labels"), "{err}");
+    }
+    assert_eq!(
+        JobSpec {
+            mismatched_labels: Some(0.5),
+            ..spec()
+        }
+        .validate(),
+        Ok(())
+    );
     // 28-pixel images: a shift of 13 keeps more than half of an image in its frame, 14 not.
     let shifted = |shift| JobSpec {
         real_shift: Some(shift),

@@ -43,6 +43,9 @@ pub struct SnapshotDescription {
     /// The weight of the mode-seeking term in the generator's loss, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode_seeking: Option<f32>,
+    /// The weight of the discriminator's mismatched-label term, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mismatched_labels: Option<f32>,
 }
 
 /// A trainer's full state in memory: description plus named blobs.
@@ -170,6 +173,7 @@ impl<B: AutodiffBackend> GanTrainer<B> {
                 generator_ema: self.generator_ema(),
                 diff_augment: self.diff_augment,
                 mode_seeking: self.mode_seeking,
+                mismatched_labels: self.mismatched_labels,
             },
             blobs: blobs
                 .into_iter()
@@ -215,6 +219,8 @@ impl<B: AutodiffBackend> GanTrainer<B> {
         trainer.step = description.step;
         trainer.diff_augment = description.diff_augment;
         trainer.mode_seeking = description.mode_seeking;
+        // Through the setter: a description edited by hand is refused by name, not obeyed.
+        trainer.set_mismatched_labels(description.mismatched_labels)?;
         if let Some(settings) = description.generator_ema {
             let averaged = decode_generator::<B::InnerBackend>(&snapshot, GENERATOR_EMA, device)?;
             trainer.generator_ema = Some((settings, GeneratorEma::starting_at(averaged)));

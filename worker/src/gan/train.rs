@@ -89,6 +89,11 @@ pub struct StepLosses {
     pub real_score: f32,
     /// Mean sigmoid(D(G(z))) before the generator update.
     pub fake_score: f32,
+    /// With mismatched labels ([`GanTrainer::set_mismatched_labels`]): mean sigmoid(D) of this
+    /// step's real images under wrong labels — how real the discriminator finds a real image of
+    /// another class; below `real_score` when it checks the label. Not in the losses above.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mismatched_score: Option<f32>,
     /// With an auxiliary classifier ([`GanConfig::auxiliary_classifier`]): its cross-entropy
     /// on this step's real images (is it learning the classes?) and on the generator's images
     /// against the classes they were drawn for (does the generator draw recognisable
@@ -155,6 +160,9 @@ pub struct GanTrainer<B: AutodiffBackend> {
     /// Weight of the mode-seeking term in the generator's loss, if any (see
     /// [`GanTrainer::set_mode_seeking`]).
     pub(crate) mode_seeking: Option<f32>,
+    /// Weight of the discriminator's mismatched-label term, if any (see
+    /// [`GanTrainer::set_mismatched_labels`]).
+    pub(crate) mismatched_labels: Option<f32>,
     /// Cumulative class weights used to draw labels of generated images.
     label_cdf: Vec<f64>,
     /// This replica's rank and the number of replicas. Random draws are made for the whole
@@ -207,6 +215,7 @@ impl<B: AutodiffBackend> GanTrainer<B> {
             generator_ema: None,
             diff_augment: None,
             mode_seeking: None,
+            mismatched_labels: None,
             label_cdf,
             rank: 0,
             world_size: 1,
@@ -305,6 +314,36 @@ impl<B: AutodiffBackend> GanTrainer<B> {
 
     pub fn mode_seeking(&self) -> Option<f32> {
         self.mode_seeking
+    }
+
+    /// Adds `weight` × BCE(D(real image, wrong label), 0) to the discriminator's loss (the
+    /// matching-aware discriminator of Reed et al., "Generative Adversarial Text to Image
+    /// Synthesis", 2016); none: off. Each real image is shown again under a label drawn from the
+    /// other classes, as a fake: the discriminator must check that an image is of its class,
+    /// not only that it is realistic, so a generated "shirt" that is a realistic t-shirt is
+    /// refused — the confusion the recipe's concatenated label leaves open between similar
+    /// classes. Like mode seeking it changes the training from this step on.
+    pub fn set_mismatched_labels(&mut self, weight: Option<f32>) -> Result<()> {
+        if let Some(weight) = weight {
+            if !(weight > 0.0 && weight.is_finite()) {
+                return Err(Error::config(
+                    "mismatched_labels",
+                    format!("{weight} is not a positive weight"),
+                ));
+            }
+            if self.config.gan.num_classes < 2 {
+                return Err(Error::config(
+                    "mismatched_labels",
+                    "needs at least two classes to draw a wrong label from",
+                ));
+            }
+        }
+        self.mismatched_labels = weight;
+        Ok(())
+    }
+
+    pub fn mismatched_labels(&self) -> Option<f32> {
+        self.mismatched_labels
     }
 
     /// How the generator's weights are being averaged, if they are.
@@ -430,13 +469,27 @@ impl<B: AutodiffBackend> GanTrainer<B> {
         let real_score = burn::tensor::activation::sigmoid(real_logits.clone()).mean();
         let fake_score = burn::tensor::activation::sigmoid(fake_logits.clone()).mean();
         let d_loss = bce_with_logits(real_logits, true) + bce_with_logits(fake_logits, false);
+        // The same (augmented) real images under wrong labels, as fakes. Optimized, but kept
+        // out of the reported loss so that runs with and without the term compare.
+        let mismatched = self.mismatched_labels.map(|weight| {
+            let wrong = labels_tensor::<B>(&self.wrong_labels(&batch.labels), &device);
+            let logits = self
+                .discriminator
+                .forward(real.clone(), wrong, self.dropout_mask(3));
+            let score = burn::tensor::activation::sigmoid(logits.clone()).mean();
+            (bce_with_logits(logits, false).mul_scalar(weight), score)
+        });
         // The auxiliary classifier learns the classes from the real images only. Like the
         // mode-seeking term, its terms are optimized but reported apart from the losses.
         let class_real = self
             .discriminator
             .classify(real)
             .map(|class_logits| cross_entropy(class_logits, &batch.labels));
-        let d_objective = self.plus_auxiliary(d_loss.clone(), class_real.as_ref());
+        let d_objective = match &mismatched {
+            Some((term, _)) => d_loss.clone() + term.clone(),
+            None => d_loss.clone(),
+        };
+        let d_objective = self.plus_auxiliary(d_objective, class_real.as_ref());
         let mut d_grads = GradientsParams::from_grads(d_objective.backward(), &self.discriminator);
         drop(section);
         average_gradients(&self.discriminator, &mut d_grads, reducer)?;
@@ -486,21 +539,26 @@ impl<B: AutodiffBackend> GanTrainer<B> {
             real_score.inner(),
             fake_score.inner(),
         ];
-        scalars.extend(
-            [class_real, class_generated]
-                .into_iter()
-                .flatten()
-                .map(|loss| loss.inner()),
-        );
+        let optional = [
+            mismatched.map(|(_, score)| score),
+            class_real,
+            class_generated,
+        ];
+        let present = optional.each_ref().map(Option::is_some);
+        scalars.extend(optional.into_iter().flatten().map(|value| value.inner()));
         let values = read_scalars(scalars)?;
-        let value = |index: usize| values.get(index).copied();
+        // The optional values follow the four in `optional`'s order, the absent ones skipped.
+        let mut rest = values[4..].iter().copied();
+        let [mismatched_score, class_real, class_generated] =
+            present.map(|is_present| if is_present { rest.next() } else { None });
         Ok(StepLosses {
             discriminator: values[0],
             generator: values[1],
             real_score: values[2],
             fake_score: values[3],
-            class_real: value(4),
-            class_generated: value(5),
+            mismatched_score,
+            class_real,
+            class_generated,
         })
     }
 

@@ -94,6 +94,7 @@ mod tests {
             generator: 7.0,
             real_score: 0.99,
             fake_score,
+            mismatched_score: None,
             class_real: None,
             class_generated: None,
         }

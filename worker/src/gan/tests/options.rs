@@ -1,6 +1,7 @@
 //! Training options beyond the recipe (DiffAugment, the projection discriminator, the
-//! auxiliary classifier, mode seeking, the discriminator's own rate, shifted real images): each changes what it says it
-//! changes, is recorded in the checkpoint and resumes bit for bit.
+//! auxiliary classifier, mode seeking, mismatched labels, the discriminator's own rate, shifted
+//! real images): each changes what it says it changes, is recorded in the checkpoint and
+//! resumes bit for bit.
 
 use super::*;
 
@@ -181,6 +182,81 @@ fn mode_seeking_changes_the_generator_and_resumes_bit_for_bit() {
         parameter_bits(&seeking.generator()),
         parameter_bits(&plain.generator()),
         "the generator's loss has the term"
+    );
+}
+
+#[test]
+fn mismatched_labels_change_the_discriminator_and_resume_bit_for_bit() {
+    let (mismatched, mut loaded) = resumes_bit_for_bit(tiny_config(19), |trainer| {
+        trainer.set_mismatched_labels(Some(1.0)).expect("weight")
+    });
+    assert_eq!(loaded.description.mismatched_labels, Some(1.0), "recorded");
+    let plain = trained(19, 6);
+    assert_ne!(
+        parameter_bits(&mismatched.discriminator()),
+        parameter_bits(&plain.discriminator()),
+        "the discriminator's loss has the term"
+    );
+    loaded.description.mismatched_labels = Some(-1.0);
+    let error = GanTrainer::<Train>::restore(loaded, &Default::default())
+        .err()
+        .expect("a negative weight in the description");
+    assert!(error.to_string().contains("mismatched_labels"), "{error}");
+}
+
+#[test]
+fn with_mismatched_labels_the_discriminator_refuses_a_real_image_of_another_class() {
+    let device = Default::default();
+    let real = two_class_batch(0);
+    let swapped: Vec<u16> = real.labels.iter().map(|&label| 1 - label).collect();
+    let images = Tensor::<ComputeBackend, 1>::from_floats(real.images.as_slice(), &device)
+        .reshape([8, 1, 28, 28]);
+    // Trains 60 steps; returns the mean logit of the real images under their own labels minus
+    // under the other class's, and the last step's report.
+    let train = |weight: Option<f32>| {
+        let mut trainer =
+            GanTrainer::<Train>::new(learning_config(3), &[4, 4], &device).expect("trainer");
+        trainer.set_mismatched_labels(weight).expect("weight");
+        let mut last = None;
+        for step in 0..60 {
+            last = Some(trainer.train_step(&two_class_batch(step)).expect("step"));
+        }
+        let mean_logit = |labels: &[u16]| {
+            trainer
+                .discriminator()
+                .forward(
+                    images.clone(),
+                    crate::gan::train::labels_tensor(labels, &device),
+                    None,
+                )
+                .mean()
+                .into_scalar()
+                .elem::<f32>()
+        };
+        (
+            mean_logit(&real.labels) - mean_logit(&swapped),
+            last.expect("steps"),
+        )
+    };
+    let (plain_gap, plain) = train(None);
+    let (gap, losses) = train(Some(1.0));
+    assert_eq!(
+        plain.mismatched_score, None,
+        "nothing to report without the term"
+    );
+    let mismatched_score = losses.mismatched_score.expect("reported with the term");
+    eprintln!(
+        "gap {gap} plain {plain_gap} scores {mismatched_score} {}",
+        losses.real_score
+    );
+    assert!(
+        mismatched_score < losses.real_score - 0.3,
+        "real images scored {} under their labels, {mismatched_score} under others",
+        losses.real_score
+    );
+    assert!(
+        gap > plain_gap + 1.0,
+        "logit gap between right and wrong labels: {gap} with the term, {plain_gap} without"
     );
 }
 

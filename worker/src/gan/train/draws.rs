@@ -1,6 +1,6 @@
 //! The random draws of one training step, each from a stream keyed by (seed, step, rank) and
 //! made for the global batch, this replica keeping its own rows: noise and labels, the real
-//! images' shifts, the discriminator's augmentations and dropout masks.
+//! images' shifts, their mismatched labels, the discriminator's augmentations and dropout masks.
 
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
@@ -42,6 +42,24 @@ impl<B: AutodiffBackend> GanTrainer<B> {
         }
         labels.drain(..rows.start - first_label);
         (noise, labels)
+    }
+
+    /// A wrong label for each of this replica's real images (`labels`, its rows of the global
+    /// batch): label + k mod C with k uniform in 1..C, so every other class is equally likely
+    /// and the true one never drawn. One f64 (two words) per global row, so each replica enters
+    /// the stream at its own rows and n replicas draw what one replica draws for the batch.
+    pub(super) fn wrong_labels(&self, labels: &[u16]) -> Vec<u16> {
+        let classes = self.config.gan.num_classes;
+        let mut rng = stream(self.config.seed, Purpose::MismatchedLabels, self.step, 0);
+        rng.set_word_pos(2 * self.replica_rows().start as u128);
+        labels
+            .iter()
+            .map(|&label| {
+                let others = classes - 1;
+                let offset = 1 + ((rng.random::<f64>() * others as f64) as usize).min(others - 1);
+                ((usize::from(label) + offset) % classes) as u16
+            })
+            .collect()
     }
 
     /// This replica's real images as the discriminator sees them: shifted when the run asks

@@ -1,4 +1,5 @@
-//! The trainer's label draws, its mode-seeking and cross-entropy terms, and the batches it refuses.
+//! The trainer's label draws (generated images' and the real images' wrong ones), its
+//! mode-seeking and cross-entropy terms, and the batches it refuses.
 
 use super::draws::draw_label;
 use super::*;
@@ -101,4 +102,66 @@ fn a_batch_with_a_label_outside_the_model_is_refused_by_name() {
         "{error}"
     );
     assert_eq!(trainer.step(), 0, "nothing was trained");
+}
+
+#[test]
+fn wrong_labels_are_every_other_class_and_replicas_draw_their_rows_of_them() {
+    let mut whole = tiny_trainer(8);
+    let labels: Vec<u16> = vec![0, 1, 2, 0, 1, 2, 0, 1];
+    let mut drawn = [[0usize; 3]; 3];
+    for step in 0..200 {
+        whole.set_step(step);
+        for (&label, wrong) in labels.iter().zip(whole.wrong_labels(&labels)) {
+            drawn[usize::from(label)][usize::from(wrong)] += 1;
+        }
+    }
+    for (label, counts) in drawn.iter().enumerate() {
+        assert_eq!(
+            counts[label], 0,
+            "class {label} drawn as its own wrong label"
+        );
+        let others: Vec<usize> = (0..3).filter(|&c| c != label).map(|c| counts[c]).collect();
+        // Class 0 has 600 rows over the steps, 300 expected for each other class; the bound
+        // is about five standard deviations.
+        let expected = counts.iter().sum::<usize>() / 2;
+        for count in others {
+            assert!(
+                count.abs_diff(expected) < 5 * expected.isqrt() + 5,
+                "class {label}: {counts:?}"
+            );
+        }
+    }
+    whole.set_step(7);
+    let global = whole.wrong_labels(&labels);
+    let mut second = tiny_trainer(8);
+    second.set_replica(1, 2).expect("replica");
+    second.set_step(7);
+    assert_eq!(
+        second.wrong_labels(&labels[4..]),
+        global[4..],
+        "replica 1 of 2"
+    );
+    whole.set_step(8);
+    assert_ne!(whole.wrong_labels(&labels), global, "each step draws anew");
+}
+
+#[test]
+fn mismatched_labels_need_a_positive_weight_and_two_classes() {
+    let mut trainer = tiny_trainer(2);
+    for weight in [0.0, -1.0, f32::NAN] {
+        let error = trainer
+            .set_mismatched_labels(Some(weight))
+            .expect_err("not a weight");
+        assert!(error.to_string().contains("mismatched_labels"), "{error}");
+    }
+    trainer.set_mismatched_labels(Some(0.5)).expect("weight");
+    assert_eq!(trainer.mismatched_labels(), Some(0.5));
+    let one_class = TrainConfig::new(GanConfig::new(1).with_width(4).with_latent_dim(4));
+    let mut single =
+        GanTrainer::<crate::backend::TrainBackend>::new(one_class, &[1], &Default::default())
+            .expect("trainer");
+    let error = single
+        .set_mismatched_labels(Some(1.0))
+        .expect_err("no other class");
+    assert!(error.to_string().contains("two classes"), "{error}");
 }
