@@ -180,6 +180,16 @@ pub struct JobSpec {
     pub real_shift: Option<usize>,
 }
 
+/// Refuses an optional loss weight that is not positive and finite, naming `field`.
+fn check_weight(field: &str, weight: Option<f32>) -> Result<(), String> {
+    match weight {
+        Some(weight) if !(weight > 0.0 && weight.is_finite()) => {
+            Err(format!("{field} {weight} is not a positive weight"))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn default_keep_checkpoints() -> usize {
     3
 }
@@ -292,29 +302,16 @@ impl JobSpec {
 
     /// Checks the fields that do not need the data; names the first bad one.
     pub fn validate(&self) -> Result<(), String> {
-        if let Some(weight) = self.mode_seeking {
-            if !(weight > 0.0 && weight.is_finite()) {
-                return Err(format!("mode_seeking {weight} is not a positive weight"));
-            }
-            if !self.global_batch.is_multiple_of(2) {
-                return Err(format!(
-                    "mode_seeking pairs the generator's images, but global_batch {} is odd",
-                    self.global_batch
-                ));
-            }
-        }
-        if let Some(weight) = self.mismatched_labels
-            && !(weight > 0.0 && weight.is_finite())
-        {
+        check_weight("mode_seeking", self.mode_seeking)?;
+        check_weight("mismatched_labels", self.mismatched_labels)?;
+        check_weight(
+            "model auxiliary_classifier",
+            self.model.auxiliary_classifier,
+        )?;
+        if self.mode_seeking.is_some() && !self.global_batch.is_multiple_of(2) {
             return Err(format!(
-                "mismatched_labels {weight} is not a positive weight"
-            ));
-        }
-        if let Some(weight) = self.model.auxiliary_classifier
-            && !(weight > 0.0 && weight.is_finite())
-        {
-            return Err(format!(
-                "model auxiliary_classifier {weight} is not a positive weight"
+                "mode_seeking pairs the generator's images, but global_batch {} is odd",
+                self.global_batch
             ));
         }
         if let Some(policy) = &self.diff_augment

@@ -72,6 +72,17 @@ impl Error {
         }
     }
 
+    /// Refuses an optional loss weight that is not positive and finite, naming `field`.
+    pub(crate) fn check_weight(field: &'static str, weight: Option<f32>) -> Result<()> {
+        match weight {
+            Some(weight) if !(weight > 0.0 && weight.is_finite()) => Err(Self::config(
+                field,
+                format!("{weight} is not a positive weight"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     pub(crate) fn config(field: &'static str, reason: impl Into<String>) -> Self {
         Self::Config {
             field,

@@ -94,14 +94,7 @@ impl GanConfig {
                 format!("{} is not in [0, 1)", self.dropout),
             ));
         }
-        if let Some(weight) = self.auxiliary_classifier
-            && !(weight > 0.0 && weight.is_finite())
-        {
-            return Err(Error::config(
-                "auxiliary_classifier",
-                format!("{weight} is not a positive weight"),
-            ));
-        }
+        Error::check_weight("auxiliary_classifier", self.auxiliary_classifier)?;
         match self.image_size {
             28 => Ok(2),
             32 => Ok(3),

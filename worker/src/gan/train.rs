@@ -300,14 +300,7 @@ impl<B: AutodiffBackend> GanTrainer<B> {
     /// must then train on an even number of images. Like DiffAugment it changes the training
     /// from this step on.
     pub fn set_mode_seeking(&mut self, weight: Option<f32>) -> Result<()> {
-        if let Some(weight) = weight
-            && !(weight > 0.0 && weight.is_finite())
-        {
-            return Err(Error::config(
-                "mode_seeking",
-                format!("{weight} is not a positive weight"),
-            ));
-        }
+        Error::check_weight("mode_seeking", weight)?;
         self.mode_seeking = weight;
         Ok(())
     }
@@ -324,19 +317,12 @@ impl<B: AutodiffBackend> GanTrainer<B> {
     /// refused — the confusion the recipe's concatenated label leaves open between similar
     /// classes. Like mode seeking it changes the training from this step on.
     pub fn set_mismatched_labels(&mut self, weight: Option<f32>) -> Result<()> {
-        if let Some(weight) = weight {
-            if !(weight > 0.0 && weight.is_finite()) {
-                return Err(Error::config(
-                    "mismatched_labels",
-                    format!("{weight} is not a positive weight"),
-                ));
-            }
-            if self.config.gan.num_classes < 2 {
-                return Err(Error::config(
-                    "mismatched_labels",
-                    "needs at least two classes to draw a wrong label from",
-                ));
-            }
+        Error::check_weight("mismatched_labels", weight)?;
+        if weight.is_some() && self.config.gan.num_classes < 2 {
+            return Err(Error::config(
+                "mismatched_labels",
+                "needs at least two classes to draw a wrong label from",
+            ));
         }
         self.mismatched_labels = weight;
         Ok(())
@@ -485,10 +471,10 @@ impl<B: AutodiffBackend> GanTrainer<B> {
             .discriminator
             .classify(real)
             .map(|class_logits| cross_entropy(class_logits, &batch.labels));
-        let d_objective = match &mismatched {
-            Some((term, _)) => d_loss.clone() + term.clone(),
-            None => d_loss.clone(),
-        };
+        let mut d_objective = d_loss.clone();
+        if let Some((term, _)) = &mismatched {
+            d_objective = d_objective + term.clone();
+        }
         let d_objective = self.plus_auxiliary(d_objective, class_real.as_ref());
         let mut d_grads = GradientsParams::from_grads(d_objective.backward(), &self.discriminator);
         drop(section);

@@ -245,10 +245,6 @@ fn with_mismatched_labels_the_discriminator_refuses_a_real_image_of_another_clas
         "nothing to report without the term"
     );
     let mismatched_score = losses.mismatched_score.expect("reported with the term");
-    eprintln!(
-        "gap {gap} plain {plain_gap} scores {mismatched_score} {}",
-        losses.real_score
-    );
     assert!(
         mismatched_score < losses.real_score - 0.3,
         "real images scored {} under their labels, {mismatched_score} under others",

@@ -50,12 +50,12 @@ impl<B: AutodiffBackend> GanTrainer<B> {
     /// the stream at its own rows and n replicas draw what one replica draws for the batch.
     pub(super) fn wrong_labels(&self, labels: &[u16]) -> Vec<u16> {
         let classes = self.config.gan.num_classes;
+        let others = classes - 1;
         let mut rng = stream(self.config.seed, Purpose::MismatchedLabels, self.step, 0);
         rng.set_word_pos(2 * self.replica_rows().start as u128);
         labels
             .iter()
             .map(|&label| {
-                let others = classes - 1;
                 let offset = 1 + ((rng.random::<f64>() * others as f64) as usize).min(others - 1);
                 ((usize::from(label) + offset) % classes) as u16
             })
