@@ -7,8 +7,9 @@ use std::time::Instant;
 use anygan_proto::generation::JudgeKeeps;
 
 use super::classifier::{ClassifierConfig, ClassifierTraining, predict_scored, train_classifier};
+use super::fidelity::Fidelity;
 use super::methods::{Sources, random_oversample};
-use super::run::{EvaluationSpec, Fidelity};
+use super::run::EvaluationSpec;
 use crate::backend::TrainBackend;
 use crate::data::ImageDataset;
 use crate::error::Result;

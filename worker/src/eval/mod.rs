@@ -5,6 +5,7 @@ pub mod augment;
 pub mod charts;
 pub mod classifier;
 pub mod deferral;
+pub mod fidelity;
 pub mod judge;
 pub mod methods;
 pub mod metrics;

@@ -8,6 +8,8 @@ use super::classifier::{
     ClassifierConfig, ClassifierTraining, predict, predict_scored, train_classifier_in_phases,
 };
 use super::deferral::{finishing_set, training_phases};
+pub use super::fidelity::Fidelity;
+use super::fidelity::{filter_report, labelled_as_picture, quality_report};
 use super::judge::judged_generated;
 use super::methods::{
     Balance, Method, SHIFTED_COPIES_MAX_SHIFT, SHIFTED_COPIES_SHARE, Sources, training_set,
@@ -106,40 +108,6 @@ pub struct RunResult {
     pub mean_probability: Vec<f64>,
 }
 
-/// How recognisable the generated images of each class are to a real-data classifier.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Fidelity {
-    /// Generated images per class that were labelled.
-    pub images: Vec<usize>,
-    /// Share of them labelled as their own class (0 where a class has none).
-    pub correct: Vec<f64>,
-}
-
-impl Fidelity {
-    fn of(labels: &[u16], predicted: &[u16], classes: usize) -> Self {
-        let mut images = vec![0usize; classes];
-        let mut right = vec![0usize; classes];
-        for (&label, &guess) in labels.iter().zip(predicted) {
-            let class = usize::from(label);
-            if class < classes {
-                images[class] += 1;
-                right[class] += usize::from(label == guess);
-            }
-        }
-        Self::from_counts(images, &right)
-    }
-
-    /// Per class `images` and how many of them count (`right`): the share, 0 where none.
-    pub(super) fn from_counts(images: Vec<usize>, right: &[usize]) -> Self {
-        let correct = images
-            .iter()
-            .zip(right)
-            .map(|(&n, &r)| if n == 0 { 0.0 } else { r as f64 / n as f64 })
-            .collect();
-        Self { images, correct }
-    }
-}
-
 /// Trains and scores every method × seed; `on_result` sees each result as it comes.
 pub fn evaluate(
     sources: Sources<'_>,
@@ -196,7 +164,7 @@ pub fn evaluate(
                         generated.labels(),
                         &predicted,
                         long_tail.num_classes(),
-                    ))
+                    )?)
                 }
                 _ => None,
             };
@@ -373,7 +341,7 @@ fn set_title(name: &str) -> String {
     }
 }
 
-fn cell(values: &[f64]) -> String {
+pub(super) fn cell(values: &[f64]) -> String {
     let (mean, std) = mean_std(values);
     format!("{:.2} ± {:.2}", 100.0 * mean, 100.0 * std)
 }
@@ -430,86 +398,6 @@ pub fn markdown_report(results: &[RunResult], class_names: &[String]) -> String 
     out
 }
 
-/// The generator's own quality: CAS (ACSA of the classifier trained on generated images only,
-/// on the balanced test set) and the per-class share of generated images the reference
-/// classifier (trained on the full real training split) labels as their class.
-fn quality_report(results: &[RunResult], class_names: &[String]) -> String {
-    let mut out = String::new();
-    let cas: Vec<f64> = runs_of(results, Method::Cas, "balanced")
-        .iter()
-        .map(|r| r.metrics.acsa)
-        .collect();
-    let fidelity: Vec<&Fidelity> = results
-        .iter()
-        .filter(|r| r.test_set == "balanced")
-        .filter_map(|r| r.generated_fidelity.as_ref())
-        .collect();
-    if cas.is_empty() && fidelity.is_empty() {
-        return out;
-    }
-    out.push_str("\n#### The generator itself\n\n");
-    if !cas.is_empty() {
-        out.push_str(&format!(
-            "CAS (classifier trained on the generated images only, ACSA on the balanced test set): {} % ({} run(s)).\n",
-            cell(&cas),
-            cas.len()
-        ));
-    }
-    if !fidelity.is_empty() {
-        let reference: Vec<f64> = runs_of(results, Method::FullReal, "balanced")
-            .iter()
-            .map(|r| r.metrics.acsa)
-            .collect();
-        out.push_str(&format!(
-            "\nShare of each class's generated images that the reference classifier (full real training split, balanced-test ACSA {} %) labels as that class (%; classes with no generated images show –):\n\n{}",
-            cell(&reference),
-            per_class_share_table(&fidelity, class_names)
-        ));
-    }
-    out
-}
-
-/// Method (d)'s filter: per class, the share of the generated images its judge kept.
-fn filter_report(results: &[RunResult], class_names: &[String]) -> String {
-    let kept: Vec<&Fidelity> = results
-        .iter()
-        .filter(|r| r.test_set == "balanced")
-        .filter_map(|r| r.generated_kept.as_ref())
-        .collect();
-    if kept.is_empty() {
-        return String::new();
-    }
-    format!(
-        "\n#### (d)'s filter\n\nShare of each class's generated images that (d)'s judge (the classifier trained on the randomly oversampled long-tailed set) labels as that class and (d) therefore trains on (%, mean over seeds):\n\n{}",
-        per_class_share_table(&kept, class_names)
-    )
-}
-
-/// A one-row table of per-class shares in %, the mean over `shares`; – where a class had no
-/// generated images.
-fn per_class_share_table(shares: &[&Fidelity], class_names: &[String]) -> String {
-    let row: Vec<String> = (0..class_names.len())
-        .map(|k| {
-            let values: Vec<f64> = shares
-                .iter()
-                .filter(|f| f.images.get(k).copied().unwrap_or(0) > 0)
-                .map(|f| f.correct[k])
-                .collect();
-            if values.is_empty() {
-                "–".to_string()
-            } else {
-                format!("{:.1}", 100.0 * mean_std(&values).0)
-            }
-        })
-        .collect();
-    format!(
-        "| {} |\n|{}\n| {} |\n",
-        class_names.join(" | "),
-        "---|".repeat(class_names.len()),
-        row.join(" | ")
-    )
-}
-
 /// The methods and test sets of `results`, in order of first appearance.
 fn methods_and_tests(results: &[RunResult]) -> (Vec<Method>, Vec<String>) {
     let mut methods: Vec<Method> = Vec::new();
@@ -526,7 +414,11 @@ fn methods_and_tests(results: &[RunResult]) -> (Vec<Method>, Vec<String>) {
 }
 
 /// Every seed's result of `method` on `test`.
-fn runs_of<'a>(results: &'a [RunResult], method: Method, test: &str) -> Vec<&'a RunResult> {
+pub(super) fn runs_of<'a>(
+    results: &'a [RunResult],
+    method: Method,
+    test: &str,
+) -> Vec<&'a RunResult> {
     results
         .iter()
         .filter(|r| r.method == method && r.test_set == test)
@@ -578,7 +470,7 @@ pub fn charts(results: &[RunResult]) -> Result<(Vec<NamedPng>, String)> {
     let colours = [
         "grey", "blue", "orange", "green", "red", "purple", "brown", "pink",
     ];
-    let legend = format!(
+    let mut legend = format!(
         "\nPictures: `recall-<test>.png` — per class (left to right, class order), one bar per method: {}; grid lines at 25/50/75/100 %. `confusion-<method>-<test>.png` — rows true class, columns prediction, darker = larger share of the row, diagonal in green (first seed).\n",
         methods
             .iter()
@@ -587,6 +479,12 @@ pub fn charts(results: &[RunResult]) -> Result<(Vec<NamedPng>, String)> {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    if let Some(picture) = labelled_as_picture(results)? {
+        files.push(picture);
+        legend.push_str(
+            "`generated-labelled-as.png` — the reference classifier's labels on the generated images: rows the class generated, columns the label it gave, shaded as the confusion matrices.\n",
+        );
+    }
     Ok((files, legend))
 }
 

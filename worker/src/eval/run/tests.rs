@@ -1,15 +1,5 @@
 use super::*;
 
-#[test]
-fn fidelity_counts_each_class_own_label_share() {
-    // Class 0: 4 generated, 3 labelled 0; class 1: none; class 2: 2, both labelled 1.
-    let labels = [0u16, 0, 0, 0, 2, 2];
-    let predicted = [0u16, 0, 1, 0, 1, 1];
-    let fidelity = Fidelity::of(&labels, &predicted, 3);
-    assert_eq!(fidelity.images, vec![4, 0, 2]);
-    assert_eq!(fidelity.correct, vec![0.75, 0.0, 0.0]);
-}
-
 fn result(method: Method, acsa: f64, fidelity: Option<Fidelity>) -> RunResult {
     let confusion = ConfusionMatrix::from_labels(&[0, 1], &[0, 1], 2).expect("confusion");
     let mut metrics = confusion.metrics();
@@ -31,10 +21,8 @@ fn result(method: Method, acsa: f64, fidelity: Option<Fidelity>) -> RunResult {
 #[test]
 fn quality_section_reports_cas_and_per_class_fidelity() {
     let names = vec!["a".to_string(), "b".to_string()];
-    let fidelity = Fidelity {
-        images: vec![0, 8],
-        correct: vec![0.0, 0.625],
-    };
+    // Shares only, as results written before the labels were recorded.
+    let fidelity = Fidelity::from_counts(vec![0, 8], &[0, 5]);
     let report = markdown_report(
         &[
             result(Method::Cas, 0.5, None),
@@ -50,12 +38,16 @@ fn quality_section_reports_cas_and_per_class_fidelity() {
     assert!(report.contains("| – | 62.5 |"), "{report}");
     assert!(report.contains("ACSA 90.00 ± 0.00 %"), "{report}");
     assert!(!report.contains("judge"), "no filter, no judge: {report}");
+    assert!(
+        !report.contains("What the reference calls the rest"),
+        "no labels recorded, no table of them: {report}"
+    );
     // (d)'s filter: the share kept per class is the mean over seeds.
     let judged = |kept: f64| RunResult {
-        generated_kept: Some(Fidelity {
-            images: vec![0, 4],
-            correct: vec![0.0, kept],
-        }),
+        generated_kept: Some(Fidelity::from_counts(
+            vec![0, 4],
+            &[0, (4.0 * kept) as usize],
+        )),
         ..result(Method::Anygan, 0.8, None)
     };
     let filtered = markdown_report(&[judged(0.5), judged(0.75)], &names);
