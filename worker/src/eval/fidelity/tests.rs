@@ -85,3 +85,15 @@ fn the_pictures_show_the_generated_labels_only_where_they_were_recorded() {
     );
     assert!(!legend.contains("generated-labelled-as.png"), "{legend}");
 }
+
+#[test]
+fn results_written_before_the_label_matrix_still_read_and_new_ones_round_trip() {
+    let older: Fidelity =
+        serde_json::from_str(r#"{"images":[2,0],"correct":[0.5,0.0]}"#).expect("older result");
+    assert_eq!(older, Fidelity::from_counts(vec![2, 0], &[1, 0]));
+    let newer = Fidelity::of(&[0, 0, 1], &[0, 1, 1], 2).expect("in range");
+    let text = serde_json::to_string(&newer).expect("serialize");
+    assert!(text.contains("labelled_as"), "{text}");
+    let read: Fidelity = serde_json::from_str(&text).expect("read back");
+    assert_eq!(read, newer);
+}
