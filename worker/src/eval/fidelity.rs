@@ -56,14 +56,22 @@ impl Fidelity {
     }
 }
 
-/// The reference classifier's fidelity records on the balanced test set's results, one per
-/// reference run (the same generated images labelled once per seed).
-fn reference_fidelity(results: &[RunResult]) -> Vec<&Fidelity> {
+/// One `record` per run: each run's results repeat it on every test set, so it is read from the
+/// balanced test set's.
+fn per_run(
+    results: &[RunResult],
+    record: impl Fn(&RunResult) -> Option<&Fidelity>,
+) -> Vec<&Fidelity> {
     results
         .iter()
         .filter(|r| r.test_set == "balanced")
-        .filter_map(|r| r.generated_fidelity.as_ref())
+        .filter_map(record)
         .collect()
+}
+
+/// The reference classifier's labels on the generated images, one record per reference run.
+fn reference_fidelity(results: &[RunResult]) -> Vec<&Fidelity> {
+    per_run(results, |r| r.generated_fidelity.as_ref())
 }
 
 /// The labels the reference runs gave the generated images, summed over the runs; `None`
@@ -125,11 +133,7 @@ pub(super) fn quality_report(results: &[RunResult], class_names: &[String]) -> S
 
 /// Method (d)'s filter: per class, the share of the generated images its judge kept.
 pub(super) fn filter_report(results: &[RunResult], class_names: &[String]) -> String {
-    let kept: Vec<&Fidelity> = results
-        .iter()
-        .filter(|r| r.test_set == "balanced")
-        .filter_map(|r| r.generated_kept.as_ref())
-        .collect();
+    let kept = per_run(results, |r| r.generated_kept.as_ref());
     if kept.is_empty() {
         return String::new();
     }
