@@ -29,6 +29,7 @@ pub enum Purpose {
     ValidationSubset = 18,
     RealShift = 19,
     MismatchedLabels = 20,
+    StandInSubset = 21,
 }
 
 /// A ChaCha8 stream keyed by the seed, the purpose and two indices (e.g. step and rank).

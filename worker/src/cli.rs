@@ -18,7 +18,9 @@ use anygan_worker::single::{SingleDeviceRun, StepReport, run_single_device};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod evaluate;
+mod stand_in;
 use evaluate::{EvaluateArgs, evaluate};
+use stand_in::{StandInArgs, stand_in};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -43,6 +45,10 @@ enum Command {
     /// Train the fixed classifier on the long-tailed set with each rebalancing method (and
     /// anygan's generated images) and report ACSA, GM, GM-ovr, macro-F1 and per-class recall.
     Evaluate(EvaluateArgs),
+    /// Write a generation run's rebalanced set with real images in the generated images'
+    /// place — training images the long-tailed and validation sets leave out — so that
+    /// `evaluate --generation` measures what a perfect generator would add (the ceiling of (d)).
+    StandIn(StandInArgs),
 }
 
 #[derive(Args, Debug)]
@@ -239,6 +245,7 @@ pub fn main() -> ExitCode {
         Command::Train(args) => train(args),
         Command::Join(args) => join_job(args),
         Command::Evaluate(args) => evaluate(args),
+        Command::StandIn(args) => stand_in(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -24,7 +24,7 @@ use futures::StreamExt;
 
 use crate::backend::ComputeBackend;
 use crate::checkpointing::checkpoint_store;
-use crate::data::{ImageDataset, ImageShape, chw_to_dynamic_image, encode_idx, load_source};
+use crate::data::{ImageDataset, ImageShape, chw_to_dynamic_image, idx_set_files, load_source};
 use crate::error::{Error, Result};
 use crate::gan::sample::{encode_png, generate_ranked, grid_png};
 use crate::gan::state::{Snapshot, load_discriminator_only, load_generator_only};
@@ -510,26 +510,27 @@ fn write_rebalanced(
             let png = encode_png(&chw_to_dynamic_image(chw, shape)?, "original image")?;
             files.push((format!("{folder}/orig-{n:06}.png"), Bytes::from(png)));
             idx_pixels.extend_from_slice(chw);
-            idx_labels.push(class as u8);
+            idx_labels.push(class as u16);
         }
         for (name, png) in &generated[class] {
             files.push((format!("{folder}/{name}"), png.clone()));
             idx_pixels.extend(decode_png(png, shape, name)?);
-            idx_labels.push(class as u8);
+            idx_labels.push(class as u16);
         }
         io.block_on(put_all(&folder_root, files))?;
     }
     written.push("rebalanced/folder".into());
     if shape.channels == 1 && folders.len() <= 256 {
         let idx = root.join("rebalanced/idx");
-        let count = idx_labels.len();
-        io.block_on(idx.put(
-            "images.idx",
-            encode_idx(&[count, shape.height, shape.width], &idx_pixels)?,
-        ))?;
-        io.block_on(idx.put("labels.idx", encode_idx(&[count], &idx_labels)?))?;
-        let names: Vec<&str> = dataset.class_names().iter().map(String::as_str).collect();
-        io.block_on(idx.put("classes.txt", format!("{}\n", names.join("\n"))))?;
+        let rebalanced = ImageDataset::new(
+            shape,
+            idx_pixels,
+            idx_labels,
+            dataset.class_names().to_vec(),
+        )?;
+        for (name, bytes) in idx_set_files(&rebalanced)? {
+            io.block_on(idx.put(name, bytes))?;
+        }
         written.push("rebalanced/idx".into());
     }
     Ok(())

@@ -167,6 +167,50 @@ pub fn encode_idx(dims: &[usize], data: &[u8]) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// A gray dataset of at most 256 classes as the files of an IDX set: `images.idx`,
+/// `labels.idx` and `classes.txt` (one class name a line), as `--format idx` reads them back.
+pub fn idx_set_files(dataset: &ImageDataset) -> Result<[(&'static str, Vec<u8>); 3]> {
+    let shape = dataset.shape();
+    if shape.channels != 1 {
+        return Err(Error::config(
+            "image_shape",
+            format!(
+                "IDX holds gray images; these have {} channels",
+                shape.channels
+            ),
+        ));
+    }
+    let labels = dataset
+        .labels()
+        .iter()
+        .map(|&label| u8::try_from(label))
+        .collect::<std::result::Result<Vec<u8>, _>>()
+        .map_err(|_| {
+            Error::config(
+                "class_names",
+                format!(
+                    "IDX labels are bytes; {} classes do not fit",
+                    dataset.num_classes()
+                ),
+            )
+        })?;
+    let count = dataset.len();
+    let pixels: Vec<u8> = (0..count)
+        .flat_map(|i| dataset.image(i).iter().copied())
+        .collect();
+    Ok([
+        (
+            "images.idx",
+            encode_idx(&[count, shape.height, shape.width], &pixels)?,
+        ),
+        ("labels.idx", encode_idx(&[count], &labels)?),
+        (
+            "classes.txt",
+            format!("{}\n", dataset.class_names().join("\n")).into_bytes(),
+        ),
+    ])
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

@@ -9,12 +9,12 @@ mod source;
 mod subset;
 
 pub use folder::{ImageFolderEntry, decode_image_folder};
-pub use idx::{IdxArray, encode_idx, parse_idx, parse_idx_pair};
+pub use idx::{IdxArray, encode_idx, idx_set_files, parse_idx, parse_idx_pair};
 pub use sampler::EpochSampler;
 pub use source::{DatasetLayout, DatasetSpec, load_dataset, load_source};
 pub use subset::{
     FASHION_MNIST_CLASSES, LONG_TAIL_TEST_COUNTS, LONG_TAIL_TRAIN_COUNTS, held_out_subset,
-    per_class_subset,
+    per_class_subset, stand_in_subset,
 };
 
 use crate::error::{Error, Result};

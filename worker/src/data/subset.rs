@@ -78,6 +78,54 @@ pub fn held_out_subset(
     )
 }
 
+/// Stand-ins for generated images: `per_class[k]` records of every class k drawn from those
+/// that neither the training subset (`per_class_subset(labels, used_counts, seed)`) nor the
+/// validation set (`held_out_subset(labels, used_counts, validation_per_class, seed)`, none
+/// when 0) holds — real images no classifier of the evaluation trains or is scored on
+/// otherwise. Returns record indices in ascending order.
+pub fn stand_in_subset(
+    labels: &[u16],
+    used_counts: &[usize],
+    validation_per_class: usize,
+    per_class: &[usize],
+    seed: u64,
+) -> Result<Vec<usize>> {
+    if per_class.len() != used_counts.len() {
+        return Err(Error::config(
+            "stand_ins",
+            format!(
+                "{} per-class counts were given for {} classes",
+                per_class.len(),
+                used_counts.len()
+            ),
+        ));
+    }
+    let mut taken = per_class_subset(labels, used_counts, seed)?;
+    if validation_per_class > 0 {
+        taken.extend(held_out_subset(
+            labels,
+            used_counts,
+            validation_per_class,
+            seed,
+        )?);
+    }
+    taken.sort_unstable();
+    let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); used_counts.len()];
+    for (index, &label) in labels.iter().enumerate() {
+        if taken.binary_search(&index).is_err() {
+            // per_class_subset has already refused a label without a count.
+            by_class[usize::from(label)].push(index);
+        }
+    }
+    draw_per_class(
+        &mut by_class,
+        |class| per_class[class],
+        (seed, Purpose::StandInSubset),
+        "stand_ins",
+        "records outside the training subset and the validation set",
+    )
+}
+
 /// Draws `want(k)` of class k's `members` without replacement, from the stream keyed by
 /// `(seed, purpose)` and the class; record indices in ascending order. A class with too few
 /// is refused, naming `field` and what its `pool` of members is.
@@ -180,6 +228,59 @@ mod tests {
         let err = held_out_subset(&labels, &LONG_TAIL_TRAIN_COUNTS, 600, 0).expect_err("too few");
         assert!(
             err.to_string().contains("class 0 has 500 records outside"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn stand_ins_share_no_record_with_the_training_or_validation_sets() {
+        let labels = balanced_labels(10, 6000);
+        let train = per_class_subset(&labels, &LONG_TAIL_TRAIN_COUNTS, 3).expect("train");
+        let held = held_out_subset(&labels, &LONG_TAIL_TRAIN_COUNTS, 1000, 3).expect("held out");
+        // Class 0 has exactly 6000 − 4000 − 1000 left; every other class more.
+        let wanted = [1000, 7, 0, 3, 3, 3, 3, 3, 3, 3960];
+        let stand_ins =
+            stand_in_subset(&labels, &LONG_TAIL_TRAIN_COUNTS, 1000, &wanted, 3).expect("stand-ins");
+        let mut counts = [0usize; 10];
+        for &i in &stand_ins {
+            counts[usize::from(labels[i])] += 1;
+        }
+        assert_eq!(counts, wanted);
+        let taken: std::collections::HashSet<usize> = train.into_iter().chain(held).collect();
+        assert!(
+            stand_ins.iter().all(|i| !taken.contains(i)),
+            "shares a record"
+        );
+        assert!(
+            stand_ins.windows(2).all(|w| w[0] < w[1]),
+            "ascending, no repeats"
+        );
+        let without_validation = stand_in_subset(&labels, &LONG_TAIL_TRAIN_COUNTS, 0, &wanted, 3)
+            .expect("no validation");
+        assert_ne!(
+            without_validation, stand_ins,
+            "the validation set is left out"
+        );
+    }
+
+    #[test]
+    fn stand_ins_refuse_a_class_the_other_sets_have_used_up() {
+        let labels = balanced_labels(10, 6000);
+        let mut wanted = [0; 10];
+        wanted[0] = 1001;
+        let err = stand_in_subset(&labels, &LONG_TAIL_TRAIN_COUNTS, 1000, &wanted, 0)
+            .expect_err("class 0 has 1000 left");
+        let message = err.to_string();
+        assert!(message.contains("stand_ins"), "{message}");
+        assert!(
+            message.contains("class 0 has 1000 records outside the training subset and the validation set, 1001 were asked for"),
+            "{message}"
+        );
+        let err = stand_in_subset(&labels, &LONG_TAIL_TRAIN_COUNTS, 0, &[1; 9], 0)
+            .expect_err("one count short");
+        assert!(
+            err.to_string()
+                .contains("9 per-class counts were given for 10 classes"),
             "{err}"
         );
     }

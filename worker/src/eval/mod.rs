@@ -10,4 +10,5 @@ pub mod judge;
 pub mod methods;
 pub mod metrics;
 pub mod run;
+pub mod stand_in;
 pub mod tasks;
