@@ -238,7 +238,7 @@ pub(super) fn evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
     ];
     if let Some(data) = validation {
         tests.push(TestSet {
-            name: "validation".into(),
+            name: anygan_worker::eval::run::VALIDATION_SET.into(),
             data,
         });
     }

@@ -9,6 +9,7 @@ pub mod fidelity;
 pub mod judge;
 pub mod methods;
 pub mod metrics;
+pub mod novelty;
 pub mod run;
 pub mod stand_in;
 pub mod tasks;

@@ -15,6 +15,7 @@ use super::methods::{
     Balance, Method, SHIFTED_COPIES_MAX_SHIFT, SHIFTED_COPIES_SHARE, Sources, training_set,
 };
 use super::metrics::{ConfusionMatrix, Metrics, mean_std};
+use super::novelty::{Novelty, novelty_report};
 use crate::backend::TrainBackend;
 use crate::data::ImageDataset;
 use crate::error::Result;
@@ -78,6 +79,9 @@ impl EvaluationSpec {
     }
 }
 
+/// The name of the balanced validation set held out of the training split (`--validation-per-class`).
+pub const VALIDATION_SET: &str = "validation";
+
 /// A test set with its name.
 #[derive(Debug, Clone)]
 pub struct TestSet {
@@ -99,6 +103,10 @@ pub struct RunResult {
     /// that class's generated images it labels as that class.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generated_fidelity: Option<Fidelity>,
+    /// CAS runs with a validation set: how near the generated images lie to the originals,
+    /// beside the validation set's real images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generated_novelty: Option<Novelty>,
     /// (d) with the filter: per class, the share of the generated images the judge kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generated_kept: Option<Fidelity>,
@@ -168,6 +176,15 @@ pub fn evaluate(
                 }
                 _ => None,
             };
+            let held_out = test_sets.iter().find(|t| t.name == VALIDATION_SET);
+            let generated_novelty = match (method, sources.rebalanced, held_out) {
+                (Method::Cas, Some(_), Some(held_out)) => Some(Novelty::of(
+                    long_tail,
+                    &sources.generated()?,
+                    &held_out.data,
+                )?),
+                _ => None,
+            };
             for test in test_sets {
                 let scored = predict_scored(&model, &test.data, &device);
                 let confusion = ConfusionMatrix::from_labels(
@@ -185,6 +202,7 @@ pub fn evaluate(
                     metrics: confusion.metrics(),
                     confusion,
                     generated_fidelity: generated_fidelity.clone(),
+                    generated_novelty: generated_novelty.clone(),
                     generated_kept: generated_kept.clone(),
                     mean_probability: scored.mean_probability,
                 };
@@ -334,7 +352,7 @@ pub fn log_result(r: &RunResult) {
 /// How the report names a scored set: "balanced test set", or for the set held out of the
 /// training split, "validation set (held out of the training split)".
 fn set_title(name: &str) -> String {
-    if name == "validation" {
+    if name == VALIDATION_SET {
         "validation set (held out of the training split)".to_string()
     } else {
         format!("{name} test set")
@@ -394,6 +412,7 @@ pub fn markdown_report(results: &[RunResult], class_names: &[String]) -> String 
         }
     }
     out.push_str(&quality_report(results, class_names));
+    out.push_str(&novelty_report(results, class_names));
     out.push_str(&filter_report(results, class_names));
     out
 }

@@ -8,7 +8,7 @@ use anygan_proto::job::{DatasetFormat, DatasetSource};
 use anygan_store::StoreLocation;
 
 use super::methods::{Method, Sources};
-use super::run::{EvaluationSpec, RunResult, TestSet, evaluate, full_report};
+use super::run::{EvaluationSpec, RunResult, TestSet, VALIDATION_SET, evaluate, full_report};
 use crate::data::{
     ImageDataset, ImageShape, LONG_TAIL_TEST_COUNTS, held_out_subset, load_source, per_class_subset,
 };
@@ -105,7 +105,7 @@ async fn test_sets(
         };
         let full_split = load_source(&full_split, shape(plan), store_options).await?;
         sets.push(TestSet {
-            name: "validation".into(),
+            name: VALIDATION_SET.into(),
             data: held_out_validation(&full_split, &plan.dataset, per_class)?,
         });
     }

@@ -38,6 +38,7 @@ fn reference_run(labels: &[u16], predicted: &[u16]) -> RunResult {
         metrics: confusion.metrics(),
         confusion,
         generated_fidelity: Some(Fidelity::of(labels, predicted, 3).expect("in range")),
+        generated_novelty: None,
         generated_kept: None,
         mean_probability: vec![1.0 / 3.0; 3],
     }

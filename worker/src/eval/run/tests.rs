@@ -13,6 +13,7 @@ fn result(method: Method, acsa: f64, fidelity: Option<Fidelity>) -> RunResult {
         metrics,
         confusion,
         generated_fidelity: fidelity,
+        generated_novelty: None,
         generated_kept: None,
         mean_probability: vec![0.5, 0.5],
     }
