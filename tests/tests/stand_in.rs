@@ -59,6 +59,25 @@ fn refusal(run: &Output) -> String {
     stderr
 }
 
+/// `worker evaluate` of the tiny subset with the stand-ins in `root` as the generation:
+/// `methods_then_flags` starts with the methods.
+fn evaluate_stand_ins(root: &Path, output: &Path, methods_then_flags: &[&str]) -> Output {
+    let mut args = vec![
+        "evaluate",
+        "--data",
+        FASHION_MNIST,
+        "--class-counts",
+        CLASS_COUNTS,
+        "--generation",
+        root.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+        "--methods",
+    ];
+    args.extend_from_slice(methods_then_flags);
+    worker(&args)
+}
+
 /// A JSON array of counts.
 fn counts(array: &serde_json::Value) -> Vec<u64> {
     let values = array.as_array().unwrap();
@@ -99,32 +118,26 @@ fn stand_ins_fill_each_class_and_evaluate_as_method_d() {
 
     // (d) and the generator's own measures read it as a generation.
     let eval_dir = dir.path().join("eval");
-    succeeded(worker(&[
-        "evaluate",
-        "--data",
-        FASHION_MNIST,
-        "--class-counts",
-        CLASS_COUNTS,
-        "--generation",
-        root.to_str().unwrap(),
-        "--methods",
-        "anygan,cas",
-        "--seeds",
-        "0",
-        "--epochs",
-        "1",
-        "--classifier-width",
-        "4",
-        "--batch-size",
-        "32",
-        "--same-mix",
-        "--real-share",
-        "0.75",
-        "--validation-per-class",
-        "30",
-        "--output",
-        eval_dir.to_str().unwrap(),
-    ]));
+    succeeded(evaluate_stand_ins(
+        &root,
+        &eval_dir,
+        &[
+            "anygan,cas",
+            "--seeds",
+            "0",
+            "--epochs",
+            "1",
+            "--classifier-width",
+            "4",
+            "--batch-size",
+            "32",
+            "--same-mix",
+            "--real-share",
+            "0.75",
+            "--validation-per-class",
+            "30",
+        ],
+    ));
     let report = std::fs::read_to_string(eval_dir.join("report.md")).unwrap();
     assert!(
         report.contains("How new the generated images are"),
@@ -151,6 +164,21 @@ fn stand_ins_fill_each_class_and_evaluate_as_method_d() {
             .iter()
             .all(|m| m.as_f64().unwrap() > 0.0),
         "{novelty}"
+    );
+    // Stand-ins kept clear of another validation set could be scored on: refused, by name.
+    let other_validation = dir.path().join("other-validation");
+    let stderr = refusal(&evaluate_stand_ins(
+        &root,
+        &other_validation,
+        &["anygan", "--validation-per-class", "20"],
+    ));
+    assert!(
+        stderr.contains("STAND-IN.json") && stderr.contains("validation_per_class"),
+        "{stderr}"
+    );
+    assert!(
+        !other_validation.exists(),
+        "nothing written for a refused draw"
     );
     let anygan = results.iter().filter(|r| r["method"] == "anygan").count();
     assert_eq!(anygan, 3, "(d) scored on the three test sets");

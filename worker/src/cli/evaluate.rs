@@ -167,6 +167,13 @@ pub(super) fn evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
     let imbalanced = balanced.select(&imbalanced_indices)?;
     let rebalanced = match &args.generation {
         Some(root) => {
+            check_stand_ins(
+                root,
+                &store_options,
+                &args,
+                &long_tail.class_counts(),
+                &runtime,
+            )?;
             let classes: Vec<String> = long_tail.class_names().to_vec();
             let idx = DatasetSource {
                 location: format!("{}/rebalanced/idx", root.trim_end_matches('/')),
@@ -274,5 +281,28 @@ pub(super) fn evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
     runtime.block_on(output.put("report.md", report))?;
     runtime.block_on(output.put("results.json", serde_json::to_vec_pretty(&results)?))?;
     tracing::info!(output = %output, "wrote report.md and results.json");
+    Ok(())
+}
+
+/// A `worker stand-in` directory given as the generation must have been drawn beside this
+/// evaluation's long-tailed and validation sets; a generation run (no `STAND-IN.json`) passes.
+fn check_stand_ins(
+    root: &str,
+    store_options: &[(String, String)],
+    args: &EvaluateArgs,
+    originals: &[usize],
+    runtime: &tokio::runtime::Runtime,
+) -> anyhow::Result<()> {
+    use anygan_worker::eval::stand_in::{STAND_IN_RECORD, check_stand_in_draw};
+    let location = StoreLocation::parse(root, store_options.iter().cloned(), false)?;
+    if let Some((record, _)) = runtime.block_on(location.get_versioned(STAND_IN_RECORD))? {
+        check_stand_in_draw(
+            &record,
+            &location.describe(STAND_IN_RECORD),
+            args.data.subset_seed,
+            originals,
+            args.validation_per_class,
+        )?;
+    }
     Ok(())
 }

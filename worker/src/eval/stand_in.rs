@@ -9,7 +9,7 @@
 //! each class's stand-ins are that many real images repeated: a generator's (d) can then be read
 //! against how many new real images of each class it is worth.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::data::{ImageDataset, per_class_subset, stand_in_subset};
 use crate::error::{Error, Result};
@@ -134,6 +134,59 @@ pub fn stand_in_set(
         classes,
     };
     Ok((rebalanced, record))
+}
+
+/// What an evaluation checks of a `STAND-IN.json` before it trusts the stand-ins.
+#[derive(Deserialize)]
+struct StandInDraw {
+    subset_seed: u64,
+    validation_per_class: usize,
+    classes: Vec<DrawnClass>,
+}
+
+#[derive(Deserialize)]
+struct DrawnClass {
+    original: usize,
+}
+
+/// Refuses stand-ins drawn for another long-tailed set or another validation set: some of
+/// them could then be images the evaluation trains on or scores with, and the ceiling would
+/// flatter. `record` is the `STAND-IN.json` read from `name`; `originals` the evaluation's
+/// long-tailed class counts. An evaluation without a validation set accepts any.
+pub fn check_stand_in_draw(
+    record: &[u8],
+    name: &str,
+    subset_seed: u64,
+    originals: &[usize],
+    validation_per_class: usize,
+) -> Result<()> {
+    let draw: StandInDraw = serde_json::from_slice(record)
+        .map_err(|e| Error::dataset(name, format!("is not a stand-in record: {e}")))?;
+    let drawn: Vec<usize> = draw.classes.iter().map(|c| c.original).collect();
+    let mismatch = if draw.subset_seed != subset_seed {
+        Some(format!(
+            "subset_seed: the stand-ins were drawn beside the long-tailed set of seed {}, this              evaluation's is {subset_seed}",
+            draw.subset_seed
+        ))
+    } else if drawn != originals {
+        Some(format!(
+            "class_counts: the stand-ins were drawn beside a long-tailed set of {drawn:?}, this              evaluation's is {originals:?}"
+        ))
+    } else if validation_per_class != 0 && draw.validation_per_class != validation_per_class {
+        Some(format!(
+            "validation_per_class: the stand-ins were kept clear of a validation set of {} per              class, this evaluation's has {validation_per_class}",
+            draw.validation_per_class
+        ))
+    } else {
+        None
+    };
+    match mismatch {
+        Some(reason) => Err(Error::dataset(
+            name,
+            format!("{reason}; some stand-ins could be images it trains or scores on"),
+        )),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]

@@ -160,3 +160,31 @@ fn the_set_reads_back_from_its_idx_files_unchanged() {
     let read = parse_idx_pair(&images, images_name, &labels, labels_name, names).expect("parse");
     assert_eq!(read, rebalanced);
 }
+
+#[test]
+fn an_evaluation_refuses_stand_ins_drawn_beside_other_sets() {
+    let full = full_split();
+    let (_, record) = stand_in_set(&full, &USED, 9, &spec(None)).expect("stand-ins");
+    let json = serde_json::to_vec(&record).expect("json");
+    let check = |seed, originals: &[usize], validation| {
+        check_stand_in_draw(&json, "s/STAND-IN.json", seed, originals, validation)
+    };
+    check(9, &USED, VALIDATION).expect("drawn for this evaluation");
+    check(9, &USED, 0).expect("no validation set: nothing to overlap");
+    for (err, field) in [
+        (check(8, &USED, VALIDATION), "subset_seed"),
+        (check(9, &[30, 12, 5, 2], VALIDATION), "class_counts"),
+        (check(9, &USED, VALIDATION + 1), "validation_per_class"),
+    ] {
+        let message = err.expect_err(field).to_string();
+        assert!(
+            message.contains("s/STAND-IN.json") && message.contains(field),
+            "{message}"
+        );
+    }
+    let err = check_stand_in_draw(b"{}", "s/STAND-IN.json", 9, &USED, 0).expect_err("not one");
+    assert!(
+        err.to_string().contains("is not a stand-in record"),
+        "{err}"
+    );
+}
