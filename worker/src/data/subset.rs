@@ -60,22 +60,37 @@ pub fn held_out_subset(
     seed: u64,
 ) -> Result<Vec<usize>> {
     let used = per_class_subset(labels, used_counts, seed)?;
-    let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); used_counts.len()];
-    let mut used = used.into_iter().peekable();
-    for (index, &label) in labels.iter().enumerate() {
-        if used.next_if_eq(&index).is_some() {
-            continue;
-        }
-        // per_class_subset has already refused a label without a count.
-        by_class[usize::from(label)].push(index);
-    }
+    validation_draw(labels, &used, used_counts.len(), per_class, seed)
+}
+
+/// The validation draw of [`held_out_subset`] beside the already drawn training records `used`
+/// (ascending).
+fn validation_draw(
+    labels: &[u16],
+    used: &[usize],
+    num_classes: usize,
+    per_class: usize,
+    seed: u64,
+) -> Result<Vec<usize>> {
     draw_per_class(
-        &mut by_class,
+        &mut members_outside(labels, num_classes, used),
         |_| per_class,
         (seed, Purpose::ValidationSubset),
         "validation_per_class",
         "records outside the training subset",
     )
+}
+
+/// Every class's records outside `taken` (ascending), in ascending order. Labels without a
+/// class have been refused by `per_class_subset` before.
+fn members_outside(labels: &[u16], num_classes: usize, taken: &[usize]) -> Vec<Vec<usize>> {
+    let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); num_classes];
+    for (index, &label) in labels.iter().enumerate() {
+        if taken.binary_search(&index).is_err() {
+            by_class[usize::from(label)].push(index);
+        }
+    }
+    by_class
 }
 
 /// Stand-ins for generated images: `per_class[k]` records of every class k drawn from those
@@ -102,21 +117,17 @@ pub fn stand_in_subset(
     }
     let mut taken = per_class_subset(labels, used_counts, seed)?;
     if validation_per_class > 0 {
-        taken.extend(held_out_subset(
+        let validation = validation_draw(
             labels,
-            used_counts,
+            &taken,
+            used_counts.len(),
             validation_per_class,
             seed,
-        )?);
+        )?;
+        taken.extend(validation);
+        taken.sort_unstable();
     }
-    taken.sort_unstable();
-    let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); used_counts.len()];
-    for (index, &label) in labels.iter().enumerate() {
-        if taken.binary_search(&index).is_err() {
-            // per_class_subset has already refused a label without a count.
-            by_class[usize::from(label)].push(index);
-        }
-    }
+    let mut by_class = members_outside(labels, used_counts.len(), &taken);
     draw_per_class(
         &mut by_class,
         |class| per_class[class],

@@ -223,7 +223,8 @@ pub fn generated_only(rebalanced: &ImageDataset, originals: &[usize]) -> Result<
     rebalanced.select(&chosen)
 }
 
-fn indices_by_class(data: &ImageDataset) -> Vec<Vec<usize>> {
+/// Every class's records, in the set's order.
+pub(super) fn indices_by_class(data: &ImageDataset) -> Vec<Vec<usize>> {
     let mut by_class = vec![Vec::new(); data.num_classes()];
     for (i, &label) in data.labels().iter().enumerate() {
         by_class[usize::from(label)].push(i);

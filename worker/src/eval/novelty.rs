@@ -11,6 +11,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::methods::indices_by_class;
 use super::run::RunResult;
 use crate::data::ImageDataset;
 use crate::error::{Error, Result};
@@ -59,9 +60,12 @@ impl Novelty {
             }
         }
         let classes = originals.num_classes();
-        let originals_of = by_class(originals, usize::MAX);
+        let originals_of = indices_by_class(originals);
         let measure = |set: &ImageDataset| -> (Vec<usize>, Vec<f64>) {
-            let queries = by_class(set, NOVELTY_QUERIES_PER_CLASS);
+            let mut queries = indices_by_class(set);
+            for class in &mut queries {
+                class.truncate(NOVELTY_QUERIES_PER_CLASS);
+            }
             (0..classes)
                 .map(|k| {
                     if originals_of[k].is_empty() {
@@ -84,18 +88,6 @@ impl Novelty {
             held_out_median,
         })
     }
-}
-
-/// The first `limit` records of every class, in the set's order.
-fn by_class(set: &ImageDataset, limit: usize) -> Vec<Vec<usize>> {
-    let mut members = vec![Vec::new(); set.num_classes()];
-    for (record, &label) in set.labels().iter().enumerate() {
-        let class = &mut members[usize::from(label)];
-        if class.len() < limit {
-            class.push(record);
-        }
-    }
-    members
 }
 
 /// Mean absolute gray-level difference from `image` to the nearest of `candidates`.
