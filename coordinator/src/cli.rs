@@ -146,6 +146,14 @@ struct StartArgs {
     /// labels, and the generator's images of a class must be classified as that class.
     #[arg(long, value_name = "WEIGHT")]
     auxiliary_classifier: Option<f32>,
+    /// Divide each of the discriminator's weights by its largest singular value at every
+    /// forward pass (spectral normalization, Miyato et al. 2018): no layer can stretch its
+    /// input by more than 1.
+    #[arg(long)]
+    spectral_norm: bool,
+    /// Train with the hinge loss (SAGAN, BigGAN) instead of the recipe's binary cross-entropy.
+    #[arg(long)]
+    hinge_loss: bool,
     /// Train until this many steps are complete.
     #[arg(long, default_value_t = 200)]
     steps: u64,
@@ -288,6 +296,7 @@ fn job_spec(args: &StartArgs) -> anyhow::Result<JobSpec> {
             dropout: args.dropout,
             projection_discriminator: args.projection_discriminator,
             auxiliary_classifier: args.auxiliary_classifier,
+            spectral_norm: args.spectral_norm,
         },
         steps: args.steps,
         global_batch: args.global_batch,
@@ -321,6 +330,7 @@ fn job_spec(args: &StartArgs) -> anyhow::Result<JobSpec> {
         mode_seeking: (args.mode_seeking != 0.0).then_some(args.mode_seeking),
         mismatched_labels: (args.mismatched_labels != 0.0).then_some(args.mismatched_labels),
         real_shift: (args.real_shift != 0).then_some(args.real_shift),
+        hinge_loss: args.hinge_loss,
     };
     spec.validate().map_err(anyhow::Error::msg)?;
     Ok(spec)

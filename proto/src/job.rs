@@ -50,6 +50,9 @@ pub struct ModelSpec {
     /// none: no auxiliary classifier, the recipe.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auxiliary_classifier: Option<f32>,
+    /// The discriminator's weights are spectrally normalized (`GanConfig::spectral_norm`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub spectral_norm: bool,
 }
 
 impl Default for ModelSpec {
@@ -62,6 +65,7 @@ impl Default for ModelSpec {
             dropout: 0.4,
             projection_discriminator: false,
             auxiliary_classifier: None,
+            spectral_norm: false,
         }
     }
 }
@@ -178,6 +182,10 @@ pub struct JobSpec {
     /// the generator learns to draw each class at varied positions; none: as they are.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub real_shift: Option<usize>,
+    /// Train with the hinge loss instead of the recipe's binary cross-entropy
+    /// (`TrainConfig::adversarial_loss`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hinge_loss: bool,
 }
 
 /// Refuses an optional loss weight that is not positive and finite, naming `field`.
@@ -265,6 +273,13 @@ impl JobSpec {
                 "real_shift",
                 format!("{:?}", self.real_shift),
                 format!("{:?}", saved.real_shift),
+            )
+        })
+        .or_else(|| {
+            differs(
+                "hinge_loss",
+                self.hinge_loss.to_string(),
+                saved.hinge_loss.to_string(),
             )
         })
     }
@@ -439,6 +454,7 @@ impl JobSpec {
             mode_seeking: None,
             mismatched_labels: None,
             real_shift: None,
+            hinge_loss: false,
         }
     }
 }

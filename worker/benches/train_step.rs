@@ -34,7 +34,7 @@ use anygan_worker::collective::GradientAllReduce;
 use anygan_worker::gan::augment::DiffAugment;
 use anygan_worker::gan::kernels::{GeneratorKernels, OutputLayer, Upsampling};
 use anygan_worker::gan::params::parameter_count;
-use anygan_worker::gan::{Batch, GanConfig, GanTrainer, TrainConfig};
+use anygan_worker::gan::{AdversarialLoss, Batch, GanConfig, GanTrainer, TrainConfig};
 
 /// Counts live heap bytes and their high-water mark.
 struct CountingAllocator;
@@ -90,6 +90,10 @@ struct Options {
     /// Weight of the discriminator's mismatched-label term (`--mismatched-labels`) in every
     /// run; 0 is off.
     mismatched_labels: f32,
+    /// The discriminator spectrally normalized (`--spectral-norm`) in every run.
+    spectral_norm: bool,
+    /// The hinge loss (`--hinge-loss`) in every run.
+    hinge_loss: bool,
     /// How the generator's up-sampling layers are computed, each measured.
     upsampling: Vec<Upsampling>,
     /// How the generator's output layer is computed, each measured.
@@ -157,6 +161,8 @@ fn options() -> Options {
         real_shift: 0,
         auxiliary_classifier: 0.0,
         mismatched_labels: 0.0,
+        spectral_norm: false,
+        hinge_loss: false,
         upsampling: vec![GeneratorKernels::default().upsampling],
         output_layer: vec![GeneratorKernels::default().output_layer],
     };
@@ -209,6 +215,8 @@ fn options() -> Options {
             .map(|m| m.parse().expect("--output-layer"))
             .collect();
     }
+    options.spectral_norm = args.iter().any(|a| a == "--spectral-norm");
+    options.hinge_loss = args.iter().any(|a| a == "--hinge-loss");
     options.kernel_cache = value("--kernel-cache").map(std::path::PathBuf::from);
     options
 }
@@ -226,13 +234,15 @@ fn main() {
     let options = options();
     let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all cores".into());
     println!(
-        "cdcgan-28 training step (D + G update), backend {BACKEND_NAME}, batch {}, threads {threads}, {} measured steps after {} warm-up, real images shifted by up to {} pixels, auxiliary classifier weight {}, mismatched-label weight {}",
+        "cdcgan-28 training step (D + G update), backend {BACKEND_NAME}, batch {}, threads {threads}, {} measured steps after {} warm-up, real images shifted by up to {} pixels, auxiliary classifier weight {}, mismatched-label weight {}, spectral norm {}, hinge loss {}",
         options.batch,
         options.steps,
         options.warmup,
         options.real_shift,
         options.auxiliary_classifier,
-        options.mismatched_labels
+        options.mismatched_labels,
+        options.spectral_norm,
+        options.hinge_loss
     );
     println!(
         "| width | G average decay | DiffAugment | D projection | mode seeking | kept states | host round trip | G up-sampling | G output layer | G params | D params | first step (s) | median step (s) | min step (s) | images/s | peak heap (MiB) |"
@@ -305,12 +315,14 @@ fn measure(run: Run, options: &Options, device: &burn::prelude::Device<TrainBack
         .with_projection(projection.then_some(true))
         .with_auxiliary_classifier(
             (options.auxiliary_classifier != 0.0).then_some(options.auxiliary_classifier),
-        );
+        )
+        .with_spectral_norm(options.spectral_norm.then_some(true));
     // With the round trip the trainer is rank 0 of 2, so its own share is `--batch`.
     let replicas = if round_trip { 2 } else { 1 };
     let config = TrainConfig::new(gan)
         .with_batch_size(options.batch * replicas)
-        .with_real_shift((options.real_shift != 0).then_some(options.real_shift));
+        .with_real_shift((options.real_shift != 0).then_some(options.real_shift))
+        .with_adversarial_loss(options.hinge_loss.then_some(AdversarialLoss::Hinge));
     let mut trainer = match GanTrainer::<TrainBackend>::new(config, &[1; 10], device) {
         Ok(trainer) => trainer,
         Err(error) => {

@@ -12,7 +12,7 @@ use anygan_store::StoreLocation;
 use anygan_worker::backend::{BACKEND_NAME, TrainBackend, device};
 use anygan_worker::data::load_source;
 use anygan_worker::gan::kernels::{GeneratorKernels, OutputLayer, Upsampling};
-use anygan_worker::gan::{FakeLabels, GanConfig, TrainConfig};
+use anygan_worker::gan::{AdversarialLoss, FakeLabels, GanConfig, TrainConfig};
 use anygan_worker::join::{JoinConfig, join};
 use anygan_worker::single::{SingleDeviceRun, StepReport, run_single_device};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -168,6 +168,14 @@ struct TrainArgs {
     /// labels, and the generator's images of a class must be classified as that class.
     #[arg(long, value_name = "WEIGHT")]
     auxiliary_classifier: Option<f32>,
+    /// Divide each of the discriminator's weights by its largest singular value at every
+    /// forward pass (spectral normalization, Miyato et al. 2018): no layer can stretch its
+    /// input by more than 1.
+    #[arg(long)]
+    spectral_norm: bool,
+    /// Train with the hinge loss (SAGAN, BigGAN) instead of the recipe's binary cross-entropy.
+    #[arg(long)]
+    hinge_loss: bool,
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
     /// Train until this many steps are complete.
@@ -273,7 +281,8 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
         .with_image_size(args.image_size)
         .with_width(args.width)
         .with_projection(args.projection_discriminator.then_some(true))
-        .with_auxiliary_classifier(args.auxiliary_classifier);
+        .with_auxiliary_classifier(args.auxiliary_classifier)
+        .with_spectral_norm(args.spectral_norm.then_some(true));
     probe.validate()?;
     if let Some(warning) = anygan_proto::job::width_warning(args.width, Some(&args.diff_augment)) {
         tracing::warn!("{warning}");
@@ -291,6 +300,7 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
         .with_discriminator_learning_rate(args.discriminator_learning_rate)
         .with_seed(args.seed)
         .with_real_shift((args.real_shift != 0).then_some(args.real_shift))
+        .with_adversarial_loss(args.hinge_loss.then_some(AdversarialLoss::Hinge))
         .with_fake_labels(match args.fake_labels {
             FakeLabelsArg::Empirical => FakeLabels::Empirical,
             FakeLabelsArg::Uniform => FakeLabels::Uniform,

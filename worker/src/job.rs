@@ -2,7 +2,7 @@
 
 use anygan_proto::job::JobSpec;
 
-use crate::gan::{FakeLabels, GanConfig, TrainConfig};
+use crate::gan::{AdversarialLoss, FakeLabels, GanConfig, TrainConfig};
 
 /// The cDCGAN architecture a job asks for, before the data tells the class count.
 pub fn gan_config(spec: &JobSpec, num_classes: usize) -> GanConfig {
@@ -14,6 +14,7 @@ pub fn gan_config(spec: &JobSpec, num_classes: usize) -> GanConfig {
         .with_dropout(spec.model.dropout)
         .with_projection(spec.model.projection_discriminator.then_some(true))
         .with_auxiliary_classifier(spec.model.auxiliary_classifier)
+        .with_spectral_norm(spec.model.spectral_norm.then_some(true))
 }
 
 /// The training arithmetic of a job (the global batch; replicas split it).
@@ -24,6 +25,7 @@ pub fn train_config(spec: &JobSpec, num_classes: usize) -> TrainConfig {
         .with_discriminator_learning_rate(spec.discriminator_learning_rate)
         .with_seed(spec.seed)
         .with_real_shift(spec.real_shift)
+        .with_adversarial_loss(spec.hinge_loss.then_some(AdversarialLoss::Hinge))
         .with_fake_labels(if spec.fake_labels_uniform() {
             FakeLabels::Uniform
         } else {

@@ -225,6 +225,43 @@ fn an_auxiliary_classifier_needs_a_positive_weight_and_a_resume_keeps_it() {
 }
 
 #[test]
+fn spectral_norm_and_the_hinge_loss_are_kept_by_a_resume_and_absent_from_the_recipes_spec() {
+    let saved = JobSpec {
+        model: ModelSpec {
+            spectral_norm: true,
+            ..ModelSpec::default()
+        },
+        hinge_loss: true,
+        ..spec()
+    };
+    assert_eq!(saved.clone().resume_conflict(&saved), None);
+    let unnormalized = JobSpec {
+        model: ModelSpec::default(),
+        ..saved.clone()
+    };
+    let conflict = unnormalized.resume_conflict(&saved).expect("another model");
+    assert!(conflict.contains("spectral_norm: true"), "{conflict}");
+    let cross_entropy = JobSpec {
+        hinge_loss: false,
+        ..saved.clone()
+    };
+    let conflict = cross_entropy.resume_conflict(&saved).expect("another loss");
+    assert!(
+        conflict.starts_with("`hinge_loss` is false here"),
+        "{conflict}"
+    );
+    let written = serde_json::to_string(&saved).expect("json");
+    assert!(written.contains("\"spectral_norm\":true") && written.contains("\"hinge_loss\":true"));
+    let recipe = serde_json::to_string(&spec()).expect("json");
+    assert!(
+        !recipe.contains("spectral_norm") && !recipe.contains("hinge_loss"),
+        "the recipe's spec is written as before the options existed: {recipe}"
+    );
+    let read: JobSpec = serde_json::from_str(&recipe).expect("reads");
+    assert_eq!(read, spec());
+}
+
+#[test]
 fn a_model_recorded_before_the_projection_existed_reads_without_it() {
     let mut recorded = serde_json::to_value(ModelSpec::default()).expect("json");
     recorded

@@ -11,13 +11,14 @@ pub mod model;
 pub mod params;
 mod real_shift;
 pub mod sample;
+pub mod spectral;
 pub mod state;
 pub mod sync;
 pub mod train;
 pub mod watch;
 
 pub use model::{Discriminator, GanConfig, Generator};
-pub use train::{Batch, FakeLabels, GanTrainer, StepLosses, TrainConfig};
+pub use train::{AdversarialLoss, Batch, FakeLabels, GanTrainer, StepLosses, TrainConfig};
 
 #[cfg(test)]
 mod tests;

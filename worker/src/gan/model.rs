@@ -65,6 +65,13 @@ pub struct GanConfig {
     /// classes' generated images are the worst, and a classifier taught by them would learn
     /// their mistakes. None, the recipe, is also how configs written before the option read.
     pub auxiliary_classifier: Option<f32>,
+    /// Divide every weight of the discriminator (its convolutions, linear layers and the
+    /// projection's class vectors; not the auxiliary classifier, which is a classifier) by its
+    /// largest singular value at every forward pass (`super::spectral`). The weights are the
+    /// same parameters, so checkpoints have the same shapes; `Some(true)` normalizes, `None` is
+    /// the recipe and how configs written before the option read. Ask
+    /// [`GanConfig::spectrally_normalized`].
+    pub spectral_norm: Option<bool>,
 }
 
 impl GanConfig {
@@ -108,6 +115,11 @@ impl GanConfig {
     /// Whether the discriminator has the projection term.
     pub fn projects(&self) -> bool {
         self.projection == Some(true)
+    }
+
+    /// Whether the discriminator's weights are spectrally normalized.
+    pub fn spectrally_normalized(&self) -> bool {
+        self.spectral_norm == Some(true)
     }
 
     /// Side of the first (generator) / last (discriminator) feature map.
@@ -220,6 +232,7 @@ impl GanConfig {
                     .init(device),
             }),
             image_size: self.image_size,
+            spectral_norm: self.spectrally_normalized(),
         }
     }
 }
@@ -281,6 +294,9 @@ pub struct Discriminator<B: Backend> {
     /// saved in its blob.
     auxiliary: Option<AuxiliaryClassifier<B>>,
     image_size: usize,
+    /// Whether every layer computes with its weight spectrally normalized
+    /// ([`GanConfig::spectral_norm`]).
+    spectral_norm: bool,
 }
 
 impl<B: Backend> Discriminator<B> {
@@ -308,14 +324,14 @@ impl<B: Backend> Discriminator<B> {
         let [batch, _, _, _] = images.dims();
         let label_map = label_channel(
             &self.label_embedding,
-            &self.label_projection,
+            &self.linear(&self.label_projection),
             labels,
             self.image_size,
         );
         // [batch, channels + 1, size, size]
         let mut x = Tensor::cat(vec![images, label_map], 1);
         for layer in &self.downsample {
-            x = leaky_relu(layer.forward(x), LEAKY_SLOPE); // spatial size halves
+            x = leaky_relu(self.conv(layer).forward(x), LEAKY_SLOPE); // spatial size halves
         }
         // [batch, width, base, base] → [batch, width * base * base]
         let features = x.reshape([batch as i32, -1]);
@@ -327,18 +343,44 @@ impl<B: Backend> Discriminator<B> {
 
     /// The logit from φ(x): the linear layer, plus ⟨class vector of y, φ(x)⟩ with a projection.
     fn head(&self, features: Tensor<B, 2>, labels: Tensor<B, 1, Int>) -> Tensor<B, 2> {
+        let classifier = self.linear(&self.classifier);
         match &self.class_projection {
-            None => self.classifier.forward(features),
+            None => classifier.forward(features),
             Some(class_vectors) => {
+                let class_vectors = match self.spectral_norm {
+                    true => super::spectral::embedding(class_vectors),
+                    false => class_vectors.clone(),
+                };
                 let [batch] = labels.dims();
                 // [batch] → [batch, 1, features] → [batch, features]
                 let class_vector = class_vectors
                     .forward(labels.reshape([batch, 1]))
                     .reshape([batch as i32, -1]);
                 let projection = (features.clone() * class_vector).sum_dim(1);
-                self.classifier.forward(features) + projection
+                classifier.forward(features) + projection
             }
         }
+    }
+
+    /// `layer` as this discriminator computes it: spectrally normalized or as it is.
+    fn conv(&self, layer: &Conv2d<B>) -> Conv2d<B> {
+        match self.spectral_norm {
+            true => super::spectral::conv(layer),
+            false => layer.clone(),
+        }
+    }
+
+    /// [`Discriminator::conv`] for a linear layer.
+    fn linear(&self, layer: &Linear<B>) -> Linear<B> {
+        match self.spectral_norm {
+            true => super::spectral::linear(layer),
+            false => layer.clone(),
+        }
+    }
+
+    /// Whether the weights are spectrally normalized ([`GanConfig::spectral_norm`]).
+    pub fn is_spectrally_normalized(&self) -> bool {
+        self.spectral_norm
     }
 
     /// Class logits `[batch, classes]` of the auxiliary classifier for `images`, which it sees

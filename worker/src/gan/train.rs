@@ -11,7 +11,7 @@ use burn::tensor::backend::AutodiffBackend;
 
 use super::augment::DiffAugment;
 use super::ema::{EmaSettings, GeneratorEma};
-use super::losses::{bce_with_logits, cross_entropy, mode_seeking_term};
+use super::losses::{cross_entropy, discriminator_term, generator_term, mode_seeking_term};
 use super::model::{Discriminator, GanConfig, Generator};
 use super::params::force_init;
 use super::sync::average_gradients;
@@ -31,6 +31,19 @@ pub enum FakeLabels {
     Empirical,
     /// Uniformly over classes.
     Uniform,
+}
+
+/// What the two networks are trained to minimize.
+#[derive(Config, Debug, PartialEq, Eq, Copy)]
+pub enum AdversarialLoss {
+    /// The recipe: binary cross-entropy for the discriminator, −log D(G(z)) for the generator
+    /// (Goodfellow et al.'s non-saturating form).
+    NonSaturating,
+    /// The hinge loss of SAGAN and BigGAN: max(0, 1 − D(x)) + max(0, 1 + D(G(z))) for the
+    /// discriminator, −D(G(z)) for the generator. A discriminator sure of an image by a
+    /// margin of 1 stops learning from it — on a rare class it cannot keep sharpening on the
+    /// few real images it has.
+    Hinge,
 }
 
 /// Everything that decides a training run's arithmetic.
@@ -63,9 +76,18 @@ pub struct TrainConfig {
     /// `super::real_shift`); none: the images as they are. Snapshots written before it existed
     /// have none.
     pub real_shift: Option<usize>,
+    /// None: [`AdversarialLoss::NonSaturating`], the recipe (and what snapshots written before
+    /// the option existed read as). Ask [`TrainConfig::loss`].
+    pub adversarial_loss: Option<AdversarialLoss>,
 }
 
 impl TrainConfig {
+    /// The adversarial loss both networks train with.
+    pub fn loss(&self) -> AdversarialLoss {
+        self.adversarial_loss
+            .unwrap_or(AdversarialLoss::NonSaturating)
+    }
+
     /// The discriminator's Adam rate: its own, or the shared one.
     pub fn discriminator_rate(&self) -> f64 {
         self.discriminator_learning_rate
@@ -454,7 +476,9 @@ impl<B: AutodiffBackend> GanTrainer<B> {
                 .forward(self.augment(fake, 1), fake_labels, self.dropout_mask(1));
         let real_score = burn::tensor::activation::sigmoid(real_logits.clone()).mean();
         let fake_score = burn::tensor::activation::sigmoid(fake_logits.clone()).mean();
-        let d_loss = bce_with_logits(real_logits, true) + bce_with_logits(fake_logits, false);
+        let loss = self.config.loss();
+        let d_loss = discriminator_term(loss, real_logits, true)
+            + discriminator_term(loss, fake_logits, false);
         // The same (augmented) real images under wrong labels, as fakes. Optimized, but kept
         // out of the reported loss so that runs with and without the term compare.
         let mismatched = self.mismatched_labels.map(|weight| {
@@ -463,7 +487,10 @@ impl<B: AutodiffBackend> GanTrainer<B> {
                 .discriminator
                 .forward(real.clone(), wrong, self.dropout_mask(3));
             let score = burn::tensor::activation::sigmoid(logits.clone()).mean();
-            (bce_with_logits(logits, false).mul_scalar(weight), score)
+            (
+                discriminator_term(loss, logits, false).mul_scalar(weight),
+                score,
+            )
         });
         // The auxiliary classifier learns the classes from the real images only. Like the
         // mode-seeking term, its terms are optimized but reported apart from the losses.
@@ -493,9 +520,9 @@ impl<B: AutodiffBackend> GanTrainer<B> {
         let fake = self.generator.forward(noise.clone(), labels.clone());
         let frozen = self.discriminator.clone().no_grad();
         let seen = self.augment(fake.clone(), 2);
-        let g_loss = bce_with_logits(
+        let g_loss = generator_term(
+            loss,
             frozen.forward(seen.clone(), labels, self.dropout_mask(2)),
-            true,
         );
         let g_objective = match self.mode_seeking {
             Some(weight) => g_loss.clone() + mode_seeking_term(fake, noise).mul_scalar(weight),

@@ -184,3 +184,69 @@ fn auxiliary_classifier_weights_that_are_not_positive_are_refused_by_name() {
             .is_ok()
     );
 }
+
+/// `discriminator` with every weight spectral normalization divides (the convolutions', the
+/// label channel's linear layer's, the last layer's) multiplied by `factor`.
+fn weights_scaled(mut discriminator: Discriminator<B>, factor: f32) -> Discriminator<B> {
+    let scale = |weight: Param<Tensor<B, 4>>| weight.map(|w| w.mul_scalar(factor));
+    discriminator.downsample = discriminator
+        .downsample
+        .into_iter()
+        .map(|mut layer| {
+            layer.weight = scale(layer.weight);
+            layer
+        })
+        .collect();
+    discriminator.label_projection.weight = discriminator
+        .label_projection
+        .weight
+        .map(|w| w.mul_scalar(factor));
+    discriminator.classifier.weight = discriminator
+        .classifier
+        .weight
+        .map(|w| w.mul_scalar(factor));
+    discriminator
+}
+
+#[test]
+fn a_spectrally_normalized_discriminator_does_not_see_the_scale_of_its_weights() {
+    let config = GanConfig::new(CLASSES)
+        .with_width(WIDTH)
+        .with_latent_dim(8)
+        .with_spectral_norm(Some(true));
+    let normalized = crate::gan::tests::locked_init(&config).1;
+    assert!(normalized.is_spectrally_normalized());
+    let (images, labels) = images_and_labels();
+    let logits = |discriminator: &Discriminator<B>| {
+        values(discriminator.forward(images.clone(), labels.clone(), None))
+    };
+    let scaled = logits(&weights_scaled(normalized.clone(), 10.0));
+    let unscaled = logits(&normalized);
+    for (row, (a, b)) in scaled.iter().zip(&unscaled).enumerate() {
+        assert!(
+            (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+            "row {row}: {a} against {b}"
+        );
+    }
+    // The same weights computed as they are: the scale shows, and the logits are other ones.
+    let plain = Discriminator {
+        spectral_norm: false,
+        ..normalized.clone()
+    };
+    assert_ne!(logits(&plain), unscaled);
+    assert_ne!(logits(&weights_scaled(plain.clone(), 10.0)), logits(&plain));
+}
+
+#[test]
+fn configs_written_before_spectral_norm_existed_load_without_it() {
+    let mut written =
+        serde_json::to_value(GanConfig::new(10).with_spectral_norm(Some(true))).expect("json");
+    written
+        .as_object_mut()
+        .expect("object")
+        .remove("spectral_norm")
+        .expect("the field is written");
+    let read: GanConfig = serde_json::from_value(written).expect("an older config still reads");
+    assert!(!read.spectrally_normalized());
+    assert_eq!(read, GanConfig::new(10));
+}

@@ -343,3 +343,52 @@ fn shifted_real_images_change_training_are_recorded_and_resume_bit_for_bit() {
     let older = written_before(&loaded, "real_shift");
     assert_eq!(older.config.real_shift, None);
 }
+
+#[test]
+fn spectral_norm_and_the_hinge_loss_change_training_are_recorded_and_resume_bit_for_bit() {
+    let mut config = tiny_config(23);
+    config.gan.spectral_norm = Some(true);
+    config.adversarial_loss = Some(AdversarialLoss::Hinge);
+    let (trainer, loaded) = resumes_bit_for_bit(config.clone(), |_| {});
+    assert!(trainer.discriminator().is_spectrally_normalized());
+    assert!(
+        loaded.description.config.gan.spectrally_normalized(),
+        "recorded"
+    );
+    assert_eq!(
+        loaded.description.config.loss(),
+        AdversarialLoss::Hinge,
+        "recorded"
+    );
+    assert_ne!(
+        all_bits(&trainer),
+        all_bits(&trained(23, 6)),
+        "another discriminator, another loss"
+    );
+    // Each alone changes the training too.
+    for (spectral_norm, loss) in [(Some(true), None), (None, Some(AdversarialLoss::Hinge))] {
+        let mut alone = tiny_config(23);
+        alone.gan.spectral_norm = spectral_norm;
+        alone.adversarial_loss = loss;
+        let mut trainer =
+            GanTrainer::<Train>::new(alone, &[4, 4], &Default::default()).expect("trainer");
+        let first = trainer.train_step(&two_class_batch(0)).expect("step");
+        for step in 1..6 {
+            trainer.train_step(&two_class_batch(step)).expect("step");
+        }
+        assert_ne!(
+            all_bits(&trainer),
+            all_bits(&trained(23, 6)),
+            "{spectral_norm:?} {loss:?}"
+        );
+        // DCGAN's small initial weights give logits near 0: the hinge loss starts near 1 + 1
+        // where the cross-entropy starts near 2 ln 2.
+        if loss.is_some() {
+            assert!(
+                (first.discriminator - 2.0).abs() < 0.1,
+                "hinge: {}",
+                first.discriminator
+            );
+        }
+    }
+}
