@@ -65,8 +65,8 @@ pub struct GanConfig {
     /// classes' generated images are the worst, and a classifier taught by them would learn
     /// their mistakes. None, the recipe, is also how configs written before the option read.
     pub auxiliary_classifier: Option<f32>,
-    /// Divide every weight of the discriminator (its convolutions, linear layers and the
-    /// projection's class vectors; not the auxiliary classifier, which is a classifier) by its
+    /// Divide every weight of the discriminator (its convolutions and linear layers; not the
+    /// projection's class vectors, which start at zero, nor the auxiliary classifier) by its
     /// largest singular value at every forward pass (`super::spectral`). The weights are the
     /// same parameters, so checkpoints have the same shapes; `Some(true)` normalizes, `None` is
     /// the recipe and how configs written before the option read. Ask
@@ -346,11 +346,9 @@ impl<B: Backend> Discriminator<B> {
         let classifier = self.linear(&self.classifier);
         match &self.class_projection {
             None => classifier.forward(features),
+            // The class vectors are not normalized, spectral norm or not: they start at zero
+            // (σ = 0, nothing to divide by) so that training starts from the recipe's logit.
             Some(class_vectors) => {
-                let class_vectors = match self.spectral_norm {
-                    true => super::spectral::embedding(class_vectors),
-                    false => class_vectors.clone(),
-                };
                 let [batch] = labels.dims();
                 // [batch] → [batch, 1, features] → [batch, features]
                 let class_vector = class_vectors

@@ -18,9 +18,8 @@
 //! The singular vectors are computed from a detached copy; σ = uᵀ W v is then taken with the
 //! weight attached, so the gradient flows through the normalization as in the paper.
 
-use burn::module::Param;
+use burn::nn::Linear;
 use burn::nn::conv::Conv2d;
-use burn::nn::{Embedding, Linear};
 use burn::prelude::*;
 
 /// Power iterations per estimate of σ.
@@ -78,14 +77,6 @@ pub fn conv<B: Backend>(layer: &Conv2d<B>) -> Conv2d<B> {
 pub fn linear<B: Backend>(layer: &Linear<B>) -> Linear<B> {
     let mut layer = layer.clone();
     layer.weight = layer.weight.map(normalized);
-    layer
-}
-
-/// [`conv`] for an embedding, its table `[entries, size]` taken as a matrix (the projection
-/// discriminator's class vectors, as in Miyato & Koyama's code).
-pub fn embedding<B: Backend>(layer: &Embedding<B>) -> Embedding<B> {
-    let mut layer = layer.clone();
-    layer.weight = Param::map(layer.weight, normalized);
     layer
 }
 

@@ -350,6 +350,24 @@ fn spectral_norm_and_the_hinge_loss_change_training_are_recorded_and_resume_bit_
     config.gan.spectral_norm = Some(true);
     config.adversarial_loss = Some(AdversarialLoss::Hinge);
     let (trainer, loaded) = resumes_bit_for_bit(config.clone(), |_| {});
+    // With the projection's zero-initialized class vectors too (dividing them by their σ = 0
+    // was the first version's NaN at step 1).
+    config.gan.projection = Some(true);
+    let mut projecting =
+        GanTrainer::<Train>::new(config, &[4, 4], &Default::default()).expect("trainer");
+    for step in 0..4 {
+        let losses = projecting.train_step(&two_class_batch(step)).expect("step");
+        let values = [
+            losses.discriminator,
+            losses.generator,
+            losses.real_score,
+            losses.fake_score,
+        ];
+        assert!(
+            values.iter().all(|v| v.is_finite()),
+            "step {step}: {losses:?}"
+        );
+    }
     assert!(trainer.discriminator().is_spectrally_normalized());
     assert!(
         loaded.description.config.gan.spectrally_normalized(),
