@@ -59,6 +59,14 @@ pub enum Error {
     #[error("stopped by {signal} before the job was done")]
     Stopped { signal: &'static str },
 
+    /// A training step's losses stopped being numbers: every later step would train on NaN
+    /// weights, so the run stops before that step is reported or checkpointed.
+    #[error(
+        "training diverged at step {step}: {reason}; it stopped there, and the checkpoints \
+         already committed are intact (lower the learning rates, or resume from an earlier one)"
+    )]
+    Diverged { step: u64, reason: String },
+
     /// An image could not be encoded (sample grids, exported images).
     #[error("encoding {what}: {reason}")]
     Encode { what: String, reason: String },

@@ -391,6 +391,7 @@ impl Replica {
             &mut membership.ring,
         )?;
         let done = step + 1;
+        losses.check_finite(done)?;
         self.progress.step.store(done, Ordering::Relaxed);
         let last = done == spec.steps;
         let checksum =

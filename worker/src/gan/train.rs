@@ -127,6 +127,36 @@ pub struct StepLosses {
 }
 
 impl StepLosses {
+    /// The run has diverged when a loss or score the step reports is not a number: which one
+    /// and its value; none when all are finite.
+    pub fn non_finite(&self) -> Option<String> {
+        let reported = [
+            ("discriminator loss", Some(self.discriminator)),
+            ("generator loss", Some(self.generator)),
+            ("mean sigmoid D(real)", Some(self.real_score)),
+            ("mean sigmoid D(G(z))", Some(self.fake_score)),
+            ("mismatched-label score", self.mismatched_score),
+            ("auxiliary classifier loss on real images", self.class_real),
+            (
+                "auxiliary classifier loss on generated images",
+                self.class_generated,
+            ),
+        ];
+        reported.into_iter().find_map(|(name, value)| {
+            value
+                .filter(|v| !v.is_finite())
+                .map(|v| format!("the {name} is {v}"))
+        })
+    }
+
+    /// [`StepLosses::non_finite`] as the error that stops a run after `step`.
+    pub fn check_finite(&self, step: u64) -> Result<()> {
+        match self.non_finite() {
+            Some(reason) => Err(Error::Diverged { step, reason }),
+            None => Ok(()),
+        }
+    }
+
     /// `class_real` and `class_generated` as the step logs print them (three decimals); none
     /// without an auxiliary classifier.
     pub fn class_losses_text(&self) -> [Option<String>; 2] {

@@ -165,3 +165,41 @@ fn mismatched_labels_need_a_positive_weight_and_two_classes() {
         .expect_err("no other class");
     assert!(error.to_string().contains("two classes"), "{error}");
 }
+
+#[test]
+fn a_step_whose_losses_are_not_numbers_stops_the_run_naming_the_step_and_the_value() {
+    let finite = StepLosses {
+        discriminator: 1.2,
+        generator: 0.8,
+        real_score: 0.6,
+        fake_score: 0.4,
+        mismatched_score: None,
+        class_real: None,
+        class_generated: None,
+    };
+    assert_eq!(finite.non_finite(), None);
+    assert!(finite.check_finite(7).is_ok());
+    let diverged = StepLosses {
+        fake_score: f32::NAN,
+        ..finite
+    };
+    let error = diverged
+        .check_finite(7)
+        .expect_err("NaN stops the run")
+        .to_string();
+    assert!(
+        error.contains("step 7") && error.contains("sigmoid D(G(z)) is NaN"),
+        "{error}"
+    );
+    let exploded = StepLosses {
+        class_generated: Some(f32::INFINITY),
+        ..finite
+    };
+    assert!(
+        exploded
+            .non_finite()
+            .is_some_and(|reason| reason.contains("generated images is inf")),
+        "{:?}",
+        exploded.non_finite()
+    );
+}
