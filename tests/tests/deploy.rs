@@ -237,3 +237,26 @@ fn the_auxiliary_classifier_is_asked_for_only_when_the_values_give_it_a_weight()
         Some("0.5")
     );
 }
+
+#[test]
+fn spectral_norm_and_the_hinge_loss_are_asked_for_only_when_the_values_switch_them_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let values = [
+        ("values-recipe", "{}\n"),
+        (
+            "values-normalized",
+            "job:\n  spectralNorm: true\n  hingeLoss: true\n",
+        ),
+    ];
+    // The check runs the real coordinator with each rendered command line: both are accepted.
+    check_values(dir.path(), &values);
+    let rendered = |name: &str| {
+        rendered_coordinator_args(&dir.path().join("out").join(name).join("coordinator.yaml"))
+    };
+    let recipe = rendered("values-recipe");
+    let normalized = rendered("values-normalized");
+    for flag in ["--spectral-norm", "--hinge-loss"] {
+        assert!(!recipe.iter().any(|arg| arg == flag), "{recipe:?}");
+        assert!(normalized.iter().any(|arg| arg == flag), "{normalized:?}");
+    }
+}
