@@ -52,6 +52,34 @@ pub fn write_tiny_idx(dir: &Path, count: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `worker train` arguments of a tiny single-device run (W = 8, batch 8, no sample grids) on
+/// [`write_tiny_idx`] data in `data`, writing to `output`; callers add steps and checkpointing.
+pub fn tiny_train_args(data: &Path, output: &str) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "train",
+        "--format",
+        "idx",
+        "--idx-images",
+        "images.idx",
+        "--idx-labels",
+        "labels.idx",
+        "--width",
+        "8",
+        "--batch-size",
+        "8",
+        "--sample-every",
+        "0",
+        "--grid-columns",
+        "2",
+        "--output",
+        output,
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(["--data".into(), data.display().to_string()]);
+    args
+}
+
 /// `coordinator start` arguments of a tiny job (W = 8) on [`write_tiny_idx`] data in `data`.
 pub fn tiny_job_args<'a>(
     data: &'a str,

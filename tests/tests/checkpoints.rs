@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anygan_tests::{
     CoordinatorProcess, FlakyProxy, ProxyMode, S3_ACCESS_KEY, S3_SECRET_KEY, S3Server,
-    WorkerProcess, checkpoint_prefixes, latest_checkpoint, write_tiny_idx,
+    WorkerProcess, checkpoint_prefixes, latest_checkpoint, tiny_train_args, write_tiny_idx,
 };
 
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -25,32 +25,14 @@ fn strings(args: &[&str]) -> Vec<String> {
 /// waits for (a step takes milliseconds, so without waiting the upload of step 2 may still be
 /// running at step 4 and step 4's checkpoint would be skipped).
 fn train_args(data: &Path, output: &str, steps: u64, keep: usize) -> Vec<String> {
-    let mut args = strings(&[
-        "train",
-        "--format",
-        "idx",
-        "--idx-images",
-        "images.idx",
-        "--idx-labels",
-        "labels.idx",
-        "--width",
-        "8",
-        "--batch-size",
-        "8",
-        "--sample-every",
-        "0",
-        "--grid-columns",
-        "2",
+    let mut args = tiny_train_args(data, output);
+    args.extend(strings(&[
         "--checkpoint-every",
         "2",
         "--wait-for-checkpoints",
         "--resume",
-    ]);
+    ]));
     args.extend([
-        "--data".into(),
-        data.to_str().expect("utf-8").into(),
-        "--output".into(),
-        output.into(),
         "--steps".into(),
         steps.to_string(),
         "--keep-checkpoints".into(),

@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-use anygan_tests::{checkpoint_prefixes, latest_checkpoint, write_tiny_idx};
+use anygan_tests::{checkpoint_prefixes, latest_checkpoint, tiny_train_args, write_tiny_idx};
 
 /// `worker train` on the tiny two-class set for 40 steps, a checkpoint after every one.
 fn train(
@@ -14,22 +14,8 @@ fn train(
     learning_rate: &str,
 ) -> std::process::Output {
     Command::new(anygan_tests::binary("worker"))
+        .args(tiny_train_args(data, output.to_str().expect("utf-8")))
         .args([
-            "train",
-            "--format",
-            "idx",
-            "--idx-images",
-            "images.idx",
-            "--idx-labels",
-            "labels.idx",
-            "--width",
-            "8",
-            "--batch-size",
-            "8",
-            "--sample-every",
-            "0",
-            "--grid-columns",
-            "2",
             "--checkpoint-every",
             "1",
             "--wait-for-checkpoints",
@@ -40,10 +26,6 @@ fn train(
             "--learning-rate",
             learning_rate,
         ])
-        .arg("--data")
-        .arg(data)
-        .arg("--output")
-        .arg(output)
         .env("RAYON_NUM_THREADS", "1")
         .output()
         .expect("worker runs")
