@@ -130,7 +130,6 @@ pub fn run_single_device<B: AutodiffBackend>(
         let started = std::time::Instant::now();
         let (images, labels) = dataset.normalized_batch(sampler.batch(step));
         let losses = trainer.train_step(&Batch { images, labels })?;
-        losses.check_finite(trainer.step())?;
         on_step(&StepReport {
             step: trainer.step(),
             epoch: sampler.epoch_of(step),

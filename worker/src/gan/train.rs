@@ -363,7 +363,8 @@ impl<B: AutodiffBackend> GanTrainer<B> {
     }
 
     /// Runs one step on this replica's `batch`, averaging both networks' gradients with the
-    /// other replicas through `reducer` before each optimizer step.
+    /// other replicas through `reducer` before each optimizer step. A step whose losses or
+    /// scores are not finite fails with [`Error::Diverged`].
     pub fn train_step_with(
         &mut self,
         batch: &Batch,
@@ -534,7 +535,7 @@ impl<B: AutodiffBackend> GanTrainer<B> {
         let mut rest = values[4..].iter().copied();
         let [mismatched_score, class_real, class_generated] =
             present.map(|is_present| if is_present { rest.next() } else { None });
-        Ok(StepLosses {
+        let losses = StepLosses {
             discriminator: values[0],
             generator: values[1],
             real_score: values[2],
@@ -542,7 +543,11 @@ impl<B: AutodiffBackend> GanTrainer<B> {
             mismatched_score,
             class_real,
             class_generated,
-        })
+        };
+        // Here, where the values are read, so that no loop around the trainer reports or
+        // checkpoints a step that trained on NaN.
+        losses.check_finite(self.step)?;
+        Ok(losses)
     }
 
     /// `objective` plus the auxiliary classifier's cross-entropy `term` at its weight; the

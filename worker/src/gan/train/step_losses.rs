@@ -52,7 +52,7 @@ impl StepLosses {
     }
 
     /// [`StepLosses::non_finite`] as the error that stops a run after `step`.
-    pub fn check_finite(&self, step: u64) -> Result<()> {
+    pub(crate) fn check_finite(&self, step: u64) -> Result<()> {
         match self.non_finite() {
             Some(reason) => Err(Error::Diverged { step, reason }),
             None => Ok(()),
