@@ -9,6 +9,12 @@ method from two set-ups stays apart:
 
     python3 bench/summarize.py b=out/eval-b/results.json d=out/eval-d/results.json
 
+Every set-up of method (d) (`anygan`) is then compared with every other remedy's on the same
+test set, by the rule of the evaluation's own report (`worker/src/eval/verdict.rs`): ahead or
+behind only when the means differ by more than the larger of the two standard deviations over
+seeds, level otherwise, no call with one seed; beside it the paired difference over the seeds
+both ran.
+
 Standard library only. A seed that appears twice for one label, method and test set is an
 error (it would be counted twice).
 """
@@ -20,6 +26,8 @@ import sys
 from collections import defaultdict
 
 METRICS = ("acsa", "gm_ovr", "macro_f1")
+# The generator's own measurements, not remedies (d) is compared with.
+QUALITY = ("cas", "full-real")
 
 
 def load(arguments):
@@ -55,6 +63,50 @@ def mean_std(values):
     return mean, std
 
 
+def standing(anygan, other):
+    """The rule: 'ahead'/'behind' beyond the larger std over seeds, 'level' within it."""
+    if len(anygan) < 2 or len(other) < 2:
+        return "one seed: cannot tell"
+    (anygan_mean, anygan_std), (other_mean, other_std) = mean_std(anygan), mean_std(other)
+    margin = max(anygan_std, other_std)
+    difference = anygan_mean - other_mean
+    if difference > margin:
+        return "**ahead**"
+    if -difference > margin:
+        return "behind"
+    return "level"
+
+
+def print_comparisons(title, rows):
+    """(d) set-ups against every other remedy's, balanced accuracy in %."""
+    acsa = {name: {run["seed"]: 100 * run["metrics"]["acsa"] for run in runs} for name, runs, _ in rows}
+    anygans = [name for name, _, method in rows if method == "anygan"]
+    others = [name for name, _, method in rows if method not in ("anygan",) + QUALITY]
+    if not anygans or not others:
+        return
+    print(f"\n{title}: (d) against the other remedies, ACSA %\n")
+    print("| (d) set-up | against | (d) | other | difference | paired (seeds) | standing |")
+    print("|---|---|---|---|---|---|---|")
+    for anygan in anygans:
+        for other in others:
+            ours, theirs = acsa[anygan], acsa[other]
+            (ours_mean, ours_std), (theirs_mean, theirs_std) = (
+                mean_std(list(ours.values())),
+                mean_std(list(theirs.values())),
+            )
+            shared = sorted(set(ours) & set(theirs))
+            if shared:
+                paired_mean, paired_std = mean_std([ours[s] - theirs[s] for s in shared])
+                paired = f"{paired_mean:+.2f} ± {paired_std:.2f} ({len(shared)})"
+            else:
+                paired = "–"
+            print(
+                f"| {anygan} | {other} | {ours_mean:.2f} ± {ours_std:.2f} | "
+                f"{theirs_mean:.2f} ± {theirs_std:.2f} | {ours_mean - theirs_mean:+.2f} | {paired} | "
+                f"{standing(list(ours.values()), list(theirs.values()))} |"
+            )
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("results", nargs="+", help="results.json files, optionally LABEL=PATH")
@@ -65,7 +117,7 @@ def main():
     for test_set in sorted({key[0] for key in groups}):
         # (set-up name, runs in seed order) for every label and method scored on this test set.
         rows = [
-            (f"{label}: {method}" if label else method, [seeds[s] for s in sorted(seeds)])
+            (f"{label}: {method}" if label else method, [seeds[s] for s in sorted(seeds)], method)
             for (test, label, method), seeds in groups.items()
             if test == test_set
         ]
@@ -73,7 +125,7 @@ def main():
         print(f"\n{title}, mean ± std over seeds, %\n")
         print("| set-up | seeds | " + " | ".join(METRICS) + " | ACSA per seed |")
         print("|---|---|" + "---|" * (len(METRICS) + 1))
-        for name, runs in rows:
+        for name, runs, _ in rows:
             cells = []
             for metric in METRICS:
                 mean, std = mean_std([100 * run["metrics"][metric] for run in runs])
@@ -87,12 +139,14 @@ def main():
         print(f"\n{title}, recall %, mean over seeds\n")
         print("| set-up | " + " | ".join(str(name) for name in names) + " |")
         print("|---|" + "---|" * classes)
-        for name, runs in rows:
+        for name, runs, _ in rows:
             recalls = [
                 100 * statistics.mean(run["metrics"]["recalls"][c] for run in runs)
                 for c in range(classes)
             ]
             print(f"| {name} | " + " | ".join(f"{recall:.1f}" for recall in recalls) + " |")
+        print_comparisons(title, rows)
+
 
 if __name__ == "__main__":
     main()

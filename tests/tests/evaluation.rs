@@ -176,8 +176,36 @@ fn train_generate_evaluate_on_fashion_mnist() {
             assert_eq!(confusion.width(), 10 * 16 + 2);
         }
     }
+    // (d) against each of the 5 other remedies on each scored set, from the same numbers as
+    // results.json; one seed gives no spread, so no standing is claimed.
+    let comparisons: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(evaluation.join("comparisons.json")).unwrap())
+            .unwrap();
+    assert_eq!(comparisons.len(), 5 * 3, "{comparisons:?}");
+    for comparison in &comparisons {
+        let acsa_of = |method: &str| {
+            results
+                .iter()
+                .find(|r| r["method"] == method && r["test_set"] == comparison["test_set"])
+                .unwrap()["metrics"]["acsa"]
+                .as_f64()
+                .unwrap()
+        };
+        let against = comparison["against"].as_str().unwrap();
+        assert_eq!(
+            comparison["anygan"]["mean"].as_f64().unwrap(),
+            acsa_of("anygan")
+        );
+        assert_eq!(
+            comparison["other"]["mean"].as_f64().unwrap(),
+            acsa_of(against)
+        );
+        assert_eq!(comparison["standing"], "one-seed", "{comparison}");
+    }
     let report = std::fs::read_to_string(evaluation.join("report.md")).unwrap();
     for needle in [
+        "Does (d) beat the other remedies?",
+        "one seed: cannot tell",
         "(a) long-tailed as is",
         "(d) anygan cDCGAN",
         "(e) pixel SMOTE",

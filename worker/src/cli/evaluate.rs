@@ -267,7 +267,7 @@ pub(super) fn evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
         .map_or("none (method (d) not run)".to_string(), |root| {
             format!("generation `{root}`")
         });
-    let (report, pictures) = anygan_worker::eval::run::full_report(
+    let (report, files) = anygan_worker::eval::run::full_report(
         &generator,
         &settings,
         &results,
@@ -275,12 +275,12 @@ pub(super) fn evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
     )?;
     println!("{report}");
     let output = StoreLocation::parse(&args.output, store_options, true)?;
-    for (name, png) in pictures {
-        runtime.block_on(output.put(&name, png))?;
+    for (name, bytes) in files {
+        runtime.block_on(output.put(&name, bytes))?;
     }
     runtime.block_on(output.put("report.md", report))?;
     runtime.block_on(output.put("results.json", serde_json::to_vec_pretty(&results)?))?;
-    tracing::info!(output = %output, "wrote report.md and results.json");
+    tracing::info!(output = %output, "wrote report.md, results.json and comparisons.json");
     Ok(())
 }
 

@@ -4,7 +4,7 @@
 
 use super::methods::Method;
 use super::metrics::{ConfusionMatrix, mean_std};
-use super::run::{NamedPng, RunResult, cell, runs_of};
+use super::run::{ReportFile, RunResult, cell, runs_of};
 use crate::error::{Error, Result};
 
 /// How recognisable the generated images of each class are to a real-data classifier.
@@ -146,7 +146,7 @@ pub(super) fn filter_report(results: &[RunResult], class_names: &[String]) -> St
 /// The reference's labels on the generated images as a confusion-matrix picture (rows the
 /// class generated, columns the label given), named `generated-labelled-as.png`; `None` where
 /// no reference run recorded them.
-pub(super) fn labelled_as_picture(results: &[RunResult]) -> Result<Option<NamedPng>> {
+pub(super) fn labelled_as_picture(results: &[RunResult]) -> Result<Option<ReportFile>> {
     match pooled_labelled_as(&reference_fidelity(results)) {
         Some(pooled) => Ok(Some((
             "generated-labelled-as.png".to_string(),

@@ -13,3 +13,4 @@ pub mod novelty;
 pub mod run;
 pub mod stand_in;
 pub mod tasks;
+pub mod verdict;

@@ -16,9 +16,10 @@ use super::methods::{
 };
 use super::metrics::{ConfusionMatrix, Metrics, mean_std};
 use super::novelty::{Novelty, novelty_report};
+use super::verdict::{compare_with_other_remedies, verdict_report};
 use crate::backend::TrainBackend;
 use crate::data::ImageDataset;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -262,13 +263,14 @@ fn anygan_set_text(settings: &anygan_proto::generation::EvaluationSettings) -> S
 }
 
 /// The whole report: what was evaluated and how, the tables, the pictures' legend and the
-/// published rows; with the pictures (file name, PNG) it refers to.
+/// published rows; with the files that go beside it (the pictures it refers to, and
+/// `comparisons.json`: (d) against each other remedy, see `verdict`).
 pub fn full_report(
     generator: &str,
     settings: &anygan_proto::generation::EvaluationSettings,
     results: &[RunResult],
     class_names: &[String],
-) -> Result<(String, Vec<NamedPng>)> {
+) -> Result<(String, Vec<ReportFile>)> {
     let anygan_set = anygan_set_text(settings);
     let finish = match settings.finish_oversampled_epochs {
         0 => String::new(),
@@ -316,10 +318,16 @@ pub fn full_report(
         settings.seeds,
     );
     report.push_str(&markdown_report(results, class_names));
-    let (pictures, legend) = charts(results)?;
+    let (mut files, legend) = charts(results)?;
     report.push_str(&legend);
     report.push_str(PUBLISHED);
-    Ok((report, pictures))
+    let comparisons = compare_with_other_remedies(results);
+    let json = serde_json::to_vec_pretty(&comparisons).map_err(|e| Error::Encode {
+        what: COMPARISONS_FILE.into(),
+        reason: e.to_string(),
+    })?;
+    files.push((COMPARISONS_FILE.to_string(), json));
+    Ok((report, files))
 }
 
 /// BENCHMARK.md's published rows, to read beside ours (their protocol: ResNet-18, 5-fold CV).
@@ -368,7 +376,7 @@ pub(super) fn cell(values: &[f64]) -> String {
 /// mean ± std over seeds; then per-class recall (mean over seeds) per method.
 pub fn markdown_report(results: &[RunResult], class_names: &[String]) -> String {
     let (methods, tests) = methods_and_tests(results);
-    let mut out = String::new();
+    let mut out = verdict_report(&compare_with_other_remedies(results));
     for test in &tests {
         let set = set_title(test);
         out.push_str(&format!(
@@ -444,13 +452,16 @@ pub(super) fn runs_of<'a>(
         .collect()
 }
 
-/// A picture and its file name.
-pub type NamedPng = (String, Vec<u8>);
+/// A file the report writes beside `report.md`: its name and its bytes.
+pub type ReportFile = (String, Vec<u8>);
+
+/// (d) against each other remedy, by the benchmark's rule (`verdict::Comparison`, a list).
+pub const COMPARISONS_FILE: &str = "comparisons.json";
 
 /// The report's pictures: per test set, per-class recall by method (mean over seeds) as
 /// `recall-<test>.png`, and each method's confusion matrix of its first seed as
 /// `confusion-<method>-<test>.png`. Returns (file name, PNG) pairs and the legend text.
-pub fn charts(results: &[RunResult]) -> Result<(Vec<NamedPng>, String)> {
+pub fn charts(results: &[RunResult]) -> Result<(Vec<ReportFile>, String)> {
     use super::charts::{confusion_png, recall_bars_png};
     let (methods, tests) = methods_and_tests(results);
     let mut files = Vec::new();

@@ -228,9 +228,9 @@ pub fn run_report_task(
         "checkpoint `{}` (step {}), weights {weights}, {noise}, generation `{}`",
         plan.checkpoint, plan.checkpoint_step, plan.root
     );
-    let (report, pictures) = full_report(&generator, settings, &results, &class_names)?;
-    for (name, png) in pictures {
-        io.block_on(root.put(&format!("{EVALUATION_DIR}/{name}"), png))?;
+    let (report, files) = full_report(&generator, settings, &results, &class_names)?;
+    for (name, bytes) in files {
+        io.block_on(root.put(&format!("{EVALUATION_DIR}/{name}"), bytes))?;
     }
     io.block_on(root.put(&format!("{EVALUATION_DIR}/report.md"), report))?;
     let json = serde_json::to_vec_pretty(&results).map_err(|e| Error::Encode {
