@@ -64,10 +64,11 @@ def mean_std(values):
 
 
 def standing(anygan, other):
-    """The rule: 'ahead'/'behind' beyond the larger std over seeds, 'level' within it."""
-    if len(anygan) < 2 or len(other) < 2:
+    """The rule, on (mean, std, seeds) of each: 'ahead'/'behind' beyond the larger std over
+    seeds, 'level' within it, no call from one seed."""
+    (anygan_mean, anygan_std, anygan_seeds), (other_mean, other_std, other_seeds) = anygan, other
+    if anygan_seeds < 2 or other_seeds < 2:
         return "one seed: cannot tell"
-    (anygan_mean, anygan_std), (other_mean, other_std) = mean_std(anygan), mean_std(other)
     margin = max(anygan_std, other_std)
     difference = anygan_mean - other_mean
     if difference > margin:
@@ -103,7 +104,7 @@ def print_comparisons(title, rows):
             print(
                 f"| {anygan} | {other} | {ours_mean:.2f} ± {ours_std:.2f} | "
                 f"{theirs_mean:.2f} ± {theirs_std:.2f} | {ours_mean - theirs_mean:+.2f} | {paired} | "
-                f"{standing(list(ours.values()), list(theirs.values()))} |"
+                f"{standing((ours_mean, ours_std, len(ours)), (theirs_mean, theirs_std, len(theirs)))} |"
             )
 
 

@@ -317,11 +317,13 @@ pub fn full_report(
         settings.epochs,
         settings.seeds,
     );
+    // The answer first, then the tables it was read from.
+    let comparisons = compare_with_other_remedies(results);
+    report.push_str(&verdict_report(&comparisons));
     report.push_str(&markdown_report(results, class_names));
     let (mut files, legend) = charts(results)?;
     report.push_str(&legend);
     report.push_str(PUBLISHED);
-    let comparisons = compare_with_other_remedies(results);
     let json = serde_json::to_vec_pretty(&comparisons).map_err(|e| Error::Encode {
         what: COMPARISONS_FILE.into(),
         reason: e.to_string(),
@@ -376,7 +378,7 @@ pub(super) fn cell(values: &[f64]) -> String {
 /// mean ± std over seeds; then per-class recall (mean over seeds) per method.
 pub fn markdown_report(results: &[RunResult], class_names: &[String]) -> String {
     let (methods, tests) = methods_and_tests(results);
-    let mut out = verdict_report(&compare_with_other_remedies(results));
+    let mut out = String::new();
     for test in &tests {
         let set = set_title(test);
         out.push_str(&format!(
@@ -426,7 +428,7 @@ pub fn markdown_report(results: &[RunResult], class_names: &[String]) -> String 
 }
 
 /// The methods and test sets of `results`, in order of first appearance.
-fn methods_and_tests(results: &[RunResult]) -> (Vec<Method>, Vec<String>) {
+pub(super) fn methods_and_tests(results: &[RunResult]) -> (Vec<Method>, Vec<String>) {
     let mut methods: Vec<Method> = Vec::new();
     let mut tests: Vec<String> = Vec::new();
     for r in results {

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::methods::Method;
 use super::metrics::mean_std;
-use super::run::{RunResult, runs_of};
+use super::run::{RunResult, methods_and_tests, runs_of};
 
 /// Mean and sample standard deviation of one method's ACSA (a fraction) over `seeds` seeds.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -97,14 +97,9 @@ pub fn standing(anygan: SeedSummary, other: SeedSummary) -> Standing {
 /// other remedy that was run (not the generator's quality runs, CAS and the reference). Empty
 /// without (d).
 pub fn compare_with_other_remedies(results: &[RunResult]) -> Vec<Comparison> {
-    let mut test_sets: Vec<&str> = Vec::new();
-    for r in results {
-        if !test_sets.contains(&r.test_set.as_str()) {
-            test_sets.push(&r.test_set);
-        }
-    }
+    let (_, test_sets) = methods_and_tests(results);
     let mut comparisons = Vec::new();
-    for test in test_sets {
+    for test in &test_sets {
         let anygan_runs = runs_of(results, Method::Anygan, test);
         if anygan_runs.is_empty() {
             continue;
@@ -128,7 +123,7 @@ pub fn compare_with_other_remedies(results: &[RunResult]) -> Vec<Comparison> {
             let anygan = SeedSummary::of(&anygan_acsa);
             let other_summary = SeedSummary::of(&other_acsa);
             comparisons.push(Comparison {
-                test_set: test.to_string(),
+                test_set: test.clone(),
                 against: other.key().to_string(),
                 anygan,
                 other: other_summary,

@@ -34,33 +34,49 @@ fn summary(mean: f64, std: f64, seeds: usize) -> SeedSummary {
 
 #[test]
 fn a_difference_counts_only_beyond_the_larger_spread() {
-    // 0.02 apart, each spread 0.01: ahead; the other way round: behind.
-    assert_eq!(
-        standing(summary(0.88, 0.01, 3), summary(0.86, 0.01, 3)),
-        Standing::Ahead
-    );
-    assert_eq!(
-        standing(summary(0.84, 0.01, 3), summary(0.86, 0.01, 3)),
-        Standing::Behind
-    );
-    // 0.005 apart: beyond (d)'s spread (0.003) but not the other's (0.01), so level.
-    assert_eq!(
-        standing(summary(0.865, 0.003, 3), summary(0.86, 0.01, 3)),
-        Standing::Level
-    );
-    assert_eq!(
-        standing(summary(0.86, 0.01, 3), summary(0.865, 0.003, 3)),
-        Standing::Level
-    );
-    // One seed has no spread to compare with, however large the difference.
-    assert_eq!(
-        standing(summary(0.95, 0.0, 1), summary(0.80, 0.01, 3)),
-        Standing::OneSeed
-    );
-    assert_eq!(
-        standing(summary(0.95, 0.01, 3), summary(0.80, 0.0, 1)),
-        Standing::OneSeed
-    );
+    // ((d), other, standing)
+    let cases = [
+        // 0.02 apart, each spread 0.01: ahead; the other way round: behind.
+        (
+            summary(0.88, 0.01, 3),
+            summary(0.86, 0.01, 3),
+            Standing::Ahead,
+        ),
+        (
+            summary(0.84, 0.01, 3),
+            summary(0.86, 0.01, 3),
+            Standing::Behind,
+        ),
+        // 0.005 apart: beyond (d)'s spread (0.003) but not the other's (0.01), so level.
+        (
+            summary(0.865, 0.003, 3),
+            summary(0.86, 0.01, 3),
+            Standing::Level,
+        ),
+        (
+            summary(0.86, 0.01, 3),
+            summary(0.865, 0.003, 3),
+            Standing::Level,
+        ),
+        // One seed has no spread to compare with, however large the difference.
+        (
+            summary(0.95, 0.0, 1),
+            summary(0.80, 0.01, 3),
+            Standing::OneSeed,
+        ),
+        (
+            summary(0.95, 0.01, 3),
+            summary(0.80, 0.0, 1),
+            Standing::OneSeed,
+        ),
+    ];
+    for (anygan, other, expected) in cases {
+        assert_eq!(
+            standing(anygan, other),
+            expected,
+            "{anygan:?} against {other:?}"
+        );
+    }
 }
 
 #[test]
