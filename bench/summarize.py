@@ -13,7 +13,9 @@ Every set-up of method (d) (`anygan`) is then compared with every other remedy's
 test set, by the rule of the evaluation's own report (`worker/src/eval/verdict.rs`): ahead or
 behind only when the means differ by more than the larger of the two standard deviations over
 seeds, level otherwise, no call with one seed; beside it the paired difference over the seeds
-both ran.
+both ran. Where the inputs hold the generator's own measurements (`cas`, `full-real`), the
+share of the generated images the reference labels as their class and their novelty follow,
+per class.
 
 Standard library only. A seed that appears twice for one label, method and test set is an
 error (it would be counted twice).
@@ -49,6 +51,11 @@ def load(arguments):
                 key = (run["test_set"], label, run["method"])
                 seed = run["seed"]
                 run["metrics"]["recalls"]
+                if "generated_fidelity" in run:
+                    run["generated_fidelity"]["correct"]
+                if "generated_novelty" in run:
+                    run["generated_novelty"]["generated_median"]
+                    run["generated_novelty"]["held_out_median"]
             except (KeyError, TypeError) as error:
                 sys.exit(f"{path}: run {index} lacks {error}")
             if seed in groups[key]:
@@ -108,6 +115,55 @@ def print_comparisons(title, rows):
             )
 
 
+def print_generator_quality(groups, names):
+    """Per class, the share of the generated images the reference classifier (full-real) labels
+    as their own class, and the novelty ratio the CAS run measured (median distance of generated
+    images to their nearest original over that of held-out real images: about 1 for new images,
+    well below 1 for copies). Both describe the generated images, not a test set: each set-up's
+    first run that holds them is read. Set-ups in the order of the inputs."""
+    fidelity, novelty = {}, {}
+    for (_, label, method), seeds in groups.items():
+        name = f"{label}: {method}" if label else method
+        for seed in sorted(seeds):
+            run = seeds[seed]
+            if "generated_fidelity" in run:
+                correct = run["generated_fidelity"]["correct"]
+                fidelity.setdefault(name, [100 * share for share in correct])
+            if "generated_novelty" in run:
+                measured = run["generated_novelty"]
+                ratios = [
+                    generated / held_out if held_out > 0 else float("nan")
+                    for generated, held_out in zip(
+                        measured["generated_median"], measured["held_out_median"]
+                    )
+                ]
+                novelty.setdefault(name, ratios)
+    tables = (
+        (
+            "generated images the reference labels as their class, %",
+            fidelity,
+            "{:.1f}",
+            lambda values: f"{statistics.mean(values):.1f}",
+        ),
+        (
+            "novelty of the generated images (1: as new as real images; below: nearer copies)",
+            novelty,
+            "{:.2f}",
+            lambda values: f"{min(values):.2f}–{max(values):.2f}",
+        ),
+    )
+    for title, table, cell, all_classes in tables:
+        if not table:
+            continue
+        classes = len(next(iter(table.values())))
+        print(f"\n{title}\n")
+        print("| set-up | " + " | ".join(str(n) for n in names or range(classes)) + " | all classes |")
+        print("|---|" + "---|" * (classes + 1))
+        for name, values in table.items():
+            cells = " | ".join(cell.format(value) for value in values)
+            print(f"| {name} | {cells} | {all_classes(values)} |")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("results", nargs="+", help="results.json files, optionally LABEL=PATH")
@@ -147,6 +203,9 @@ def main():
             ]
             print(f"| {name} | " + " | ".join(f"{recall:.1f}" for recall in recalls) + " |")
         print_comparisons(title, rows)
+    print_generator_quality(
+        groups, arguments.class_names.split(",") if arguments.class_names else None
+    )
 
 
 if __name__ == "__main__":

@@ -106,3 +106,51 @@ fn seeds_from_separate_files_are_combined_and_d_is_compared_by_the_reports_rule(
         "{printed}"
     );
 }
+
+#[test]
+fn the_generators_own_measurements_are_tabled_per_class() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics =
+        serde_json::json!({"acsa": 0.6, "gm_ovr": 0.6, "macro_f1": 0.6, "recalls": [0.6, 0.6]});
+    let quality = serde_json::json!([
+        {"method": "cas", "seed": 0, "test_set": "balanced", "metrics": metrics,
+         "generated_novelty": {"generated_images": [10, 10], "generated_median": [9.0, 30.0],
+                               "held_out_images": [10, 10], "held_out_median": [10.0, 20.0]}},
+        {"method": "full-real", "seed": 0, "test_set": "balanced", "metrics": metrics,
+         "generated_fidelity": {"images": [4, 8], "correct": [0.25, 0.9]}},
+    ]);
+    let path = dir.path().join("quality.json");
+    std::fs::write(&path, serde_json::to_vec(&quality).unwrap()).unwrap();
+    let (ok, printed) = summarize(&[
+        "--class-names".to_owned(),
+        "shirt,bag".to_owned(),
+        format!("q={}", path.display()),
+    ]);
+    assert!(ok, "{printed}");
+    // 25 % and 90 % labelled as their class, 57.5 on average; novelty 9/10 and 30/20.
+    assert!(
+        printed.contains("| set-up | shirt | bag | all classes |"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("| q: full-real | 25.0 | 90.0 | 57.5 |"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("| q: cas | 0.90 | 1.50 | 0.90–1.50 |"),
+        "{printed}"
+    );
+
+    // A fidelity record without its shares names the file and what it lacks.
+    let broken = serde_json::json!([
+        {"method": "full-real", "seed": 0, "test_set": "balanced", "metrics": metrics,
+         "generated_fidelity": {"images": [4, 8]}},
+    ]);
+    std::fs::write(&path, serde_json::to_vec(&broken).unwrap()).unwrap();
+    let (ok, printed) = summarize(&[format!("q={}", path.display())]);
+    assert!(!ok, "{printed}");
+    assert!(
+        printed.contains("quality.json: run 0 lacks 'correct'"),
+        "{printed}"
+    );
+}
