@@ -115,6 +115,13 @@ def print_comparisons(title, rows):
             )
 
 
+def novelty_range(ratios):
+    """Smallest–largest ratio over the classes; a class without held-out images (no ratio) is
+    left out rather than let NaN decide the order."""
+    measured = [ratio for ratio in ratios if ratio == ratio]
+    return f"{min(measured):.2f}–{max(measured):.2f}" if measured else "–"
+
+
 def print_generator_quality(groups, names):
     """Per class, the share of the generated images the reference classifier (full-real) labels
     as their own class, and the novelty ratio the CAS run measured (median distance of generated
@@ -149,7 +156,7 @@ def print_generator_quality(groups, names):
             "novelty of the generated images (1: as new as real images; below: nearer copies)",
             novelty,
             "{:.2f}",
-            lambda values: f"{min(values):.2f}–{max(values):.2f}",
+            novelty_range,
         ),
     )
     for title, table, cell, all_classes in tables:
@@ -170,6 +177,7 @@ def main():
     parser.add_argument("--class-names", help="comma-separated, for the recall table's header")
     arguments = parser.parse_args()
     groups = load(arguments.results)
+    names = arguments.class_names.split(",") if arguments.class_names else None
 
     for test_set in sorted({key[0] for key in groups}):
         # (set-up name, runs in seed order) for every label and method scored on this test set.
@@ -192,9 +200,8 @@ def main():
             print(f"| {name} | {seeds} | " + " | ".join(cells) + f" | {per_seed} |")
 
         classes = len(rows[0][1][0]["metrics"]["recalls"])
-        names = arguments.class_names.split(",") if arguments.class_names else range(classes)
         print(f"\n{title}, recall %, mean over seeds\n")
-        print("| set-up | " + " | ".join(str(name) for name in names) + " |")
+        print("| set-up | " + " | ".join(str(name) for name in names or range(classes)) + " |")
         print("|---|" + "---|" * classes)
         for name, runs, _ in rows:
             recalls = [
@@ -203,9 +210,7 @@ def main():
             ]
             print(f"| {name} | " + " | ".join(f"{recall:.1f}" for recall in recalls) + " |")
         print_comparisons(title, rows)
-    print_generator_quality(
-        groups, arguments.class_names.split(",") if arguments.class_names else None
-    )
+    print_generator_quality(groups, names)
 
 
 if __name__ == "__main__":
