@@ -288,6 +288,40 @@ fn standalone_evaluation_defers_resampling_and_refuses_a_finish_without_the_meth
         report.contains("every method first trains 2 epochs on the long-tailed set as it is"),
         "{report}"
     );
+    // The start topped up to a floor, which needs a start to top up.
+    let floored_dir = dir.path().join("floored");
+    let report = report_of(
+        &floored_dir,
+        evaluate(
+            &floored_dir,
+            &[
+                "--epochs",
+                "1",
+                "--long-tail-first-epochs",
+                "1",
+                "--long-tail-start-floor",
+                "20",
+            ],
+        ),
+    );
+    assert!(
+        report.contains("every class below 20 images topped up to 20"),
+        "{report}"
+    );
+    let unstarted_dir = dir.path().join("floor-without-start");
+    let refused = evaluate(
+        &unstarted_dir,
+        &["--epochs", "1", "--long-tail-start-floor", "20"],
+    );
+    let stderr = refusal(&refused);
+    assert!(
+        stderr.contains("long_tail_start_floor 20") && stderr.contains("no start to top up"),
+        "{stderr}"
+    );
+    assert!(
+        !unstarted_dir.exists(),
+        "nothing written for refused settings"
+    );
     // Classifier re-training: the head alone after the long-tailed start, which it needs.
     let headless_dir = dir.path().join("head-only-without-start");
     let refused = evaluate(&headless_dir, &["--epochs", "1", "--rebalance-head-only"]);

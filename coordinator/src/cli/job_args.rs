@@ -145,6 +145,11 @@ pub(super) struct EvaluationArgs {
     /// on each method's set, the convolutions frozen (classifier re-training).
     #[arg(long)]
     eval_rebalance_head_only: bool,
+    /// With --eval-long-tail-first-epochs: during that start every class below N images is
+    /// topped up to N — method (d) with generated images, every other method with exact
+    /// copies. 0 (the default): the long-tailed set as it is.
+    #[arg(long, default_value_t = 0)]
+    eval_long_tail_start_floor: usize,
     /// Every method's classifier: each training image shifted by up to N pixels each way,
     /// drawn anew every step. 0 (the default): not shifted.
     #[arg(long, default_value_t = 0)]
@@ -180,6 +185,7 @@ impl EvaluationArgs {
             finish_oversampled_epochs: self.eval_finish_oversampled_epochs,
             long_tail_first_epochs: self.eval_long_tail_first_epochs,
             rebalance_head_only: self.eval_rebalance_head_only,
+            long_tail_start_floor: self.eval_long_tail_start_floor,
             augment_shift: self.eval_augment_shift,
             augment_flip_probability: self.eval_augment_flip_probability,
             validation_per_class: self.eval_validation_per_class,

@@ -70,6 +70,13 @@ pub struct EvaluationSettings {
     /// the features — classifier re-training (cRT, Kang et al., 2020).
     #[serde(default)]
     pub rebalance_head_only: bool,
+    /// With `long_tail_first_epochs`: during that start every class below this many images is
+    /// topped up to it — method (d) with generated images (those its judge keeps, with
+    /// `filter_generated`), every other method with exact copies drawn as (b) draws them — so
+    /// the features see the rare classes more often before the re-balancing, and (d)'s see
+    /// new images of them rather than repeats. 0: the long-tailed set as it is.
+    #[serde(default)]
+    pub long_tail_start_floor: usize,
     /// Every method's classifier: each training image shifted by up to this many pixels each
     /// way, drawn anew every step (0: not shifted). The quality runs are not affected.
     #[serde(default)]
@@ -286,6 +293,13 @@ impl EvaluationSettings {
                     .into(),
             );
         }
+        if self.long_tail_start_floor > 0 && self.long_tail_first_epochs == 0 {
+            return Err(format!(
+                "long_tail_start_floor {} tops up the long-tailed start, and \
+                 long_tail_first_epochs is 0: there is no start to top up",
+                self.long_tail_start_floor
+            ));
+        }
         if self.augment_shift > MAX_AUGMENT_SHIFT {
             return Err(format!(
                 "augment_shift {} would move a 28×28 image off itself; at most {MAX_AUGMENT_SHIFT}",
@@ -362,6 +376,7 @@ impl Default for EvaluationSettings {
             finish_oversampled_epochs: 0,
             long_tail_first_epochs: 0,
             rebalance_head_only: false,
+            long_tail_start_floor: 0,
             augment_shift: 0,
             augment_flip_probability: 0.0,
             validation_per_class: 0,

@@ -480,3 +480,30 @@ fn the_judge_keeps_a_share_only_with_a_judge_and_parses_by_name() {
     let loaded: EvaluationSettings = serde_json::from_value(saved).unwrap();
     assert_eq!(loaded.judge_keeps, JudgeKeeps::All);
 }
+
+#[test]
+fn a_start_floor_needs_a_long_tailed_start() {
+    let floored = EvaluationSettings {
+        long_tail_first_epochs: 9,
+        long_tail_start_floor: 350,
+        ..Default::default()
+    };
+    assert!(floored.validate().is_ok());
+    let without_start = EvaluationSettings {
+        long_tail_first_epochs: 0,
+        ..floored.clone()
+    };
+    let err = without_start.validate().unwrap_err();
+    assert!(
+        err.contains("long_tail_start_floor 350") && err.contains("long_tail_first_epochs is 0"),
+        "{err}"
+    );
+    // Settings saved before the field existed start on the long-tailed set as it is.
+    let mut saved = serde_json::to_value(&floored).unwrap();
+    saved
+        .as_object_mut()
+        .unwrap()
+        .remove("long_tail_start_floor");
+    let loaded: EvaluationSettings = serde_json::from_value(saved).unwrap();
+    assert_eq!(loaded.long_tail_start_floor, 0);
+}

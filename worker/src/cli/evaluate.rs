@@ -84,6 +84,12 @@ pub(super) struct EvaluateArgs {
     /// long-tailed set left them (classifier re-training, cRT).
     #[arg(long)]
     rebalance_head_only: bool,
+    /// With --long-tail-first-epochs: during the long-tailed start every class below N images
+    /// is topped up to N — method (d) with generated images (those its judge keeps, with
+    /// --filter-generated), every other method with exact copies drawn as (b) draws them.
+    /// 0 (the default): the long-tailed set as it is
+    #[arg(long, default_value_t = 0)]
+    long_tail_start_floor: usize,
     /// Every method's classifier: each training image shifted by up to N pixels each way,
     /// drawn anew every step (0, the default: not shifted).
     #[arg(long, default_value_t = 0)]
@@ -127,6 +133,7 @@ pub(super) fn evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
         finish_oversampled_epochs: args.finish_oversampled_epochs,
         long_tail_first_epochs: args.long_tail_first_epochs,
         rebalance_head_only: args.rebalance_head_only,
+        long_tail_start_floor: args.long_tail_start_floor,
         augment_shift: args.augment_shift,
         augment_flip_probability: args.augment_flip_probability,
         validation_per_class: args.validation_per_class,

@@ -6,17 +6,20 @@ use std::time::Instant;
 
 use anygan_proto::generation::JudgeKeeps;
 
-use super::classifier::{ClassifierConfig, ClassifierTraining, predict_scored, train_classifier};
+use super::classifier::{
+    ClassifierConfig, ClassifierTraining, predict_scored, train_classifier_in_phases,
+};
+use super::deferral::MethodSets;
 use super::fidelity::Fidelity;
-use super::methods::{Sources, random_oversample};
+use super::methods::{Method, Sources};
 use super::run::EvaluationSpec;
 use crate::backend::TrainBackend;
 use crate::data::ImageDataset;
 use crate::error::Result;
 
 /// The generated images the judge keeps, and per class the share of them kept. The judge is
-/// the evaluation's classifier trained (same settings and seed) on the long-tailed set randomly
-/// oversampled to the target: it knows only what the user has.
+/// (b)'s classifier: the evaluation's classifier trained (same settings, phases and seed) on
+/// the long-tailed set randomly oversampled to the target — it knows only what the user has.
 pub(super) fn judged_generated(
     sources: Sources<'_>,
     spec: &EvaluationSpec,
@@ -26,9 +29,13 @@ pub(super) fn judged_generated(
 ) -> Result<(ImageDataset, Fidelity)> {
     let long_tail = sources.long_tail;
     let generated = sources.generated()?;
-    let judge_set = random_oversample(long_tail, spec.balance.target, training.seed)?;
+    // (b)'s sets and phases for the seed — with deferred re-balancing its long-tailed start
+    // too — so the judge is (b)'s classifier, not a shorter cousin of it.
+    let oversampled = Method::RandomOversampling;
+    let judge_sets = MethodSets::build(oversampled, sources, spec, training.seed)?;
     let started = Instant::now();
-    let judge = train_classifier::<TrainBackend>(&judge_set, config, training, None, device)?;
+    let phases = judge_sets.phases(oversampled, long_tail, training, spec);
+    let judge = train_classifier_in_phases::<TrainBackend>(&phases, config, training, device)?;
     let scored = predict_scored(&judge, &generated, device);
     let kept = judge_kept(
         generated.labels(),

@@ -119,6 +119,14 @@ impl Sources<'_> {
         })?;
         generated_only(rebalanced, &self.long_tail.class_counts())
     }
+
+    /// The generated images (d) draws on: those its judge kept when there is one, else all.
+    pub fn generated_for_anygan(&self) -> Result<std::borrow::Cow<'_, ImageDataset>> {
+        Ok(match self.judged {
+            Some(kept) => std::borrow::Cow::Borrowed(kept),
+            None => std::borrow::Cow::Owned(self.generated()?),
+        })
+    }
 }
 
 /// How the rebalancing methods fill the classes.
@@ -160,18 +168,11 @@ pub fn training_set(
         Method::LongTail | Method::ClassWeighted => long_tail.clone(),
         Method::RandomOversampling => random_oversample(long_tail, target, seed)?,
         Method::Anygan => {
-            let all;
-            let generated = match sources.judged {
-                Some(kept) => kept,
-                None => {
-                    all = sources.generated()?;
-                    &all
-                }
-            };
+            let generated = sources.generated_for_anygan()?;
             if balance.added_generated > 0 {
-                add_generated(long_tail, generated, balance, seed)?
+                add_generated(long_tail, &generated, balance, seed)?
             } else {
-                mix_generated(long_tail, generated, balance, seed)?
+                mix_generated(long_tail, &generated, balance, seed)?
             }
         }
         Method::Smote => smote(long_tail, target, SMOTE_NEIGHBOURS, seed)?,

@@ -7,13 +7,11 @@ use super::augment::ClassifierAugmentation;
 use super::classifier::{
     ClassifierConfig, ClassifierTraining, predict, predict_scored, train_classifier_in_phases,
 };
-use super::deferral::{finishing_set, training_phases};
+use super::deferral::MethodSets;
 pub use super::fidelity::Fidelity;
 use super::fidelity::{filter_report, labelled_as_picture, quality_report};
 use super::judge::judged_generated;
-use super::methods::{
-    Balance, Method, SHIFTED_COPIES_MAX_SHIFT, SHIFTED_COPIES_SHARE, Sources, training_set,
-};
+use super::methods::{Balance, Method, SHIFTED_COPIES_MAX_SHIFT, SHIFTED_COPIES_SHARE, Sources};
 use super::metrics::{ConfusionMatrix, Metrics, mean_std};
 use super::novelty::{Novelty, novelty_report};
 use super::verdict::{compare_with_other_remedies, verdict_report};
@@ -44,6 +42,9 @@ pub struct EvaluationSpec {
     pub long_tail_first_epochs: usize,
     /// After the long-tailed start, only the classifier's head trains (cRT).
     pub rebalance_head_only: bool,
+    /// During the long-tailed start every class below this many images is topped up to it:
+    /// (d) with generated images, every other method with exact copies; 0: none.
+    pub long_tail_start_floor: usize,
 }
 
 impl EvaluationSpec {
@@ -76,6 +77,7 @@ impl EvaluationSpec {
             finish_oversampled_epochs: settings.finish_oversampled_epochs,
             long_tail_first_epochs: settings.long_tail_first_epochs,
             rebalance_head_only: settings.rebalance_head_only,
+            long_tail_start_floor: settings.long_tail_start_floor,
         }
     }
 }
@@ -149,18 +151,18 @@ pub fn evaluate(
             } else {
                 None
             };
-            let set = training_set(
+            let sets = MethodSets::build(
                 method,
                 Sources {
                     judged: judged.as_ref().map(|(kept, _)| kept),
                     ..sources
                 },
-                spec.balance,
+                spec,
                 seed,
             )?;
+            let set = &sets.own;
             let generated_kept = judged.map(|(_, share)| share);
-            let finish = finishing_set(method, long_tail, spec, seed)?;
-            let phases = training_phases(method, &set, finish.as_ref(), long_tail, &training, spec);
+            let phases = sets.phases(method, long_tail, &training, spec);
             let started = Instant::now();
             let model =
                 train_classifier_in_phases::<TrainBackend>(&phases, &config, &training, &device)?;
@@ -287,11 +289,18 @@ pub fn full_report(
     } else {
         ""
     };
+    let start_set = match settings.long_tail_start_floor {
+        0 => "the long-tailed set as it is".to_string(),
+        floor => format!(
+            "the long-tailed set with every class below {floor} images topped up to {floor} \
+             ((d) with generated images, every other method with exact copies)"
+        ),
+    };
     let start = match settings.long_tail_first_epochs {
         0 => String::new(),
         n => format!(
-            "Deferred re-balancing: every method first trains {n} epochs on the long-tailed set \
-             as it is (unweighted), then its {} epochs on its own set{head}; the learning-rate \
+            "Deferred re-balancing: every method first trains {n} epochs on {start_set} \
+             (unweighted), then its {} epochs on its own set{head}; the learning-rate \
              schedule spans both.\n",
             settings.epochs
         ),
