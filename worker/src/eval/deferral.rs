@@ -4,8 +4,9 @@
 //! re-balancing places the class boundaries.
 
 use super::classifier::{ClassifierTraining, TrainingPhase};
-use super::methods::training_set;
-use super::methods::{Balance, Method, Sources, TrainingSet, mix_generated, random_oversample};
+use super::methods::{
+    Balance, Method, Sources, TrainingSet, mix_generated, random_oversample, training_set,
+};
 use super::run::EvaluationSpec;
 use crate::data::ImageDataset;
 use crate::error::Result;
@@ -344,6 +345,12 @@ mod tests {
         assert_ne!(
             levels[1], levels[2],
             "two different generated images: {levels:?}"
+        );
+        let own_levels = rare_levels(&anygan.own.data);
+        assert!(
+            levels[1..].iter().all(|l| own_levels.contains(l)),
+            "the start's generated images are among those (d)'s own set trains on: \
+             {levels:?} against {own_levels:?}"
         );
         let phases = anygan.phases(Method::Anygan, &long_tail, &training, &spec);
         let shapes: Vec<_> = phases.iter().map(|p| (p.data.len(), p.epochs)).collect();
