@@ -232,18 +232,13 @@ fn train_generate_evaluate_on_fashion_mnist() {
 fn standalone_evaluation_defers_resampling_and_refuses_a_finish_without_the_method() {
     let dir = tempfile::tempdir().unwrap();
     let refused_dir = dir.path().join("refused");
-    let refused = evaluate(
+    let stderr = refused_settings(
         &refused_dir,
         &["--epochs", "2", "--finish-oversampled-epochs", "2"],
     );
-    let stderr = refusal(&refused);
     assert!(
         stderr.contains("finish_oversampled_epochs (2) must be below the classifier's epochs (2)"),
         "{stderr}"
-    );
-    assert!(
-        !refused_dir.exists(),
-        "nothing written for refused settings"
     );
 
     let deferred_dir = dir.path().join("deferred");
@@ -309,30 +304,20 @@ fn standalone_evaluation_defers_resampling_and_refuses_a_finish_without_the_meth
         "{report}"
     );
     let unstarted_dir = dir.path().join("floor-without-start");
-    let refused = evaluate(
+    let stderr = refused_settings(
         &unstarted_dir,
         &["--epochs", "1", "--long-tail-start-floor", "20"],
     );
-    let stderr = refusal(&refused);
     assert!(
         stderr.contains("long_tail_start_floor 20") && stderr.contains("no start to top up"),
         "{stderr}"
     );
-    assert!(
-        !unstarted_dir.exists(),
-        "nothing written for refused settings"
-    );
     // Classifier re-training: the head alone after the long-tailed start, which it needs.
     let headless_dir = dir.path().join("head-only-without-start");
-    let refused = evaluate(&headless_dir, &["--epochs", "1", "--rebalance-head-only"]);
-    let stderr = refusal(&refused);
+    let stderr = refused_settings(&headless_dir, &["--epochs", "1", "--rebalance-head-only"]);
     assert!(
         stderr.contains("rebalance_head_only") && stderr.contains("long_tail_first_epochs is 0"),
         "{stderr}"
-    );
-    assert!(
-        !headless_dir.exists(),
-        "nothing written for refused settings"
     );
     let head_dir = dir.path().join("head-only");
     let report = report_of(
@@ -359,10 +344,8 @@ fn standalone_evaluation_augments_every_method_alike_within_bounds() {
     let dir = tempfile::tempdir().unwrap();
     // Augmentation of every method's training images: refused past its bound, reported.
     let off_dir = dir.path().join("augmented-off-the-image");
-    let refused = evaluate(&off_dir, &["--epochs", "1", "--augment-shift", "20"]);
-    let stderr = refusal(&refused);
+    let stderr = refused_settings(&off_dir, &["--epochs", "1", "--augment-shift", "20"]);
     assert!(stderr.contains("augment_shift 20"), "{stderr}");
-    assert!(!off_dir.exists(), "nothing written for refused settings");
     let augmented_dir = dir.path().join("augmented");
     let report = report_of(
         &augmented_dir,
@@ -490,6 +473,14 @@ fn evaluate(output: &std::path::Path, settings: &[&str]) -> std::process::Output
         .args(settings)
         .output()
         .unwrap()
+}
+
+/// The error output of an evaluation that must refuse `settings` before writing anything to
+/// `output` (it fails the test otherwise).
+fn refused_settings(output: &std::path::Path, settings: &[&str]) -> String {
+    let stderr = refusal(&evaluate(output, settings));
+    assert!(!output.exists(), "nothing written for refused settings");
+    stderr
 }
 
 /// The error output of a run that must have been refused (it fails the test otherwise).

@@ -326,12 +326,7 @@ fn an_oversampled_finish_must_leave_the_method_an_epoch() {
         );
     }
     // Settings saved before the field existed finish on the method's own set.
-    let mut saved = serde_json::to_value(&deferred).unwrap();
-    saved
-        .as_object_mut()
-        .unwrap()
-        .remove("finish_oversampled_epochs");
-    let loaded: EvaluationSettings = serde_json::from_value(saved).unwrap();
+    let loaded = saved_without(&deferred, &["finish_oversampled_epochs"]);
     assert_eq!(loaded.finish_oversampled_epochs, 0);
 }
 
@@ -351,12 +346,7 @@ fn deferred_rebalancing_starts_or_finishes_not_both() {
         err.contains("long_tail_first_epochs") && err.contains("finish_oversampled_epochs"),
         "{err}"
     );
-    let mut saved = serde_json::to_value(&start).unwrap();
-    saved
-        .as_object_mut()
-        .unwrap()
-        .remove("long_tail_first_epochs");
-    let loaded: EvaluationSettings = serde_json::from_value(saved).unwrap();
+    let loaded = saved_without(&start, &["long_tail_first_epochs"]);
     assert_eq!(loaded.long_tail_first_epochs, 0);
 }
 
@@ -378,9 +368,7 @@ fn head_only_rebalancing_needs_a_long_tailed_start() {
         "{err}"
     );
     // Settings saved before the field existed re-train the whole classifier.
-    let mut saved = serde_json::to_value(&head_only).unwrap();
-    saved.as_object_mut().unwrap().remove("rebalance_head_only");
-    let loaded: EvaluationSettings = serde_json::from_value(saved).unwrap();
+    let loaded = saved_without(&head_only, &["rebalance_head_only"]);
     assert!(!loaded.rebalance_head_only);
 }
 
@@ -407,11 +395,7 @@ fn classifier_augmentation_is_bounded_and_defaults_to_none() {
         assert!(err.contains("augment_flip_probability"), "{bad}: {err}");
     }
     // Settings saved before the fields existed train on the images as they are.
-    let mut saved = serde_json::to_value(&augmented).unwrap();
-    let fields = saved.as_object_mut().unwrap();
-    fields.remove("augment_shift");
-    fields.remove("augment_flip_probability");
-    let loaded: EvaluationSettings = serde_json::from_value(saved).unwrap();
+    let loaded = saved_without(&augmented, &["augment_shift", "augment_flip_probability"]);
     assert_eq!(
         (loaded.augment_shift, loaded.augment_flip_probability),
         (0, 0.0)
@@ -420,12 +404,7 @@ fn classifier_augmentation_is_bounded_and_defaults_to_none() {
 
 #[test]
 fn validation_set_defaults_to_none() {
-    let mut saved = serde_json::to_value(EvaluationSettings::default()).unwrap();
-    saved
-        .as_object_mut()
-        .unwrap()
-        .remove("validation_per_class");
-    let loaded: EvaluationSettings = serde_json::from_value(saved).unwrap();
+    let loaded = saved_without(&EvaluationSettings::default(), &["validation_per_class"]);
     assert_eq!(
         loaded.validation_per_class, 0,
         "older settings: no validation set"
@@ -499,11 +478,16 @@ fn a_start_floor_needs_a_long_tailed_start() {
         "{err}"
     );
     // Settings saved before the field existed start on the long-tailed set as it is.
-    let mut saved = serde_json::to_value(&floored).unwrap();
-    saved
-        .as_object_mut()
-        .unwrap()
-        .remove("long_tail_start_floor");
-    let loaded: EvaluationSettings = serde_json::from_value(saved).unwrap();
+    let loaded = saved_without(&floored, &["long_tail_start_floor"]);
     assert_eq!(loaded.long_tail_start_floor, 0);
+}
+
+/// `settings` as saved before `fields` existed: written to JSON without them and read back.
+fn saved_without(settings: &EvaluationSettings, fields: &[&str]) -> EvaluationSettings {
+    let mut saved = serde_json::to_value(settings).unwrap();
+    let object = saved.as_object_mut().unwrap();
+    for field in fields {
+        object.remove(*field);
+    }
+    serde_json::from_value(saved).unwrap()
 }
