@@ -151,6 +151,12 @@ struct StartArgs {
     /// input by more than 1.
     #[arg(long)]
     spectral_norm: bool,
+    /// Share the common classes' coarse shapes with the rare ones (UTLO, Khorram et al. 2024),
+    /// with this weight on the unconditional terms: the generator's stages below the full
+    /// resolution see no label and also draw a half-size image, which the discriminator's
+    /// lower stages judge without the label against the real images pooled to that size.
+    #[arg(long, value_name = "WEIGHT")]
+    unconditional_low_resolution: Option<f32>,
     /// Train with the hinge loss (SAGAN, BigGAN) instead of the recipe's binary cross-entropy.
     #[arg(long)]
     hinge_loss: bool,
@@ -297,6 +303,7 @@ fn job_spec(args: &StartArgs) -> anyhow::Result<JobSpec> {
             projection_discriminator: args.projection_discriminator,
             auxiliary_classifier: args.auxiliary_classifier,
             spectral_norm: args.spectral_norm,
+            unconditional_low_resolution: args.unconditional_low_resolution,
         },
         steps: args.steps,
         global_batch: args.global_batch,

@@ -53,6 +53,10 @@ pub struct ModelSpec {
     /// The discriminator's weights are spectrally normalized (`GanConfig::spectral_norm`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub spectral_norm: bool,
+    /// Weight of the unconditional half-resolution terms (UTLO,
+    /// `GanConfig::unconditional_low_resolution`); none: the recipe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unconditional_low_resolution: Option<f32>,
 }
 
 impl Default for ModelSpec {
@@ -66,6 +70,7 @@ impl Default for ModelSpec {
             projection_discriminator: false,
             auxiliary_classifier: None,
             spectral_norm: false,
+            unconditional_low_resolution: None,
         }
     }
 }
@@ -322,6 +327,10 @@ impl JobSpec {
         check_weight(
             "model auxiliary_classifier",
             self.model.auxiliary_classifier,
+        )?;
+        check_weight(
+            "model unconditional_low_resolution",
+            self.model.unconditional_low_resolution,
         )?;
         if self.mode_seeking.is_some() && !self.global_batch.is_multiple_of(2) {
             return Err(format!(

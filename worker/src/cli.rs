@@ -173,6 +173,12 @@ struct TrainArgs {
     /// input by more than 1.
     #[arg(long)]
     spectral_norm: bool,
+    /// Share the common classes' coarse shapes with the rare ones (UTLO, Khorram et al. 2024),
+    /// with this weight on the unconditional terms: the generator's stages below the full
+    /// resolution see no label and also draw a half-size image, which the discriminator's
+    /// lower stages judge without the label against the real images pooled to that size.
+    #[arg(long, value_name = "WEIGHT")]
+    unconditional_low_resolution: Option<f32>,
     /// Train with the hinge loss (SAGAN, BigGAN) instead of the recipe's binary cross-entropy.
     #[arg(long)]
     hinge_loss: bool,
@@ -282,7 +288,8 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
         .with_width(args.width)
         .with_projection(args.projection_discriminator.then_some(true))
         .with_auxiliary_classifier(args.auxiliary_classifier)
-        .with_spectral_norm(args.spectral_norm.then_some(true));
+        .with_spectral_norm(args.spectral_norm.then_some(true))
+        .with_unconditional_low_resolution(args.unconditional_low_resolution);
     probe.validate()?;
     if let Some(warning) = anygan_proto::job::width_warning(args.width, Some(&args.diff_augment)) {
         tracing::warn!("{warning}");
@@ -362,6 +369,7 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
             if report.step.is_multiple_of(log_every) || report.step == run.steps {
                 let step_seconds = window.0 / window.1 as f64;
                 let [class_real, class_generated] = report.losses.class_losses_text();
+                let [low_d, low_g] = report.losses.low_resolution_losses_text();
                 tracing::info!(
                     step = report.step,
                     epoch = report.epoch,
@@ -375,6 +383,8 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
                         .map(|score| format!("{score:.3}")),
                     class_real = class_real.as_deref(),
                     class_generated = class_generated.as_deref(),
+                    low_resolution_d_loss = low_d.as_deref(),
+                    low_resolution_g_loss = low_g.as_deref(),
                     step_s = format!("{step_seconds:.3}"),
                     images_per_s = format!("{:.1}", run.train.batch_size as f64 / step_seconds),
                     "step"

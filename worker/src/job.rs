@@ -15,6 +15,7 @@ pub fn gan_config(spec: &JobSpec, num_classes: usize) -> GanConfig {
         .with_projection(spec.model.projection_discriminator.then_some(true))
         .with_auxiliary_classifier(spec.model.auxiliary_classifier)
         .with_spectral_norm(spec.model.spectral_norm.then_some(true))
+        .with_unconditional_low_resolution(spec.model.unconditional_low_resolution)
 }
 
 /// The training arithmetic of a job (the global batch; replicas split it).

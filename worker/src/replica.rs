@@ -432,6 +432,7 @@ impl Replica {
         if rank == 0 && (done.is_multiple_of(PROGRESS_EVERY) || last) {
             let seconds = report.step_seconds;
             let [class_real, class_generated] = losses.class_losses_text();
+            let [low_d, low_g] = losses.low_resolution_losses_text();
             tracing::info!(
                 step = done,
                 of = spec.steps,
@@ -442,6 +443,8 @@ impl Replica {
                 d_mismatched = losses.mismatched_score.map(|score| format!("{score:.3}")),
                 class_real = class_real.as_deref(),
                 class_generated = class_generated.as_deref(),
+                low_resolution_d_loss = low_d.as_deref(),
+                low_resolution_g_loss = low_g.as_deref(),
                 step_s = format!("{seconds:.3}"),
                 all_reduce_s = format!("{:.4}", report.all_reduce_seconds),
                 images_per_s = format!("{:.1}", spec.global_batch as f64 / seconds),

@@ -72,6 +72,21 @@ pub struct GanConfig {
     /// the recipe and how configs written before the option read. Ask
     /// [`GanConfig::spectrally_normalized`].
     pub spectral_norm: Option<bool>,
+    /// Share what the common classes teach with the rare ones (UTLO: Khorram et al., "Taming
+    /// the Tail in Class-Conditional GANs: Knowledge Sharing via Unconditional Training at
+    /// Lower Resolutions", CVPR 2024), with this weight on the unconditional terms. The
+    /// generator's stages below the full resolution see no label — the label channel joins
+    /// the features before the last upsampling instead of after the noise projection — and
+    /// draw a half-resolution image too (a 3×3 convolution to the image's channels), which
+    /// the discriminator's lower stages judge *without* the label, against the real images
+    /// average-pooled to that size (a 1×1 convolution brings the image to the features' width,
+    /// then the discriminator's stages after the first, then a logit of its own). The coarse
+    /// shapes are then learnt from every image, 4000 t-shirts and 40 boots alike; only the
+    /// last stage draws what a class is. The full-resolution image keeps the conditional
+    /// objective. Checkpoints have other shapes (the generator's label channel, the two new
+    /// convolutions and logit), so it is part of the architecture; None is the recipe and how
+    /// configs written before the option read.
+    pub unconditional_low_resolution: Option<f32>,
 }
 
 impl GanConfig {
@@ -102,6 +117,10 @@ impl GanConfig {
             ));
         }
         Error::check_weight("auxiliary_classifier", self.auxiliary_classifier)?;
+        Error::check_weight(
+            "unconditional_low_resolution",
+            self.unconditional_low_resolution,
+        )?;
         match self.image_size {
             28 => Ok(2),
             32 => Ok(3),
@@ -120,6 +139,16 @@ impl GanConfig {
     /// Whether the discriminator's weights are spectrally normalized.
     pub fn spectrally_normalized(&self) -> bool {
         self.spectral_norm == Some(true)
+    }
+
+    /// Whether the lower-resolution stages train unconditionally (UTLO).
+    pub fn shares_low_resolution(&self) -> bool {
+        self.unconditional_low_resolution.is_some()
+    }
+
+    /// Side of the half-resolution images the unconditional objective judges.
+    pub fn low_resolution_size(&self) -> usize {
+        self.image_size / 2
     }
 
     /// Side of the first (generator) / last (discriminator) feature map.
@@ -151,9 +180,16 @@ impl GanConfig {
     fn init_generator<B: Backend>(&self, stages: usize, device: &B::Device) -> Generator<B> {
         let base = self.base_size();
         let w = self.width;
+        let sharing = self.shares_low_resolution();
+        // The label channel joins the noise's features (the recipe) or, sharing the lower
+        // stages, the last stage's input.
+        let (label_stage, label_side) = match sharing {
+            true => (stages - 1, self.low_resolution_size()),
+            false => (0, base),
+        };
         let upsample = (0..stages)
             .map(|stage| {
-                let inputs = if stage == 0 { w + 1 } else { w };
+                let inputs = if stage == label_stage { w + 1 } else { w };
                 ConvTranspose2dConfig::new([inputs, w], [4, 4])
                     .with_stride([2, 2])
                     .with_padding([1, 1])
@@ -163,7 +199,7 @@ impl GanConfig {
             .collect();
         Generator {
             label_embedding: EmbeddingConfig::new(self.num_classes, LABEL_EMBEDDING).init(device),
-            label_projection: LinearConfig::new(LABEL_EMBEDDING, base * base)
+            label_projection: LinearConfig::new(LABEL_EMBEDDING, label_side * label_side)
                 .with_initializer(DCGAN_INIT)
                 .init(device),
             noise_projection: LinearConfig::new(self.latent_dim, w * base * base)
@@ -174,6 +210,12 @@ impl GanConfig {
                 .with_padding(PaddingConfig2d::Explicit(3, 3, 3, 3))
                 .with_initializer(DCGAN_INIT)
                 .init(device),
+            low_resolution_output: sharing.then(|| {
+                Conv2dConfig::new([w, self.channels], [3, 3])
+                    .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                    .with_initializer(DCGAN_INIT)
+                    .init(device)
+            }),
             width: w,
             base_size: base,
             kernels: crate::backend::selected_generator_kernels(),
@@ -231,6 +273,14 @@ impl GanConfig {
                     .with_initializer(DCGAN_INIT)
                     .init(device),
             }),
+            low_resolution: self.shares_low_resolution().then(|| LowResolutionHead {
+                input: Conv2dConfig::new([self.channels, w], [1, 1])
+                    .with_initializer(DCGAN_INIT)
+                    .init(device),
+                classifier: LinearConfig::new(w * base * base, 1)
+                    .with_initializer(DCGAN_INIT)
+                    .init(device),
+            }),
             image_size: self.image_size,
             spectral_norm: self.spectrally_normalized(),
         }
@@ -245,6 +295,9 @@ pub struct Generator<B: Backend> {
     noise_projection: Linear<B>,
     upsample: Vec<ConvTranspose2d<B>>,
     output: Conv2d<B>,
+    /// The half-resolution image's layer ([`GanConfig::unconditional_low_resolution`]); none
+    /// in the recipe.
+    low_resolution_output: Option<Conv2d<B>>,
     width: usize,
     base_size: usize,
     /// How the layers are computed: not part of the model (same weights, same numbers up to
@@ -264,19 +317,55 @@ impl<B: Backend> Generator<B> {
 
     /// `noise`: `[batch, latent]`, `labels`: `[batch]` → images `[batch, channels, size, size]`.
     pub fn forward(&self, noise: Tensor<B, 2>, labels: Tensor<B, 1, Int>) -> Tensor<B, 4> {
+        self.forward_at(noise, labels, false).0
+    }
+
+    /// [`Generator::forward`], and with [`GanConfig::unconditional_low_resolution`] the
+    /// half-resolution image drawn from the same noise by the unconditional stages,
+    /// `[batch, channels, size / 2, size / 2]`; none in the recipe.
+    pub fn forward_with_low_resolution(
+        &self,
+        noise: Tensor<B, 2>,
+        labels: Tensor<B, 1, Int>,
+    ) -> (Tensor<B, 4>, Option<Tensor<B, 4>>) {
+        self.forward_at(noise, labels, true)
+    }
+
+    fn forward_at(
+        &self,
+        noise: Tensor<B, 2>,
+        labels: Tensor<B, 1, Int>,
+        low_resolution: bool,
+    ) -> (Tensor<B, 4>, Option<Tensor<B, 4>>) {
         let [batch, _] = noise.dims();
         let base = self.base_size;
-        let label_map = label_channel(&self.label_embedding, &self.label_projection, labels, base);
         // [batch, width * base * base] → [batch, width, base, base]
-        let features = leaky_relu(self.noise_projection.forward(noise), LEAKY_SLOPE)
+        let mut x = leaky_relu(self.noise_projection.forward(noise), LEAKY_SLOPE)
             .reshape([batch, self.width, base, base]);
-        // [batch, width + 1, base, base]
-        let mut x = Tensor::cat(vec![features, label_map], 1);
-        for layer in &self.upsample {
+        // The stage whose input takes the label channel: the first in the recipe, the last
+        // when the lower stages are shared across classes.
+        let label_stage = match self.low_resolution_output {
+            Some(_) => self.upsample.len() - 1,
+            None => 0,
+        };
+        let (unconditional, conditional) = self.upsample.split_at(label_stage);
+        for layer in unconditional {
             // The spatial size doubles.
             x = leaky_relu(upsample(layer, x, self.kernels.upsampling), LEAKY_SLOPE);
         }
-        tanh(output_layer(&self.output, x, self.kernels.output_layer))
+        let low_resolution_image = match (&self.low_resolution_output, low_resolution) {
+            (Some(output), true) => Some(tanh(output.forward(x.clone()))),
+            _ => None,
+        };
+        let [_, _, side, _] = x.dims();
+        let label_map = label_channel(&self.label_embedding, &self.label_projection, labels, side);
+        // [batch, width + 1, side, side]
+        x = Tensor::cat(vec![x, label_map], 1);
+        for layer in conditional {
+            x = leaky_relu(upsample(layer, x, self.kernels.upsampling), LEAKY_SLOPE);
+        }
+        let image = tanh(output_layer(&self.output, x, self.kernels.output_layer));
+        (image, low_resolution_image)
     }
 }
 
@@ -293,6 +382,11 @@ pub struct Discriminator<B: Backend> {
     /// weights are the discriminator's: trained by its optimizer, averaged with its gradients,
     /// saved in its blob.
     auxiliary: Option<AuxiliaryClassifier<B>>,
+    /// The unconditional judge of half-resolution images
+    /// ([`GanConfig::unconditional_low_resolution`]); none in the recipe. Its layers are the
+    /// discriminator's: trained by its optimizer, averaged with its gradients, saved in its
+    /// blob.
+    low_resolution: Option<LowResolutionHead<B>>,
     image_size: usize,
     /// Whether every layer computes with its weight spectrally normalized
     /// ([`GanConfig::spectral_norm`]).
@@ -393,6 +487,30 @@ impl<B: Backend> Discriminator<B> {
         Some(auxiliary.output.forward(x.reshape([batch as i32, -1])))
     }
 
+    /// The unconditional logit `[batch, 1]` of half-resolution `images`
+    /// (`[batch, channels, size / 2, size / 2]`), which it sees without labels: the 1×1 input
+    /// convolution, the discriminator's stages after the first (shared with the conditional
+    /// path), dropout as in [`Discriminator::forward`], and the head's own linear layer. None
+    /// without [`GanConfig::unconditional_low_resolution`].
+    pub fn forward_low_resolution(
+        &self,
+        images: Tensor<B, 4>,
+        dropout_keep: Option<Tensor<B, 2>>,
+    ) -> Option<Tensor<B, 2>> {
+        let head = self.low_resolution.as_ref()?;
+        let [batch, _, _, _] = images.dims();
+        let mut x = leaky_relu(self.conv(&head.input).forward(images), LEAKY_SLOPE);
+        for layer in self.downsample.iter().skip(1) {
+            x = leaky_relu(self.conv(layer).forward(x), LEAKY_SLOPE); // spatial size halves
+        }
+        let features = x.reshape([batch as i32, -1]);
+        let features = match dropout_keep {
+            Some(keep) => features * keep,
+            None => features,
+        };
+        Some(self.linear(&head.classifier).forward(features))
+    }
+
     /// Whether the logit has the projection term ([`GanConfig::projection`]).
     pub fn has_projection(&self) -> bool {
         self.class_projection.is_some()
@@ -410,6 +528,15 @@ impl<B: Backend> Discriminator<B> {
 pub struct AuxiliaryClassifier<B: Backend> {
     downsample: Vec<Conv2d<B>>,
     output: Linear<B>,
+}
+
+/// UTLO's unconditional path into the discriminator's lower stages: half-resolution images
+/// in, one logit out.
+#[derive(Module, Debug)]
+pub struct LowResolutionHead<B: Backend> {
+    /// 1×1 convolution from the image's channels to the features' width ("fromRGB").
+    input: Conv2d<B>,
+    classifier: Linear<B>,
 }
 
 /// The label as one extra `[batch, 1, side, side]` channel: embedding, then a linear layer.

@@ -432,11 +432,20 @@ impl<B: AutodiffBackend> GanTrainer<B> {
         // Discriminator update: real batch (target 1) and a generated batch (target 0). The
         // generated batch comes from the non-autodiff generator, so no graph is built for it.
         let (noise, fake_labels) = self.noise_and_labels(Purpose::DiscriminatorNoise, false);
-        let fake = self.generator.valid().forward(
+        let (fake, fake_low_resolution) = self.generator.valid().forward_with_low_resolution(
             self.tensor_2d::<B::InnerBackend>(noise, self.config.gan.latent_dim),
             labels_tensor(&fake_labels, &device),
         );
         let fake = Tensor::<B, 4>::from_inner(fake);
+        // UTLO's unconditional terms: the real images pooled to half their side (before
+        // augmentation, which each resolution draws for itself) against the generator's
+        // half-resolution images.
+        let low_resolution = fake_low_resolution.map(|fake_low_resolution| {
+            (
+                half_resolution(real.clone()),
+                Tensor::<B, 4>::from_inner(fake_low_resolution),
+            )
+        });
         let fake_labels = labels_tensor::<B>(&fake_labels, &device);
         let real = self.augment(real, 0);
         let real_logits =
@@ -469,10 +478,25 @@ impl<B: AutodiffBackend> GanTrainer<B> {
             .discriminator
             .classify(real)
             .map(|class_logits| cross_entropy(class_logits, &batch.labels));
+        let low_resolution_d = low_resolution.and_then(|(real_low, fake_low)| {
+            let real_logits = self.discriminator.forward_low_resolution(
+                self.augment(real_low, LOW_RESOLUTION_PASSES[0]),
+                self.dropout_mask(LOW_RESOLUTION_PASSES[0]),
+            )?;
+            let fake_logits = self.discriminator.forward_low_resolution(
+                self.augment(fake_low, LOW_RESOLUTION_PASSES[1]),
+                self.dropout_mask(LOW_RESOLUTION_PASSES[1]),
+            )?;
+            Some(
+                discriminator_term(loss, real_logits, true)
+                    + discriminator_term(loss, fake_logits, false),
+            )
+        });
         let mut d_objective = d_loss.clone();
         if let Some((term, _)) = &mismatched {
             d_objective = d_objective + term.clone();
         }
+        let d_objective = self.plus_low_resolution(d_objective, low_resolution_d.as_ref());
         let d_objective = self.plus_auxiliary(d_objective, class_real.as_ref());
         let mut d_grads = GradientsParams::from_grads(d_objective.backward(), &self.discriminator);
         drop(section);
@@ -488,8 +512,18 @@ impl<B: AutodiffBackend> GanTrainer<B> {
             self.noise_and_labels(Purpose::GeneratorNoise, self.mode_seeking.is_some());
         let labels = labels_tensor::<B>(&label_values, &device);
         let noise = self.tensor_2d::<B>(noise, self.config.gan.latent_dim);
-        let fake = self.generator.forward(noise.clone(), labels.clone());
+        let (fake, fake_low_resolution) = self
+            .generator
+            .forward_with_low_resolution(noise.clone(), labels.clone());
         let frozen = self.discriminator.clone().no_grad();
+        let low_resolution_g = fake_low_resolution.and_then(|fake_low| {
+            frozen
+                .forward_low_resolution(
+                    self.augment(fake_low, LOW_RESOLUTION_PASSES[2]),
+                    self.dropout_mask(LOW_RESOLUTION_PASSES[2]),
+                )
+                .map(|logits| generator_term(loss, logits))
+        });
         let seen = self.augment(fake.clone(), 2);
         let g_loss = generator_term(
             loss,
@@ -504,6 +538,7 @@ impl<B: AutodiffBackend> GanTrainer<B> {
             .classify(seen)
             .map(|class_logits| cross_entropy(class_logits, &label_values));
         let g_objective = self.plus_auxiliary(g_objective, class_generated.as_ref());
+        let g_objective = self.plus_low_resolution(g_objective, low_resolution_g.as_ref());
         let mut g_grads = GradientsParams::from_grads(g_objective.backward(), &self.generator);
         drop(section);
         average_gradients(&self.generator, &mut g_grads, reducer)?;
@@ -527,13 +562,21 @@ impl<B: AutodiffBackend> GanTrainer<B> {
             mismatched.map(|(_, score)| score),
             class_real,
             class_generated,
+            low_resolution_d,
+            low_resolution_g,
         ];
         let present = optional.each_ref().map(Option::is_some);
         scalars.extend(optional.into_iter().flatten().map(|value| value.inner()));
         let values = read_scalars(scalars)?;
         // The optional values follow the four in `optional`'s order, the absent ones skipped.
         let mut rest = values[4..].iter().copied();
-        let [mismatched_score, class_real, class_generated] =
+        let [
+            mismatched_score,
+            class_real,
+            class_generated,
+            low_resolution_discriminator,
+            low_resolution_generator,
+        ] =
             present.map(|is_present| if is_present { rest.next() } else { None });
         let losses = StepLosses {
             discriminator: values[0],
@@ -543,11 +586,26 @@ impl<B: AutodiffBackend> GanTrainer<B> {
             mismatched_score,
             class_real,
             class_generated,
+            low_resolution_discriminator,
+            low_resolution_generator,
         };
         // Here, where the values are read, so that no loop around the trainer reports or
         // checkpoints a step that trained on NaN.
         losses.check_finite(self.step)?;
         Ok(losses)
+    }
+
+    /// `objective` plus UTLO's unconditional `term` at its weight; the objective alone in the
+    /// recipe (then there is no term).
+    fn plus_low_resolution(
+        &self,
+        objective: Tensor<B, 1>,
+        term: Option<&Tensor<B, 1>>,
+    ) -> Tensor<B, 1> {
+        match (self.config.gan.unconditional_low_resolution, term) {
+            (Some(weight), Some(term)) => objective + term.clone().mul_scalar(weight),
+            _ => objective,
+        }
     }
 
     /// `objective` plus the auxiliary classifier's cross-entropy `term` at its weight; the
@@ -558,6 +616,17 @@ impl<B: AutodiffBackend> GanTrainer<B> {
             _ => objective,
         }
     }
+}
+
+/// The augmentation and dropout passes of UTLO's unconditional terms: the real and the
+/// generated half-resolution images in the discriminator's update, the generated ones in the
+/// generator's (passes 0–3 are the full-resolution ones and the mismatched labels').
+const LOW_RESOLUTION_PASSES: [u64; 3] = [4, 5, 6];
+
+/// `images` average-pooled to half their side: what the unconditional terms compare the
+/// generator's half-resolution images with.
+fn half_resolution<B: Backend>(images: Tensor<B, 4>) -> Tensor<B, 4> {
+    burn::tensor::module::avg_pool2d(images, [2, 2], [2, 2], [0, 0], true, false)
 }
 
 /// The values of one-element tensors, read from the device in one transfer: a GPU is waited

@@ -97,6 +97,8 @@ mod tests {
             mismatched_score: None,
             class_real: None,
             class_generated: None,
+            low_resolution_discriminator: None,
+            low_resolution_generator: None,
         }
     }
 

@@ -26,6 +26,14 @@ pub struct StepLosses {
     pub class_real: Option<f32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub class_generated: Option<f32>,
+    /// With UTLO's unconditional half-resolution terms
+    /// ([`crate::gan::GanConfig::unconditional_low_resolution`]): the discriminator's term
+    /// (real and generated half-resolution images) and the generator's, unweighted. Neither is
+    /// in the two losses above. None in the recipe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub low_resolution_discriminator: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub low_resolution_generator: Option<f32>,
 }
 
 impl StepLosses {
@@ -42,6 +50,14 @@ impl StepLosses {
             (
                 "auxiliary classifier loss on generated images",
                 self.class_generated,
+            ),
+            (
+                "unconditional half-resolution discriminator loss",
+                self.low_resolution_discriminator,
+            ),
+            (
+                "unconditional half-resolution generator loss",
+                self.low_resolution_generator,
             ),
         ];
         reported.into_iter().find_map(|(name, value)| {
@@ -63,5 +79,15 @@ impl StepLosses {
     /// without an auxiliary classifier.
     pub fn class_losses_text(&self) -> [Option<String>; 2] {
         [self.class_real, self.class_generated].map(|loss| loss.map(|loss| format!("{loss:.3}")))
+    }
+
+    /// `low_resolution_discriminator` and `low_resolution_generator` as the step logs print
+    /// them (three decimals); none in the recipe.
+    pub fn low_resolution_losses_text(&self) -> [Option<String>; 2] {
+        [
+            self.low_resolution_discriminator,
+            self.low_resolution_generator,
+        ]
+        .map(|loss| loss.map(|loss| format!("{loss:.3}")))
     }
 }

@@ -176,6 +176,8 @@ fn a_step_whose_losses_are_not_numbers_stops_the_run_naming_the_step_and_the_val
         mismatched_score: None,
         class_real: None,
         class_generated: None,
+        low_resolution_discriminator: None,
+        low_resolution_generator: None,
     };
     assert_eq!(finite.non_finite(), None);
     assert!(finite.check_finite(7).is_ok());
@@ -201,5 +203,16 @@ fn a_step_whose_losses_are_not_numbers_stops_the_run_naming_the_step_and_the_val
             .is_some_and(|reason| reason.contains("generated images is inf")),
         "{:?}",
         exploded.non_finite()
+    );
+    let unconditional = StepLosses {
+        low_resolution_generator: Some(f32::NAN),
+        ..finite
+    };
+    assert!(
+        unconditional
+            .non_finite()
+            .is_some_and(|reason| reason.contains("half-resolution generator loss is NaN")),
+        "{:?}",
+        unconditional.non_finite()
     );
 }
