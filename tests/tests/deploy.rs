@@ -217,25 +217,30 @@ fn the_discriminator_gets_its_own_rate_only_when_the_values_give_one() {
 }
 
 #[test]
-fn the_auxiliary_classifier_is_asked_for_only_when_the_values_give_it_a_weight() {
+fn weighted_model_options_are_asked_for_only_when_the_values_give_them_a_weight() {
     let dir = tempfile::tempdir().expect("tempdir");
     let values = [
         ("values-recipe", "{}\n"),
-        ("values-auxiliary", "job:\n  auxiliaryClassifier: 0.5\n"),
+        (
+            "values-weighted",
+            "job:\n  auxiliaryClassifier: 0.5\n  unconditionalLowResolution: 0.25\n",
+        ),
     ];
     // The check runs the real coordinator with each rendered command line: both are accepted.
     check_values(dir.path(), &values);
     let rendered = |name: &str| {
         rendered_coordinator_args(&dir.path().join("out").join(name).join("coordinator.yaml"))
     };
-    assert_eq!(
-        flag_value(&rendered("values-recipe"), "--auxiliary-classifier"),
-        None
-    );
-    assert_eq!(
-        flag_value(&rendered("values-auxiliary"), "--auxiliary-classifier").as_deref(),
-        Some("0.5")
-    );
+    for (flag, weight) in [
+        ("--auxiliary-classifier", "0.5"),
+        ("--unconditional-low-resolution", "0.25"),
+    ] {
+        assert_eq!(flag_value(&rendered("values-recipe"), flag), None);
+        assert_eq!(
+            flag_value(&rendered("values-weighted"), flag).as_deref(),
+            Some(weight)
+        );
+    }
 }
 
 #[test]

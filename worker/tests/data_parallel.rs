@@ -30,9 +30,9 @@ fn dataset() -> ImageDataset {
     .expect("dataset")
 }
 
-fn config() -> TrainConfig {
+fn config(gan: GanConfig) -> TrainConfig {
     // Dropout stays on: masks are drawn for the global batch, so it does not break equivalence.
-    TrainConfig::new(GanConfig::new(2).with_width(8).with_latent_dim(16))
+    TrainConfig::new(gan)
         .with_batch_size(GLOBAL_BATCH)
         .with_learning_rate(LEARNING_RATE)
         .with_seed(21)
@@ -64,14 +64,32 @@ fn flat_parameters(trainer: &GanTrainer<TrainBackend>) -> Vec<f32> {
     values
 }
 
+fn recipe() -> GanConfig {
+    GanConfig::new(2).with_width(8).with_latent_dim(16)
+}
+
 #[test]
 fn two_replicas_at_half_batch_match_one_at_full_batch() {
+    assert_two_replicas_match_one(config(recipe()));
+}
+
+/// UTLO's half-resolution terms draw their augmentations and dropout masks for the global
+/// batch too, and its new layers' gradients are averaged with the rest.
+#[test]
+fn with_unconditional_low_resolution_stages_two_replicas_match_one() {
+    assert_two_replicas_match_one(config(
+        recipe().with_unconditional_low_resolution(Some(1.0)),
+    ));
+}
+
+fn assert_two_replicas_match_one(config: TrainConfig) {
     let data = dataset();
     let counts = data.class_counts();
     let device = Default::default();
 
     // One replica, global batch = rank 0's rows then rank 1's rows.
-    let mut single = GanTrainer::<TrainBackend>::new(config(), &counts, &device).expect("trainer");
+    let mut single =
+        GanTrainer::<TrainBackend>::new(config.clone(), &counts, &device).expect("trainer");
     for step in 0..STEPS {
         let mut indices = rank_batch(&data, 0, 2, step);
         indices.extend(rank_batch(&data, 1, 2, step));
@@ -99,11 +117,11 @@ fn two_replicas_at_half_batch_match_one_at_full_batch() {
             .map(|rank| {
                 let ring =
                     BlockingRing::new(ranks.next().expect("two ranks"), runtime.handle().clone());
-                let (data, counts) = (&data, &counts);
+                let (data, counts, config) = (&data, &counts, config.clone());
                 scope.spawn(move || {
                     let mut ring = ring;
                     let mut trainer =
-                        GanTrainer::<TrainBackend>::new(config(), counts, &Default::default())
+                        GanTrainer::<TrainBackend>::new(config, counts, &Default::default())
                             .expect("trainer");
                     trainer.set_replica(rank, 2).expect("replica");
                     for step in 0..STEPS {

@@ -198,30 +198,42 @@ fn resume_conflicts_name_the_training_field_and_ignore_the_rest() {
 }
 
 #[test]
-fn an_auxiliary_classifier_needs_a_positive_weight_and_a_resume_keeps_it() {
-    let with_weight = |weight| JobSpec {
-        model: ModelSpec {
-            auxiliary_classifier: Some(weight),
-            ..ModelSpec::default()
-        },
-        ..spec()
-    };
-    assert_eq!(with_weight(1.0).validate(), Ok(()));
-    for refused in [0.0, -1.0, f32::NAN, f32::INFINITY] {
-        let err = with_weight(refused).validate().expect_err("refused");
-        assert!(err.contains("model auxiliary_classifier"), "{err}");
-    }
-    let saved = with_weight(1.0);
-    assert_eq!(with_weight(1.0).resume_conflict(&saved), None);
-    let conflict = with_weight(0.5)
-        .resume_conflict(&saved)
-        .expect("another weight is another model");
-    assert!(conflict.contains("auxiliary_classifier"), "{conflict}");
+fn model_weights_must_be_positive_and_a_resume_keeps_them() {
+    type WithWeight = fn(f32) -> JobSpec;
+    let options: [(&str, WithWeight); 2] = [
+        ("auxiliary_classifier", |weight| JobSpec {
+            model: ModelSpec {
+                auxiliary_classifier: Some(weight),
+                ..ModelSpec::default()
+            },
+            ..spec()
+        }),
+        ("unconditional_low_resolution", |weight| JobSpec {
+            model: ModelSpec {
+                unconditional_low_resolution: Some(weight),
+                ..ModelSpec::default()
+            },
+            ..spec()
+        }),
+    ];
     let recipe = serde_json::to_string(&spec()).expect("json");
-    assert!(
-        !recipe.contains("auxiliary_classifier"),
-        "the recipe's spec is written as before the option existed"
-    );
+    for (field, with_weight) in options {
+        assert_eq!(with_weight(1.0).validate(), Ok(()));
+        for refused in [0.0, -1.0, f32::NAN, f32::INFINITY] {
+            let err = with_weight(refused).validate().expect_err("refused");
+            assert!(err.contains(&format!("model {field}")), "{err}");
+        }
+        let saved = with_weight(1.0);
+        assert_eq!(with_weight(1.0).resume_conflict(&saved), None);
+        let conflict = with_weight(0.5)
+            .resume_conflict(&saved)
+            .expect("another weight is another model");
+        assert!(conflict.contains(field), "{conflict}");
+        assert!(
+            !recipe.contains(field),
+            "the recipe's spec is written as before the option existed"
+        );
+    }
 }
 
 #[test]

@@ -576,8 +576,7 @@ impl<B: AutodiffBackend> GanTrainer<B> {
             class_generated,
             low_resolution_discriminator,
             low_resolution_generator,
-        ] =
-            present.map(|is_present| if is_present { rest.next() } else { None });
+        ] = present.map(|is_present| if is_present { rest.next() } else { None });
         let losses = StepLosses {
             discriminator: values[0],
             generator: values[1],

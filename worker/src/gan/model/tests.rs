@@ -113,28 +113,31 @@ fn the_logit_adds_the_class_vector_dotted_with_the_features() {
 
 #[test]
 fn configs_written_before_the_projection_existed_load_without_it() {
-    let mut written =
-        serde_json::to_value(GanConfig::new(10).with_projection(Some(true))).expect("json");
-    written
-        .as_object_mut()
-        .expect("object")
-        .remove("projection")
-        .expect("the field is written");
-    let read: GanConfig = serde_json::from_value(written).expect("an older config still reads");
+    let read = read_without(
+        &GanConfig::new(10).with_projection(Some(true)),
+        "projection",
+    );
     assert!(!read.projects());
     assert_eq!(read, GanConfig::new(10));
 }
 
-#[test]
-fn configs_written_before_the_auxiliary_classifier_existed_load_without_it() {
-    let mut written = serde_json::to_value(GanConfig::new(10).with_auxiliary_classifier(Some(1.0)))
-        .expect("json");
+/// `config` as a config written before `field` existed reads: its JSON without the field.
+fn read_without(config: &GanConfig, field: &str) -> GanConfig {
+    let mut written = serde_json::to_value(config).expect("json");
     written
         .as_object_mut()
         .expect("object")
-        .remove("auxiliary_classifier")
+        .remove(field)
         .expect("the field is written");
-    let read: GanConfig = serde_json::from_value(written).expect("an older config still reads");
+    serde_json::from_value(written).expect("an older config still reads")
+}
+
+#[test]
+fn configs_written_before_the_auxiliary_classifier_existed_load_without_it() {
+    let read = read_without(
+        &GanConfig::new(10).with_auxiliary_classifier(Some(1.0)),
+        "auxiliary_classifier",
+    );
     assert_eq!(read, GanConfig::new(10));
 }
 
@@ -166,23 +169,28 @@ fn the_auxiliary_classifier_leaves_the_logit_alone_and_gives_one_logit_per_class
 }
 
 #[test]
-fn auxiliary_classifier_weights_that_are_not_positive_are_refused_by_name() {
-    for weight in [0.0, -1.0, f32::NAN, f32::INFINITY] {
-        let error = GanConfig::new(CLASSES)
-            .with_auxiliary_classifier(Some(weight))
-            .validate()
-            .expect_err("refused");
+fn weights_that_are_not_positive_are_refused_by_name() {
+    type WithWeight = fn(GanConfig, Option<f32>) -> GanConfig;
+    let options: [(&str, WithWeight); 2] = [
+        ("auxiliary_classifier", GanConfig::with_auxiliary_classifier),
+        (
+            "unconditional_low_resolution",
+            GanConfig::with_unconditional_low_resolution,
+        ),
+    ];
+    for (field, with_weight) in options {
+        for weight in [0.0, -1.0, f32::NAN, f32::INFINITY] {
+            let error = with_weight(GanConfig::new(CLASSES), Some(weight))
+                .validate()
+                .expect_err("refused");
+            assert!(error.to_string().contains(field), "{weight}: {error}");
+        }
         assert!(
-            error.to_string().contains("auxiliary_classifier"),
-            "{weight}: {error}"
+            with_weight(GanConfig::new(CLASSES), Some(0.5))
+                .validate()
+                .is_ok()
         );
     }
-    assert!(
-        GanConfig::new(CLASSES)
-            .with_auxiliary_classifier(Some(0.5))
-            .validate()
-            .is_ok()
-    );
 }
 
 /// `discriminator` with every weight spectral normalization divides (the convolutions', the
@@ -239,14 +247,117 @@ fn a_spectrally_normalized_discriminator_does_not_see_the_scale_of_its_weights()
 
 #[test]
 fn configs_written_before_spectral_norm_existed_load_without_it() {
-    let mut written =
-        serde_json::to_value(GanConfig::new(10).with_spectral_norm(Some(true))).expect("json");
-    written
-        .as_object_mut()
-        .expect("object")
-        .remove("spectral_norm")
-        .expect("the field is written");
-    let read: GanConfig = serde_json::from_value(written).expect("an older config still reads");
+    let read = read_without(
+        &GanConfig::new(10).with_spectral_norm(Some(true)),
+        "spectral_norm",
+    );
     assert!(!read.spectrally_normalized());
     assert_eq!(read, GanConfig::new(10));
+}
+
+#[test]
+fn configs_written_before_the_unconditional_low_resolution_existed_load_without_it() {
+    let read = read_without(
+        &GanConfig::new(10).with_unconditional_low_resolution(Some(1.0)),
+        "unconditional_low_resolution",
+    );
+    assert!(!read.shares_low_resolution());
+    assert_eq!(read, GanConfig::new(10));
+}
+
+fn sharing_config() -> GanConfig {
+    GanConfig::new(CLASSES)
+        .with_width(WIDTH)
+        .with_latent_dim(8)
+        .with_unconditional_low_resolution(Some(1.0))
+}
+
+#[test]
+fn the_half_resolution_image_is_the_same_for_every_label_and_the_full_one_is_not() {
+    let device = Default::default();
+    let generator = crate::gan::tests::locked_init(&sharing_config()).0;
+    // Two different noise vectors.
+    let noise_values: Vec<f32> = (0..16).map(|i| ((i * 7 % 11) as f32 - 5.0) / 3.0).collect();
+    let noise = Tensor::<B, 1>::from_floats(noise_values.as_slice(), &device).reshape([2, 8]);
+    let draw = |label: i64| {
+        let labels = Tensor::<B, 1, Int>::from_ints([label, label], &device);
+        let (image, low) = generator.forward_with_low_resolution(noise.clone(), labels.clone());
+        let low = low.expect("a half-resolution image");
+        assert_eq!(image.dims(), [2, 1, 28, 28]);
+        assert_eq!(low.dims(), [2, 1, 14, 14]);
+        assert_eq!(
+            values(generator.forward(noise.clone(), labels)),
+            values(image.clone()),
+            "forward draws the same image"
+        );
+        (values(image), values(low))
+    };
+    let (image_0, low_0) = draw(0);
+    let (image_2, low_2) = draw(2);
+    assert_eq!(low_0, low_2, "the lower stages never see the label");
+    assert_ne!(image_0, image_2, "the last stage draws the class");
+    assert_ne!(low_0[..196], low_0[196..], "the noise still matters");
+    // The recipe's generator has no half-resolution image.
+    let recipe = crate::gan::tests::locked_init(
+        &GanConfig::new(CLASSES).with_width(WIDTH).with_latent_dim(8),
+    )
+    .0;
+    let noise = Tensor::<B, 2>::zeros([1, 8], &device);
+    let labels = Tensor::<B, 1, Int>::from_ints([1], &device);
+    assert!(
+        recipe
+            .forward_with_low_resolution(noise, labels)
+            .1
+            .is_none()
+    );
+}
+
+#[test]
+fn the_unconditional_logit_shares_the_lower_stages_and_leaves_the_conditional_one_alone() {
+    let sharing = crate::gan::tests::locked_init(&sharing_config()).1;
+    let (images, _) = images_and_labels();
+    let half = burn::tensor::module::avg_pool2d(images, [2, 2], [2, 2], [0, 0], true, false);
+    let unconditional = |discriminator: &Discriminator<B>| {
+        values(
+            discriminator
+                .forward_low_resolution(half.clone(), None)
+                .expect("an unconditional logit"),
+        )
+    };
+    let logits = unconditional(&sharing);
+    assert_eq!(logits.len(), 3, "one logit per image");
+    // The conditional logit is the one a discriminator without the head gives.
+    let without_head = Discriminator {
+        low_resolution: None,
+        ..sharing.clone()
+    };
+    assert_same_logits(
+        &sharing,
+        &without_head,
+        "the conditional path is the recipe's",
+    );
+    assert!(
+        without_head
+            .forward_low_resolution(half.clone(), None)
+            .is_none()
+    );
+    // Shared: the stages after the first feed it, the first (full resolution) does not.
+    let scaled_stage = |stage: usize| {
+        let mut changed = sharing.clone();
+        changed.downsample[stage].weight = changed.downsample[stage]
+            .weight
+            .clone()
+            .map(|w| w.mul_scalar(3.0));
+        unconditional(&changed)
+    };
+    assert_eq!(
+        scaled_stage(0),
+        logits,
+        "the full-resolution stage is not on its path"
+    );
+    assert_ne!(
+        scaled_stage(1),
+        logits,
+        "the half-resolution stage is shared"
+    );
 }

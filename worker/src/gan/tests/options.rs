@@ -410,3 +410,71 @@ fn spectral_norm_and_the_hinge_loss_change_training_are_recorded_and_resume_bit_
         }
     }
 }
+
+#[test]
+fn unconditional_low_resolution_stages_train_their_layers_are_recorded_and_resume_bit_for_bit() {
+    let mut config = tiny_config(29);
+    config.gan.unconditional_low_resolution = Some(1.0);
+    let fresh =
+        GanTrainer::<Train>::new(config.clone(), &[4, 4], &Default::default()).expect("trainer");
+    let (trainer, loaded) = resumes_bit_for_bit(config.clone(), |_| {});
+    assert_eq!(
+        loaded.description.config.gan.unconditional_low_resolution,
+        Some(1.0),
+        "recorded"
+    );
+    // The half-resolution layers are parameters, and training moves them: the generator's
+    // half-resolution output, the discriminator's input convolution and logit.
+    let moved = |before: Vec<params::NamedTensor>, after: Vec<params::NamedTensor>, name: &str| {
+        let pick = |tensors: Vec<params::NamedTensor>| -> Vec<f32> {
+            tensors
+                .into_iter()
+                .filter(|tensor| tensor.name.starts_with(name))
+                .flat_map(|tensor| tensor.values)
+                .collect()
+        };
+        let (before, after) = (pick(before), pick(after));
+        assert!(!before.is_empty(), "{name} is a parameter");
+        assert_ne!(before, after, "{name} is trained");
+    };
+    moved(
+        named_tensors(&fresh.generator()),
+        named_tensors(&trainer.generator()),
+        "low_resolution_output",
+    );
+    moved(
+        named_tensors(&fresh.discriminator()),
+        named_tensors(&trainer.discriminator()),
+        "low_resolution",
+    );
+    // Each step reports the unconditional terms; the weight scales them into the objectives,
+    // so another weight trains other weights.
+    let mut reporting =
+        GanTrainer::<Train>::new(config.clone(), &[4, 4], &Default::default()).expect("trainer");
+    let losses = reporting.train_step(&two_class_batch(0)).expect("step");
+    let (d, g) = (
+        losses.low_resolution_discriminator.expect("reported"),
+        losses.low_resolution_generator.expect("reported"),
+    );
+    // Near the no-information values at the start, as the conditional terms: 2 ln 2 and ln 2.
+    assert!((d - 2.0 * std::f32::consts::LN_2).abs() < 0.2, "{d}");
+    assert!((g - std::f32::consts::LN_2).abs() < 0.2, "{g}");
+    config.gan.unconditional_low_resolution = Some(0.25);
+    let mut lighter =
+        GanTrainer::<Train>::new(config, &[4, 4], &Default::default()).expect("trainer");
+    for step in 0..6 {
+        lighter.train_step(&two_class_batch(step)).expect("step");
+    }
+    assert_ne!(all_bits(&lighter), all_bits(&trainer), "the weight counts");
+    // The recipe reports none.
+    let mut recipe =
+        GanTrainer::<Train>::new(tiny_config(29), &[4, 4], &Default::default()).expect("trainer");
+    let losses = recipe.train_step(&two_class_batch(0)).expect("step");
+    assert_eq!(
+        (
+            losses.low_resolution_discriminator,
+            losses.low_resolution_generator
+        ),
+        (None, None)
+    );
+}
