@@ -21,7 +21,9 @@
 //! as `worker join --kernel-cache` does. `--real-shift N` shifts the real images by up to N
 //! pixels (`--real-shift` of a job) in every run, `--auxiliary-classifier W` adds AC-GAN's
 //! auxiliary classifier with weight W (0: none, the default) and `--mismatched-labels W` the
-//! discriminator's mismatched-label term (0: off) to every run; the header line says which.
+//! discriminator's mismatched-label term (0: off) to every run, `--spectral-norm` and
+//! `--hinge-loss` switch those on, and `--unconditional-low-resolution W` adds UTLO's
+//! half-resolution terms with weight W (0: none); the header line says which.
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a test fails loudly on broken setup
 #![allow(unsafe_code)] // the counting allocator below must implement GlobalAlloc
 
@@ -94,6 +96,9 @@ struct Options {
     spectral_norm: bool,
     /// The hinge loss (`--hinge-loss`) in every run.
     hinge_loss: bool,
+    /// Weight of UTLO's unconditional half-resolution terms (`--unconditional-low-resolution`)
+    /// in every run; 0 is none.
+    unconditional_low_resolution: f32,
     /// How the generator's up-sampling layers are computed, each measured.
     upsampling: Vec<Upsampling>,
     /// How the generator's output layer is computed, each measured.
@@ -163,6 +168,7 @@ fn options() -> Options {
         mismatched_labels: 0.0,
         spectral_norm: false,
         hinge_loss: false,
+        unconditional_low_resolution: 0.0,
         upsampling: vec![GeneratorKernels::default().upsampling],
         output_layer: vec![GeneratorKernels::default().output_layer],
     };
@@ -187,6 +193,9 @@ fn options() -> Options {
     }
     if let Some(weight) = value("--mismatched-labels").and_then(|w| w.parse().ok()) {
         options.mismatched_labels = weight;
+    }
+    if let Some(weight) = value("--unconditional-low-resolution").and_then(|w| w.parse().ok()) {
+        options.unconditional_low_resolution = weight;
     }
     if let Some(policies) = value("--diff-augment") {
         options.diff_augment = policies.split(',').map(str::to_string).collect();
@@ -234,7 +243,7 @@ fn main() {
     let options = options();
     let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all cores".into());
     println!(
-        "cdcgan-28 training step (D + G update), backend {BACKEND_NAME}, batch {}, threads {threads}, {} measured steps after {} warm-up, real images shifted by up to {} pixels, auxiliary classifier weight {}, mismatched-label weight {}, spectral norm {}, hinge loss {}",
+        "cdcgan-28 training step (D + G update), backend {BACKEND_NAME}, batch {}, threads {threads}, {} measured steps after {} warm-up, real images shifted by up to {} pixels, auxiliary classifier weight {}, mismatched-label weight {}, spectral norm {}, hinge loss {}, unconditional half-resolution weight {}",
         options.batch,
         options.steps,
         options.warmup,
@@ -242,7 +251,8 @@ fn main() {
         options.auxiliary_classifier,
         options.mismatched_labels,
         options.spectral_norm,
-        options.hinge_loss
+        options.hinge_loss,
+        options.unconditional_low_resolution
     );
     println!(
         "| width | G average decay | DiffAugment | D projection | mode seeking | kept states | host round trip | G up-sampling | G output layer | G params | D params | first step (s) | median step (s) | min step (s) | images/s | peak heap (MiB) |"
@@ -316,7 +326,11 @@ fn measure(run: Run, options: &Options, device: &burn::prelude::Device<TrainBack
         .with_auxiliary_classifier(
             (options.auxiliary_classifier != 0.0).then_some(options.auxiliary_classifier),
         )
-        .with_spectral_norm(options.spectral_norm.then_some(true));
+        .with_spectral_norm(options.spectral_norm.then_some(true))
+        .with_unconditional_low_resolution(
+            (options.unconditional_low_resolution != 0.0)
+                .then_some(options.unconditional_low_resolution),
+        );
     // With the round trip the trainer is rank 0 of 2, so its own share is `--batch`.
     let replicas = if round_trip { 2 } else { 1 };
     let config = TrainConfig::new(gan)
